@@ -1,0 +1,193 @@
+package analyzer
+
+import (
+	"io"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// shard is the counters of one event loop. Only its loop writes them (the atomics
+// are for the readers: Stats, /stats and /metrics), and each shard is its own
+// padded allocation, so no cache line is written by two cores per packet.
+type shard struct {
+	_ [64]byte
+
+	packets      atomic.Uint64 // new packets processed (single and batched)
+	messages     atomic.Uint64 // messages in them
+	duplicates   atomic.Uint64 // packets already in the de-duplication window
+	dupMessages  atomic.Uint64 // messages in those
+	bytes        atomic.Uint64 // request body bytes received on the ingest endpoints
+	batches      atomic.Uint64 // /ingest/batch requests accepted
+	batchPackets atomic.Uint64 // packets in them, new or duplicate
+	invalid      atomic.Uint64 // ingest requests answered 400
+	failed       atomic.Uint64 // ingest requests answered 500 by the "fail" fault
+	healthFailed atomic.Uint64 // health checks answered 503 by the "health-fail" fault
+	refused      atomic.Uint64 // connections refused or closed by "down" / "flap"
+	levels       [numLevels]atomic.Uint64
+
+	// latency is per loop for the same reason as the counters: PrometheusHistogram
+	// takes a mutex per observation, which is uncontended only if one loop owns it.
+	latency *metrics.PrometheusHistogram
+
+	_ [64]byte
+}
+
+func (s *shard) addLevels(lc *levelCounts) {
+	for i, n := range lc {
+		if n != 0 {
+			s.levels[i].Add(uint64(n))
+		}
+	}
+}
+
+func (s *shard) observeLatency(n int, ns int64) {
+	sec := float64(ns) / 1e9
+	for ; n > 0; n-- {
+		s.latency.Update(sec)
+	}
+}
+
+// latencyBuckets spans an undelayed answer (tens of µs) to a simulated slow one.
+var latencyBuckets = []float64{
+	50e-6, 100e-6, 250e-6, 500e-6,
+	1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3,
+	1, 2.5, 5, 10,
+}
+
+// shardAt returns the i-th loop shard, creating it (and its histogram) on first use.
+// Shards outlive engines: a restarted analyzer's loops reuse them by index, so the
+// counters keep counting and the histogram series stay the same.
+func (a *Analyzer) shardAt(i int) *shard {
+	a.shardsMu.Lock()
+	defer a.shardsMu.Unlock()
+	for len(a.shards) <= i {
+		name := `analyzer_ingest_duration_seconds{loop="` + strconv.Itoa(len(a.shards)) + `"}`
+		a.shards = append(a.shards, &shard{latency: a.metrics.NewPrometheusHistogramExt(name, latencyBuckets)})
+	}
+	return a.shards[i]
+}
+
+// Stats is a snapshot of what the analyzer has counted since New. Counters survive
+// Stop and Start.
+type Stats struct {
+	AnalyzerID        string            `json:"analyzer_id"`
+	Packets           uint64            `json:"packets"`            // new packets processed
+	Messages          uint64            `json:"messages"`           // messages in them
+	MessagesByLevel   map[string]uint64 `json:"messages_by_level"`  // the same, by level
+	Duplicates        uint64            `json:"duplicates"`         // packets answered 200 but not processed again
+	DuplicateMessages uint64            `json:"duplicate_messages"` // messages in those
+	Bytes             uint64            `json:"bytes"`              // ingest request body bytes received
+	Batches           uint64            `json:"batches"`            // /ingest/batch requests accepted
+	BatchPackets      uint64            `json:"batch_packets"`      // packets in them, new or duplicate
+	Invalid           uint64            `json:"invalid"`            // ingest requests answered 400
+	Failed            uint64            `json:"failed"`             // ingest requests answered 500 by the fail fault
+	HealthFailed      uint64            `json:"health_failed"`      // health checks answered 503 by the fault
+	Refused           uint64            `json:"refused"`            // connections refused or closed by down/flap
+	Connections       int               `json:"connections"`        // open now
+	DedupWindow       int               `json:"dedup_window"`       // ids remembered
+	Fault             FaultStatus       `json:"fault"`
+}
+
+// Stats sums the loop shards.
+func (a *Analyzer) Stats() Stats {
+	st := Stats{
+		AnalyzerID:      a.cfg.ID,
+		MessagesByLevel: make(map[string]uint64, numLevels),
+		DedupWindow:     a.dedup.size(),
+		Fault:           a.faultStatus(),
+	}
+	var levels [numLevels]uint64
+	a.eachShard(func(s *shard) {
+		st.Packets += s.packets.Load()
+		st.Messages += s.messages.Load()
+		st.Duplicates += s.duplicates.Load()
+		st.DuplicateMessages += s.dupMessages.Load()
+		st.Bytes += s.bytes.Load()
+		st.Batches += s.batches.Load()
+		st.BatchPackets += s.batchPackets.Load()
+		st.Invalid += s.invalid.Load()
+		st.Failed += s.failed.Load()
+		st.HealthFailed += s.healthFailed.Load()
+		st.Refused += s.refused.Load()
+		for i := range levels {
+			levels[i] += s.levels[i].Load()
+		}
+	})
+	for i, n := range levels {
+		st.MessagesByLevel[levelNames[i]] = n
+	}
+	a.connsMu.Lock()
+	st.Connections = len(a.conns)
+	a.connsMu.Unlock()
+	return st
+}
+
+// eachShard visits the loop shards and the control shard (counters written off the
+// loops, by the fault goroutines).
+func (a *Analyzer) eachShard(f func(*shard)) {
+	a.shardsMu.Lock()
+	for _, s := range a.shards {
+		f(s)
+	}
+	a.shardsMu.Unlock()
+	f(&a.ctl)
+}
+
+// writeMetrics is the Prometheus writer for the counters; the histograms are
+// registered in the same Set and written by it. Families with labels get their
+// metadata once (when the metrics package is told to expose it), not per series.
+func (a *Analyzer) writeMetrics(w io.Writer) {
+	st := a.Stats()
+	f := st.Fault
+	var buf []byte
+	family := func(name, typ string) { metrics.WriteMetadataIfNeeded(w, name, typ) }
+	sample := func(series string, v uint64) {
+		buf = append(buf[:0], series...)
+		buf = append(buf, ' ')
+		buf = strconv.AppendUint(buf, v, 10)
+		buf = append(buf, '\n')
+		_, _ = w.Write(buf)
+	}
+
+	family("analyzer_packets_total", "counter")
+	sample("analyzer_packets_total", st.Packets)
+	family("analyzer_messages_total", "counter")
+	for _, name := range levelNames {
+		sample(`analyzer_messages_total{level="`+name+`"}`, st.MessagesByLevel[name])
+	}
+	family("analyzer_duplicates_total", "counter")
+	sample("analyzer_duplicates_total", st.Duplicates)
+	family("analyzer_duplicate_messages_total", "counter")
+	sample("analyzer_duplicate_messages_total", st.DuplicateMessages)
+	family("analyzer_received_bytes_total", "counter")
+	sample("analyzer_received_bytes_total", st.Bytes)
+	family("analyzer_batches_total", "counter")
+	sample("analyzer_batches_total", st.Batches)
+	family("analyzer_batch_packets_total", "counter")
+	sample("analyzer_batch_packets_total", st.BatchPackets)
+	family("analyzer_invalid_requests_total", "counter")
+	sample("analyzer_invalid_requests_total", st.Invalid)
+	family("analyzer_faulted_total", "counter")
+	sample(`analyzer_faulted_total{fault="fail"}`, st.Failed)
+	sample(`analyzer_faulted_total{fault="health"}`, st.HealthFailed)
+	sample(`analyzer_faulted_total{fault="down"}`, st.Refused)
+	family("analyzer_connections", "gauge")
+	sample("analyzer_connections", uint64(st.Connections))
+	family("analyzer_dedup_window", "gauge")
+	sample("analyzer_dedup_window", uint64(st.DedupWindow))
+	family("analyzer_fault_active", "gauge")
+	sample(`analyzer_fault_active{fault="fail"}`, b2u(f.Fail))
+	sample(`analyzer_fault_active{fault="slow"}`, b2u(f.SlowMS > 0))
+	sample(`analyzer_fault_active{fault="health"}`, b2u(f.HealthFail))
+	sample(`analyzer_fault_active{fault="down"}`, b2u(f.Down))
+	sample(`analyzer_fault_active{fault="flap"}`, b2u(f.FlapPeriodMS > 0))
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
