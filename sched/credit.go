@@ -127,18 +127,36 @@ func (c *Credit) SetWeights(w []float64) {
 	}
 }
 
+// ErrorBound returns how many messages, at most, one shard's split can differ from the
+// weights for any analyzer since the last SetWeights, when eligible analyzers share
+// it and no packet had more than maxPacket messages, as long as no Pick skipped an
+// analyzer and no Move ran: (H_N - 1)*maxPacket + (N-1)/N, where H_N is the N-th
+// harmonic number (docs/scheduler.md derives it). An analyzer gets at most
+// (N-1)/N*maxPacket + (H_N - 1) messages more than its share, and at most
+// (H_N - 1)*maxPacket + (N-1)/N fewer; the second is the larger. Over S shards the
+// errors add up to at most S times this.
+func ErrorBound(eligible, maxPacket int) float64 {
+	if eligible <= 1 {
+		return 0
+	}
+	n := float64(eligible)
+	return (harmonic(eligible)-1)*float64(maxPacket) + (n-1)/n
+}
+
+func harmonic(n int) float64 {
+	h := 0.0
+	for k := n; k >= 1; k-- {
+		h += 1 / float64(k)
+	}
+	return h
+}
+
 // usable reports whether w makes an analyzer eligible.
 func usable(w float64) bool { return w > 0 && !math.IsInf(w, 1) }
 
 // capFactor is floor(H_N)+2 (H_N the N-th harmonic number): strictly above H_N, the
 // largest credit (after adding, in units of W*maxN) the scheduler reaches on its own.
-func capFactor(n int) int64 {
-	h := 0.0
-	for k := 1; k <= n; k++ {
-		h += 1 / float64(k)
-	}
-	return int64(h) + 2
-}
+func capFactor(n int) int64 { return int64(harmonic(n)) + 2 }
 
 // Eligible returns the number of analyzers with weight > 0.
 func (c *Credit) Eligible() int { return len(c.idx) }
