@@ -19,7 +19,7 @@ const Continue100 = "HTTP/1.1 100 Continue\r\n\r\n"
 // clients need neither, but an HTTP/1.0 client (ab -k) keeps the connection only when
 // told, and the writer does not know the request's version.
 func AppendResponse(dst []byte, status int, keepAlive bool, extra string, body []byte) []byte {
-	dst = appendHead(dst, status, keepAlive, extra, len(body))
+	dst = AppendHeader(dst, status, keepAlive, jsonType(len(body)), len(body), extra)
 	return append(dst, body...)
 }
 
@@ -28,7 +28,7 @@ func AppendResponse(dst []byte, status int, keepAlive bool, extra string, body [
 // control characters, as every Err* reason is.
 func AppendError(dst []byte, status int, reason string, keepAlive bool, extra string) []byte {
 	bodyLen := len(`{"error":"","status":}`) + len(reason) + decimalLen(status)
-	dst = appendHead(dst, status, keepAlive, extra, bodyLen)
+	dst = AppendHeader(dst, status, keepAlive, jsonType(bodyLen), bodyLen, extra)
 	dst = append(dst, `{"error":"`...)
 	dst = append(dst, reason...)
 	dst = append(dst, `","status":`...)
@@ -40,36 +40,66 @@ func AppendError(dst []byte, status int, reason string, keepAlive bool, extra st
 // {"status":"accepted","packet_id":"<id>"}, id being the raw content of the packet's
 // JSON string (escapes kept), so it is already valid inside quotes.
 func AppendAccepted(dst []byte, id []byte, keepAlive bool) []byte {
-	dst = appendHead(dst, 202, keepAlive, "", len(`{"status":"accepted","packet_id":""}`)+len(id))
+	dst = AppendHeader(dst, 202, keepAlive, "application/json", len(`{"status":"accepted","packet_id":""}`)+len(id), "")
 	dst = append(dst, `{"status":"accepted","packet_id":"`...)
 	dst = append(dst, id...)
 	return append(dst, `"}`...)
 }
 
-func appendHead(dst []byte, status int, keepAlive bool, extra string, bodyLen int) []byte {
+// AppendHeader appends the status line and header block of a response whose body of
+// bodyLen bytes the caller appends itself, or leaves out when answering HEAD (bodyLen
+// is then the length a GET would have had). contentType "" writes no Content-Type.
+// Use it for bodies that are not JSON rather than putting Content-Type or
+// Content-Length into AppendResponse's extra, which would repeat them.
+func AppendHeader(dst []byte, status int, keepAlive bool, contentType string, bodyLen int, extra string) []byte {
+	if status >= 100 && status < len(statusLines) && statusLines[status] != "" {
+		dst = append(dst, statusLines[status]...)
+	} else {
+		dst = appendStatusLine(dst, status)
+	}
+	dst = append(dst, *httpDate()...)
+	if contentType != "" {
+		dst = append(dst, "\r\nContent-Type: "...)
+		dst = append(dst, contentType...)
+	}
+	// 1xx and 204 answers must not carry Content-Length (RFC 9110 §8.6).
+	if status >= 200 && status != 204 {
+		dst = append(dst, "\r\nContent-Length: "...)
+		dst = strconv.AppendInt(dst, int64(bodyLen), 10)
+	}
+	if keepAlive {
+		dst = append(dst, "\r\nConnection: keep-alive\r\n"...)
+	} else {
+		dst = append(dst, "\r\nConnection: close\r\n"...)
+	}
+	dst = append(dst, extra...)
+	return append(dst, "\r\n"...)
+}
+
+func jsonType(bodyLen int) string {
+	if bodyLen > 0 {
+		return "application/json"
+	}
+	return ""
+}
+
+// statusLines holds "HTTP/1.1 <code> <reason>\r\nDate: " for every code StatusText
+// knows, so the common answers start with one copy.
+var statusLines = func() (t [600]string) {
+	for code := range t {
+		if StatusText(code) != "" {
+			t[code] = string(appendStatusLine(nil, code))
+		}
+	}
+	return t
+}()
+
+func appendStatusLine(dst []byte, status int) []byte {
 	dst = append(dst, "HTTP/1.1 "...)
 	dst = strconv.AppendInt(dst, int64(status), 10)
 	dst = append(dst, ' ')
 	dst = append(dst, StatusText(status)...)
-	dst = append(dst, "\r\nDate: "...)
-	dst = append(dst, *httpDate()...)
-	dst = append(dst, "\r\n"...)
-	if bodyLen > 0 {
-		dst = append(dst, "Content-Type: application/json\r\n"...)
-	}
-	// 1xx and 204 answers must not carry Content-Length (RFC 9110 §8.6).
-	if status >= 200 && status != 204 {
-		dst = append(dst, "Content-Length: "...)
-		dst = strconv.AppendInt(dst, int64(bodyLen), 10)
-		dst = append(dst, "\r\n"...)
-	}
-	if keepAlive {
-		dst = append(dst, "Connection: keep-alive\r\n"...)
-	} else {
-		dst = append(dst, "Connection: close\r\n"...)
-	}
-	dst = append(dst, extra...)
-	return append(dst, "\r\n"...)
+	return append(dst, "\r\nDate: "...)
 }
 
 func decimalLen(n int) int {

@@ -60,6 +60,30 @@ func TestAppendResponse(t *testing.T) {
 	}
 }
 
+func TestAppendHeader(t *testing.T) {
+	body := "# metrics\n"
+	out := AppendHeader(nil, 200, true, "text/plain; version=0.0.4", len(body), "X-A: 1\r\n")
+	out = append(out, body...)
+	resp, got := readResponse(t, out)
+	if resp.Header.Get("Content-Type") != "text/plain; version=0.0.4" || len(resp.Header.Values("Content-Type")) != 1 ||
+		resp.Header.Get("X-A") != "1" || string(got) != body || resp.ContentLength != int64(len(body)) {
+		t.Fatalf("%q", out)
+	}
+
+	// A HEAD answer: the length a GET would have had, no body.
+	out = AppendHeader(nil, 200, true, "application/json", 1234, "")
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(out)), &http.Request{Method: "HEAD"})
+	if err != nil || resp.ContentLength != 1234 || len(resp.Header.Values("Content-Length")) != 1 {
+		t.Fatalf("%q: %v", out, err)
+	}
+
+	// A code without a known phrase still makes a valid status line.
+	resp, _ = readResponse(t, AppendResponse(nil, 299, true, "", nil))
+	if resp.StatusCode != 299 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
 func TestAppendError(t *testing.T) {
 	for _, e := range []*Error{ErrBodyTooLarge, ErrVersionUnsupported, ErrHeaderTooLarge, ErrGzipBody} {
 		out := AppendError(nil, e.Status, e.Reason, !e.Close, "")
