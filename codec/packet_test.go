@@ -43,6 +43,7 @@ func TestValidatePacketAccepts(t *testing.T) {
 		{"key order free", `{"messages":[{"metadata":{},"message":"m","level":"I","timestamp":2}],"packet_id":"a"}`, "a", "", 1},
 		{"escaped key is the key", `{"packet\u005fid":"a","m\u0065ssages":[{"timestamp":1,"lev\u0065l":"I","message":"m"}]}`, "a", "", 1},
 		{"strings holding brackets and quotes", `{"packet_id":"a","messages":[{"timestamp":1,"level":"}]","message":"\"{[","metadata":{"k":"\\"}}]}`, "a", "", 1},
+		{"metadata holding every kind of value", `{"packet_id":"a","messages":[{"timestamp":0,"level":"I","message":"m","metadata":{"n":[0,-0,1.5,-2E-3,3e+10,123456789012345678901234567890],"l":[true,false,null],"e":[{},[],""],"u":"\u00e9\ud83d\ude00\/\b\f\n\r\t"}}]}`, "a", "", 1},
 		{"many messages", `{"packet_id":"a","messages":[` + strings.Repeat(oneMsg+",", 99) + oneMsg + `]}`, "a", "", 100},
 		{"empty strings allowed for level and message", `{"packet_id":"a","messages":[{"timestamp":"","level":"","message":""}]}`, "a", "", 1},
 	}
@@ -75,6 +76,27 @@ func TestValidatePacketRejects(t *testing.T) {
 		{"unknown escape", `{"packet_id":"a\x"` + msgs, "invalid JSON"},
 		{"short unicode escape", `{"packet_id":"a\u12"` + msgs, "invalid JSON"},
 		{"bad escape inside metadata", `{"packet_id":"a","messages":[{"timestamp":1,"level":"I","message":"m","metadata":{"k":"\q"}}]}`, "invalid JSON"},
+		{"byte order mark", "\xef\xbb\xbf{\"packet_id\":\"a\"" + msgs, "invalid JSON"},
+		{"missing colon", `{"packet_id" "a"` + msgs, "invalid JSON"},
+		{"missing comma", `{"packet_id":"a" "messages":[` + oneMsg + `]}`, "invalid JSON"},
+		{"unquoted key", `{packet_id:"a"` + msgs, "invalid JSON"},
+		{"second object", `{"packet_id":"a"` + msgs + `{}`, "invalid JSON"},
+		{"closing bracket mismatch", `{"packet_id":"a","messages":[` + oneMsg + `}}`, "invalid JSON"},
+		{"unclosed string", `{"packet_id":"a`, "invalid JSON"},
+	}
+	for _, bad := range []string{"01", "-", "+1", "1.", ".5", "1e", "1e+", "--1", "0x1", "1.e3", "tru", "nul", "True", "NaN",
+		"[1,]", "[,1]", "[1 2]", "{,}", `{"a"}`, `{"a":}`, `{"a":1,}`, `{"a":1 "b":2}`, `{1:2}`, "[}", "{]", "[", "{", `{"a":[}`, `"\u00zz"`, "\"\x00\""} {
+		tests = append(tests, struct {
+			name   string
+			body   string
+			reason string
+		}{"metadata " + bad, `{"packet_id":"a","messages":[{"timestamp":1,"level":"I","message":"m","metadata":{"k":` + bad + `}}]}`, "invalid JSON"})
+	}
+	tests = append(tests, []struct {
+		name   string
+		body   string
+		reason string
+	}{
 		{"array", `[` + oneMsg + `]`, "packet must be a JSON object"},
 		{"string", `"packet"`, "packet must be a JSON object"},
 		{"missing packet_id", `{"emitter_id":"e"` + msgs, "packet_id must be a non-empty string"},
@@ -106,7 +128,7 @@ func TestValidatePacketRejects(t *testing.T) {
 		{"kelvin sign variant", `{"pac\u212aet_id":"a"` + msgs, "key must be spelled packet_id exactly"},
 		{"long s variant", `{"packet_id":"a","meſſages":[` + oneMsg + `]}`, "key must be spelled messages exactly"},
 		{"case variant level", `{"packet_id":"a","messages":[{"timestamp":1,"LEVEL":"I","message":"m"}]}`, "message: key must be spelled level exactly"},
-	}
+	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var p Packet
@@ -199,6 +221,10 @@ func FuzzValidatePacket(f *testing.F) {
 			if e, ok := err.(*Error); !ok || e.Status != 400 || e.Reason == "" {
 				t.Fatalf("bad error %#v", err)
 			}
+			// The grammar is encoding/json's, except for nesting beyond our bound.
+			if err == errInvalidJSON && json.Valid(body) && nestingDepth(body) <= jsonMaxDepth {
+				t.Fatalf("rejected valid JSON %q", body)
+			}
 			return
 		}
 		if !json.Valid(body) {
@@ -233,6 +259,38 @@ func FuzzValidatePacket(f *testing.F) {
 			}
 		}
 	})
+}
+
+// nestingDepth is the deepest bracket nesting of a valid JSON text.
+func nestingDepth(b []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case !inString && (c == '{' || c == '['):
+			depth++
+			deepest = max(deepest, depth)
+		case !inString && (c == '}' || c == ']'):
+			depth--
+		}
+	}
+	return deepest
+}
+
+func TestValidatePacketDeepNesting(t *testing.T) {
+	nest := func(n int) string { return strings.Repeat(`[`, n) + strings.Repeat(`]`, n) }
+	ok := `{"packet_id":"a","messages":[{"timestamp":1,"level":"I","message":"m","metadata":{"x":` + nest(jsonMaxDepth-1) + `}}]}`
+	var p Packet
+	if err := ValidatePacket([]byte(ok), &p); err != nil {
+		t.Fatalf("depth %d rejected: %v", jsonMaxDepth, err)
+	}
+	deep := `{"packet_id":"a","messages":[{"timestamp":1,"level":"I","message":"m","metadata":{"x":` + nest(jsonMaxDepth) + `}}]}`
+	if err := ValidatePacket([]byte(deep), &p); err != errInvalidJSON {
+		t.Fatalf("depth %d: %v", jsonMaxDepth+1, err)
+	}
 }
 
 func BenchmarkValidatePacket(b *testing.B) {
