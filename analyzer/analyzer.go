@@ -118,7 +118,7 @@ func (a *Analyzer) Start() error {
 	if addr == "" {
 		addr = a.cfg.Addr
 	}
-	h := &handler{a: a, addr: addr, booted: make(chan struct{})}
+	h := &handler{a: a, addr: addr, booted: make(chan struct{}), delayer: newDelayer(a)}
 	runDone := make(chan error, 1)
 	go func() {
 		runDone <- gnet.Run(h, "tcp://"+addr,
@@ -134,16 +134,18 @@ func (a *Analyzer) Start() error {
 	select {
 	case <-h.booted:
 	case err := <-runDone:
+		h.delayer.shutdown()
 		return fmt.Errorf("analyzer: listen on %s: %w", addr, err)
 	}
 	if h.bootErr != nil {
 		<-runDone // OnBoot asked gnet to shut down
+		h.delayer.shutdown()
 		return fmt.Errorf("analyzer: listen on %s: %w", addr, h.bootErr)
 	}
 	a.bindAddr, a.addr = h.bindAddr, h.dialAddr
 	a.eng = h.eng
 	a.runDone = runDone
-	a.delayer = newDelayer(a)
+	a.delayer = h.delayer
 	if a.cfg.MetricsAddr != "" {
 		if err := a.startMetricsServer(); err != nil {
 			a.stopLocked()

@@ -15,7 +15,8 @@ type handler struct {
 	gnet.BuiltinEventEngine
 	a *Analyzer
 
-	addr string // the address this run binds
+	addr    string   // the address this run binds
+	delayer *delayer // holds back delayed answers of this run's connections
 
 	// Set by OnBoot before booted is closed.
 	booted             chan struct{}
@@ -207,7 +208,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	c.lastDue = due
 	c.pending++
 	c.closing = closeAfter
-	a.delayer.push(&delayed{
+	h.delayer.push(&delayed{
 		due:     due,
 		c:       c,
 		data:    append([]byte(nil), c.out[delayFrom:]...),
