@@ -192,7 +192,7 @@ func TestDedupWindowExactFIFO(t *testing.T) {
 		want bool
 	}{
 		{"a", false}, {"b", false}, {"a", true}, {"c", false}, {"d", false},
-		{"a", true}, // window a b c d: a re-sent does not refresh it
+		{"a", true},                              // window a b c d: a re-sent does not refresh it
 		{"e", false}, {"a", false}, {"b", false}, // e evicts a, a evicts b, b evicts c
 		{"c", false}, {"b", true}, {"e", true}, {"d", false},
 	} {
