@@ -94,6 +94,13 @@ func (p *Parser) chunk(buf []byte, i int) (int, *Error) {
 				return i, ErrBareCR
 			}
 			i++
+			// The request stays buffered until it is complete, so the framing around
+			// the data is bounded too (by header plus body limit: generous for any
+			// client's chunking): 1-byte chunks with 4 KiB extensions would otherwise
+			// make a 1 MiB body cost gigabytes.
+			if int64(i-p.bodyStart-len(p.scratch)) > int64(p.limits.MaxHeaderBytes)+p.limits.MaxBodyBytes {
+				return i, ErrChunkFraming
+			}
 			if p.chunkLeft == 0 { // last-chunk: trailers follow
 				p.trailers = true
 				p.lineStart = i

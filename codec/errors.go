@@ -42,6 +42,7 @@ var (
 	ErrChunkExtension      = &Error{Status: 400, Reason: "invalid chunk extension", Close: true}
 	ErrChunkLineTooLong    = &Error{Status: 400, Reason: "chunk size line too long", Close: true}
 	ErrChunkData           = &Error{Status: 400, Reason: "chunk data not followed by CRLF", Close: true}
+	ErrChunkFraming        = &Error{Status: 413, Reason: "chunk framing larger than the body limit", Close: true}
 	ErrExpectation         = &Error{Status: 417, Reason: "unsupported expectation", Close: true}
 	ErrContentEncoding     = &Error{Status: 415, Reason: "unsupported content-encoding", Close: true}
 )

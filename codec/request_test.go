@@ -354,6 +354,7 @@ var refusals = []refusal{
 	{"bare LF after chunk size", Limits{}, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\nab\r\n", ErrBareLF},
 	{"control char in chunk extension", Limits{}, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2;a\x01\r\n", ErrChunkExtension},
 	{"chunk line over limit", Limits{}, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2;" + strings.Repeat("e", maxChunkLine), ErrChunkLineTooLong},
+	{"chunk framing over the body limit", small, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n1;" + strings.Repeat("x", 73) + "\r\n", ErrChunkFraming},
 	{"last chunk followed by neither trailer nor CRLF", Limits{}, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\x01", ErrFieldName},
 	{"last chunk without final CRLF, next request read as trailer", Limits{}, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nGET / HTTP/1.1\r\n", ErrSpaceBeforeColon},
 	{"obs-fold in trailer", Limits{}, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: 1\r\n 2\r\n\r\n", ErrObsFold},
@@ -450,7 +451,7 @@ func TestErrorsAreClosingAndJSONSafe(t *testing.T) {
 		ErrVersionUnsupported, ErrBareCR, ErrBareLF, ErrObsFold, ErrSpaceBeforeColon,
 		ErrFieldName, ErrFieldValue, ErrHostMissing, ErrHostDuplicate, ErrContentLength,
 		ErrContentLengthDiffer, ErrLengthAndChunked, ErrChunkedHTTP10, ErrTransferEncoding,
-		ErrBodyTooLarge, ErrChunkSize, ErrChunkExtension, ErrChunkLineTooLong, ErrChunkData,
+		ErrBodyTooLarge, ErrChunkSize, ErrChunkExtension, ErrChunkLineTooLong, ErrChunkData, ErrChunkFraming,
 		ErrExpectation, ErrContentEncoding,
 	}
 	for _, e := range all {
@@ -554,5 +555,19 @@ func BenchmarkParseRequestChunked(b *testing.B) {
 		if n, err := p.Parse(buf, &req); n != len(buf) || err != nil || !bytes.Equal(req.Body, []byte(body)) {
 			b.Fatal(n, err)
 		}
+	}
+}
+
+// Chunk framing (size lines, extensions, CRLFs) may take MaxHeaderBytes+MaxBodyBytes.
+func TestParseChunkFramingBoundary(t *testing.T) {
+	l := Limits{MaxHeaderBytes: 64, MaxBodyBytes: 16}
+	in := func(ext int) string {
+		return "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1;" + strings.Repeat("x", ext) + "\r\na\r\n0\r\n\r\n"
+	}
+	if got := parseWhole(l, in(71)); got.err != nil || got.body != "a" {
+		t.Fatalf("80 bytes of framing: %+v", got)
+	}
+	if got := parseWhole(l, in(72)); got.err != ErrChunkFraming {
+		t.Fatalf("81 bytes of framing: %+v", got)
 	}
 }
