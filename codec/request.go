@@ -15,6 +15,31 @@ func DefaultLimits() Limits {
 	return Limits{MaxRequestLine: 8 << 10, MaxHeaderBytes: 16 << 10, MaxBodyBytes: 1 << 20}
 }
 
+// withDefaults fills zero (or negative) fields from DefaultLimits.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.MaxRequestLine <= 0 {
+		l.MaxRequestLine = d.MaxRequestLine
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	if l.MaxBodyBytes <= 0 {
+		l.MaxBodyBytes = d.MaxBodyBytes
+	}
+	return l
+}
+
+// MaxRequestBytes bounds the bytes one request can occupy on the wire before the
+// Parser completes or refuses it: request line, header block, and a body of
+// MaxBodyBytes sent with a Content-Length or chunked (data, framing bounded by
+// MaxHeaderBytes+MaxBodyBytes plus the chunk-size line being read, trailers by
+// MaxHeaderBytes). Callers can size their per-connection input bound by it.
+func (l Limits) MaxRequestBytes() int64 {
+	l = l.withDefaults()
+	return int64(l.MaxRequestLine) + 3*int64(l.MaxHeaderBytes) + 2*l.MaxBodyBytes + maxChunkLine
+}
+
 // Request is one parsed HTTP/1.1 request. Every slice aliases the buffer passed to
 // Parser.Parse (Body may instead alias the Parser's scratch buffer when the body was
 // chunked) and stays valid until the caller discards those bytes or parses again.
@@ -106,17 +131,7 @@ type Parser struct {
 
 // Init sets the limits and resets the parser.
 func (p *Parser) Init(l Limits) {
-	d := DefaultLimits()
-	if l.MaxRequestLine <= 0 {
-		l.MaxRequestLine = d.MaxRequestLine
-	}
-	if l.MaxHeaderBytes <= 0 {
-		l.MaxHeaderBytes = d.MaxHeaderBytes
-	}
-	if l.MaxBodyBytes <= 0 {
-		l.MaxBodyBytes = d.MaxBodyBytes
-	}
-	p.limits = l
+	p.limits = l.withDefaults()
 	p.Reset()
 }
 

@@ -63,6 +63,9 @@ func connection(l Limits, pieces ...string) []parsed {
 				panic(fmt.Sprintf("n=%d > len(buf)=%d", n, len(buf)))
 			}
 			if n == 0 {
+				if int64(len(buf)) > l.MaxRequestBytes() {
+					panic(fmt.Sprintf("%d bytes buffered, neither complete nor refused", len(buf)))
+				}
 				break
 			}
 			out = append(out, snapshot(n, err, &req))
@@ -569,5 +572,33 @@ func TestParseChunkFramingBoundary(t *testing.T) {
 	}
 	if got := parseWhole(l, in(72)); got.err != ErrChunkFraming {
 		t.Fatalf("81 bytes of framing: %+v", got)
+	}
+}
+
+// The largest request the limits allow fits in MaxRequestBytes: the longest line,
+// headers, a body at its limit with framing at its bound, and trailers.
+func TestMaxRequestBytes(t *testing.T) {
+	l := Limits{MaxRequestLine: 64, MaxHeaderBytes: 128, MaxBodyBytes: 32}
+	line := "POST /" + strings.Repeat("p", 64-len("POST / HTTP/1.1\r\n")) + " HTTP/1.1\r\n"
+	head := "Host: h\r\nTransfer-Encoding: chunked\r\nX: " + strings.Repeat("x", 128-len("Host: h\r\nTransfer-Encoding: chunked\r\nX: \r\n\r\n")) + "\r\n\r\n"
+	// framing: "1;<ext>\r\n" + "\r\n" + "1f\r\n" + "\r\n" + "0\r\n" = ext+15 = 128+32
+	body := "1;" + strings.Repeat("e", 145) + "\r\nd\r\n" + "1f\r\n" + strings.Repeat("d", 31) + "\r\n"
+	trailers := "T: " + strings.Repeat("t", 128-len("T: \r\n\r\n")) + "\r\n\r\n"
+	in := line + head + body + "0\r\n" + trailers
+	if len(line) != 64 || len(head) != 128 || len(trailers) != 128 {
+		t.Fatal("test lengths are off")
+	}
+	got := parseWhole(l, in)
+	if got.err != nil || got.n != len(in) || len(got.body) != 32 {
+		t.Fatalf("largest request refused: %+v", got)
+	}
+	if int64(len(in)) > l.MaxRequestBytes() {
+		t.Fatalf("%d bytes > MaxRequestBytes %d", len(in), l.MaxRequestBytes())
+	}
+	if got := parseWhole(l, strings.Replace(in, "1;e", "1;ee", 1)); got.err != ErrChunkFraming {
+		t.Fatalf("one more byte of framing: %+v", got)
+	}
+	if DefaultLimits().MaxRequestBytes() != (Limits{}).MaxRequestBytes() {
+		t.Fatal("zero limits do not take the defaults")
 	}
 }
