@@ -337,8 +337,9 @@ func byteAt(b []byte, i int) byte {
 	return 0
 }
 
-// jsonScanKey reads the object key starting at b[i] == '"' and returns which of the
-// known keys first..last it is (pkKeyOther for any other), and the index past it.
+// jsonScanKey reads the object key at b[i], which must be a string, and returns
+// which of the known keys first..last it is (pkKeyOther for any other) and the
+// index past it.
 func jsonScanKey(b []byte, i, first, last int) (key, end int, err error) {
 	if byteAt(b, i) != '"' {
 		return pkKeyOther, 0, errInvalidJSON
