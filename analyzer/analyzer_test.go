@@ -244,6 +244,31 @@ func TestGzipBody(t *testing.T) {
 	}
 }
 
+func TestBodyFraming(t *testing.T) {
+	a := startAnalyzer(t, Config{})
+	c := dial(t, a.Addr())
+	c.send("POST /ingest HTTP/1.1\r\nHost: t\r\n\r\n")
+	if r := c.read(); r.status != 411 {
+		t.Fatalf("no length: %d %s", r.status, r.body)
+	}
+	body := packet("chunked", "INFO")
+	c.send(fmt.Sprintf("POST /ingest HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n",
+		10, body[:10], len(body)-10, body[10:]))
+	if r := c.read(); r.status != 200 || !strings.Contains(r.body, "chunked") {
+		t.Fatalf("chunked: %d %s", r.status, r.body)
+	}
+	big := "[" + strings.Repeat(packet("x", "INFO")+",", MaxBodyBytes/len(packet("x", "INFO"))) + packet("x", "INFO") + "]"
+	// The answer comes as soon as the head is read; the rest of the body meets a
+	// closed connection.
+	go c.nc.Write([]byte(request("POST", "/ingest", big)))
+	if r := c.read(); r.status != 413 || !r.close {
+		t.Fatalf("%d bytes: %d close=%v", len(big), r.status, r.close)
+	}
+	if st := a.Stats(); st.Packets != 1 || st.Invalid != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
 func TestRoutingAndMethods(t *testing.T) {
 	a := startAnalyzer(t, Config{Batch: true})
 	c := dial(t, a.Addr())

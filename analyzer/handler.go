@@ -229,19 +229,21 @@ func (h *handler) serve(c *conn, f *faultState, keepAlive bool) (ingest bool) {
 	req := &c.req
 	path, method := req.Path, req.Method
 	switch {
-	case string(path) == "/ingest":
+	case string(path) == "/ingest", string(path) == "/ingest/batch" && a.cfg.Batch:
 		if string(method) != "POST" {
 			c.out = codec.AppendError(c.out, 405, "method not allowed", keepAlive, "Allow: POST\r\n")
 			return false
 		}
-		c.ingest(f, keepAlive)
-		return true
-	case string(path) == "/ingest/batch" && a.cfg.Batch:
-		if string(method) != "POST" {
-			c.out = codec.AppendError(c.out, 405, "method not allowed", keepAlive, "Allow: POST\r\n")
-			return false
+		if req.ContentLength < 0 && !req.Chunked {
+			c.sh.invalid.Add(1)
+			c.out = codec.AppendError(c.out, 411, "length required", keepAlive, "")
+			return true
 		}
-		c.ingestBatch(f, keepAlive)
+		if len(path) == len("/ingest") {
+			c.ingest(f, keepAlive)
+		} else {
+			c.ingestBatch(f, keepAlive)
+		}
 		return true
 	case string(path) == "/health":
 		if string(method) != "GET" {
