@@ -96,11 +96,10 @@ func (c *conn) loop() {
 				c.abandon(slotInFlight)
 			}
 		}
+		c.fill(now)
 		if len(c.free) == len(c.slots) && c.noMore {
 			return
 		}
-
-		c.fill(now)
 		if len(c.wbuf) > 0 {
 			if err := c.send(); err != nil {
 				c.failed(r.now())
