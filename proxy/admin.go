@@ -1,0 +1,251 @@
+package proxy
+
+import (
+	"bytes"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bytedance/sonic"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/sluicelog/sluice/codec"
+)
+
+// HealthJSON is GET /health: the seed's fields first, then which analyzers are out
+// and why.
+type HealthJSON struct {
+	Status           string           `json:"status"`
+	HealthyAnalyzers int              `json:"healthy_analyzers"`
+	TotalAnalyzers   int              `json:"total_analyzers"`
+	Timestamp        string           `json:"timestamp"`
+	Analyzers        []AnalyzerHealth `json:"analyzers"`
+}
+
+// AnalyzerHealth is one analyzer in /health.
+type AnalyzerHealth struct {
+	Name            string  `json:"name"`
+	URL             string  `json:"url"`
+	State           string  `json:"state"`
+	Reason          string  `json:"reason,omitempty"`
+	Weight          float64 `json:"weight"`
+	EffectiveWeight float64 `json:"effective_weight"`
+	Batch           bool    `json:"batch"`
+}
+
+// MetricsJSON is GET /metrics-json: the seed's shape, plus fields it lacked.
+type MetricsJSON struct {
+	TotalPackets         int64            `json:"total_packets"`
+	TotalMessages        int64            `json:"total_messages"`
+	PacketsByAnalyzer    map[string]int64 `json:"packets_by_analyzer"`
+	MessagesByAnalyzer   map[string]int64 `json:"messages_by_analyzer"`
+	QueueDepthByAnalyzer map[string]int64 `json:"queue_depth_by_analyzer"`
+	HealthyAnalyzers     int              `json:"healthy_analyzers"`
+	TotalAnalyzers       int              `json:"total_analyzers"`
+	Timestamp            string           `json:"timestamp"`
+
+	DeliveredPackets  int64                    `json:"delivered_packets"`
+	DeliveredMessages int64                    `json:"delivered_messages"`
+	Queued            int64                    `json:"queued"`
+	InFlight          int64                    `json:"in_flight"`
+	Dropped           int64                    `json:"dropped"`
+	Rejected          map[string]int64         `json:"rejected"`
+	RetryAfterSeconds int32                    `json:"retry_after_seconds"`
+	Analyzers         map[string]AnalyzerStats `json:"analyzers"`
+}
+
+// AnalyzerStats is one analyzer in /metrics-json.
+type AnalyzerStats struct {
+	State             string           `json:"state"`
+	Weight            float64          `json:"weight"`
+	EffectiveWeight   float64          `json:"effective_weight"`
+	MessageShare      float64          `json:"message_share"`
+	RoutedPackets     int64            `json:"routed_packets"`
+	DeliveredPackets  int64            `json:"delivered_packets"`
+	DeliveredMessages int64            `json:"delivered_messages"`
+	Queued            int64            `json:"queued"`
+	InFlight          int64            `json:"in_flight"`
+	QueuedBytes       int64            `json:"queued_bytes"`
+	Rerouted          int64            `json:"rerouted"`
+	Retries           int64            `json:"retries"`
+	Dropped           map[string]int64 `json:"dropped"`
+	Failures          map[string]int64 `json:"failures"`
+	Connections       int64            `json:"connections"`
+}
+
+// Health builds /health; ok is false (answer 503) when no analyzer can take packets.
+func (s *Server) Health() (h HealthJSON, ok bool) {
+	v := s.View()
+	h = HealthJSON{Status: "healthy", HealthyAnalyzers: v.Healthy(), TotalAnalyzers: len(v.Members), Timestamp: time.Now().UTC().Format(time.RFC3339)}
+	for _, m := range v.Members {
+		h.Analyzers = append(h.Analyzers, AnalyzerHealth{Name: m.Name, URL: m.URL, State: m.State, Reason: m.Reason, Weight: m.Weight, EffectiveWeight: m.Effective, Batch: m.Batch})
+	}
+	switch {
+	case h.HealthyAnalyzers == 0:
+		h.Status = "unhealthy"
+	case h.HealthyAnalyzers < h.TotalAnalyzers:
+		h.Status = "degraded"
+	}
+	return h, h.HealthyAnalyzers > 0
+}
+
+// MetricsJSON builds /metrics-json from one consistent snapshot.
+func (s *Server) MetricsJSON() MetricsJSON {
+	st := s.Snapshot()
+	v := s.View()
+	tot := st.Total()
+	m := MetricsJSON{
+		TotalPackets: st.AcceptedPackets, TotalMessages: st.AcceptedMessages,
+		PacketsByAnalyzer: map[string]int64{}, MessagesByAnalyzer: map[string]int64{}, QueueDepthByAnalyzer: map[string]int64{},
+		HealthyAnalyzers: v.Healthy(), TotalAnalyzers: len(v.Members), Timestamp: time.Now().UTC().Format(time.RFC3339),
+		DeliveredPackets: tot.DeliveredPackets, DeliveredMessages: tot.DeliveredMessages,
+		Queued: tot.Queued, InFlight: tot.InFlight, Dropped: tot.DroppedTotal(),
+		Rejected: map[string]int64{}, RetryAfterSeconds: s.retryAfter.Load(), Analyzers: map[string]AnalyzerStats{},
+	}
+	for i, name := range rejectNames {
+		m.Rejected[name] = st.Rejected[i]
+	}
+	for i, mem := range v.Members {
+		d := &st.Dests[i]
+		m.PacketsByAnalyzer[mem.Name] = d.RoutedPackets
+		m.MessagesByAnalyzer[mem.Name] = d.RoutedMessages
+		m.QueueDepthByAnalyzer[mem.Name] = d.Queued
+		a := AnalyzerStats{
+			State: mem.State, Weight: mem.Weight, EffectiveWeight: mem.Effective,
+			RoutedPackets: d.RoutedPackets, DeliveredPackets: d.DeliveredPackets, DeliveredMessages: d.DeliveredMessages,
+			Queued: d.Queued, InFlight: d.InFlight, QueuedBytes: d.QueuedBytes, Rerouted: d.Rerouted, Retries: d.Retries,
+			Dropped: map[string]int64{}, Failures: map[string]int64{}, Connections: d.Conns,
+		}
+		if tot.DeliveredMessages > 0 {
+			a.MessageShare = float64(d.DeliveredMessages) / float64(tot.DeliveredMessages)
+		}
+		for r, name := range dropNames {
+			a.Dropped[name] = d.Dropped[r]
+		}
+		for k, name := range failNames {
+			a.Failures[name] = d.Failures[k]
+		}
+		m.Analyzers[mem.Name] = a
+	}
+	return m
+}
+
+// render produces an admin page's status and body.
+func (s *Server) render(page int) (int, []byte, string) {
+	switch page {
+	case pageHealth:
+		h, ok := s.Health()
+		b, _ := sonic.Marshal(h)
+		if !ok {
+			return 503, b, "application/json"
+		}
+		return 200, b, "application/json"
+	case pageMetricsJSON:
+		b, _ := sonic.Marshal(s.MetricsJSON())
+		return 200, b, "application/json"
+	default:
+		var buf bytes.Buffer
+		s.prom.WritePrometheus(&buf)
+		return 200, buf.Bytes(), "text/plain; version=0.0.4"
+	}
+}
+
+// renderAsync answers an admin request on the ingest port from a goroutine (it
+// needs every loop's snapshot, which a loop must not wait for), then unparks the
+// connection so the requests pipelined behind it are served in order.
+func (s *Server) renderAsync(c gnet.Conn, in *ingress, page int, keep, head bool) {
+	go func() {
+		status, body, ctype := s.render(page)
+		extra := "Content-Type: " + ctype + "\r\n"
+		var out []byte
+		if head {
+			out = codec.AppendResponse(nil, status, keep, extra+"Content-Length: "+strconv.Itoa(len(body))+"\r\n", nil)
+		} else {
+			out = codec.AppendResponse(nil, status, keep, extra, body)
+		}
+		_ = c.AsyncWrite(out, func(c gnet.Conn, err error) error {
+			in.parked = false
+			if err != nil || !keep {
+				return c.Close()
+			}
+			return c.Wake(nil)
+		})
+	}()
+}
+
+// startAdmin serves Prometheus, JSON, pprof and the admin API on METRICS_ADDR with
+// net/http: nothing here is on the data path.
+func (s *Server) startAdmin() error {
+	ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+	if err != nil {
+		return &ConfigError{"METRICS_ADDR", s.cfg.MetricsAddr, err.Error()}
+	}
+	s.adminLn = ln
+	mux := http.NewServeMux()
+	page := func(p int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			status, body, ctype := s.render(p)
+			w.Header().Set("Content-Type", ctype)
+			w.WriteHeader(status)
+			_, _ = w.Write(body)
+		}
+	}
+	mux.HandleFunc("GET /metrics", page(pageMetrics))
+	mux.HandleFunc("GET /metrics-json", page(pageMetricsJSON))
+	mux.HandleFunc("GET /health", page(pageHealth))
+	mux.HandleFunc("GET /admin/analyzers", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, s.MetricsJSON().Analyzers)
+	})
+	mux.HandleFunc("POST /admin/analyzers/{name}/{action}", s.adminAction)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = s.adminSrv.Serve(ln) }()
+	return nil
+}
+
+// adminAction is POST /admin/analyzers/{name}/drain|undrain|weight?value=W.
+func (s *Server) adminAction(w http.ResponseWriter, r *http.Request) {
+	id := -1
+	for i, a := range s.cfg.Analyzers {
+		if a.Name == r.PathValue("name") {
+			id = i
+		}
+	}
+	if id < 0 {
+		writeJSON(w, 404, map[string]string{"error": "no analyzer named " + strconv.Quote(r.PathValue("name"))})
+		return
+	}
+	switch r.PathValue("action") {
+	case "drain":
+		s.ctl.setDrained(id, true)
+	case "undrain":
+		s.ctl.setDrained(id, false)
+	case "weight":
+		v, err := strconv.ParseFloat(strings.TrimSpace(r.URL.Query().Get("value")), 64)
+		if err != nil || v <= 0 || v > 1e9 {
+			writeJSON(w, 400, map[string]string{"error": "value must be a positive number"})
+			return
+		}
+		s.ctl.setWeight(id, v)
+	default:
+		writeJSON(w, 404, map[string]string{"error": "unknown action; use drain, undrain or weight?value=W"})
+		return
+	}
+	s.log.Info("admin action", "analyzer", s.cfg.Analyzers[id].Name, "action", r.PathValue("action"), "value", r.URL.Query().Get("value"))
+	h, _ := s.Health()
+	writeJSON(w, 200, h.Analyzers[id])
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, _ := sonic.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,324 @@
+package proxy
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicelog/sluice/codec"
+)
+
+// Config is everything the distributor can be told. Every field comes from an
+// environment variable (the seed distributor's names where it had one) and the flag
+// of the same meaning; flags win.
+type Config struct {
+	Port              int            // PORT: ingest and API port
+	IngestBufferSize  int            // INGEST_BUFFER_SIZE: accepted packets not yet delivered, whole distributor
+	QueueSize         int            // PER_ANALYZER_QUEUE_SIZE: packets queued or in flight per analyzer
+	QueueBytes        int64          // PER_ANALYZER_QUEUE_BYTES: packet bytes queued or in flight per analyzer
+	Analyzers         []AnalyzerSpec // ANALYZERS: url=weight,...
+	SenderRetries     int            // SENDER_RETRIES: re-sends after a failed attempt
+	SenderTimeout     time.Duration  // SENDER_TIMEOUT_MS: answer deadline for one upstream request
+	HealthInterval    time.Duration  // HEALTH_CHECK_INTERVAL_SEC
+	MaxFailures       int            // MAX_FAILURES: consecutive failures that open a breaker
+	MetricsAddr       string         // METRICS_ADDR: Prometheus, pprof and admin API
+	Loops             int            // LOOPS: event loops (shards); default GOMAXPROCS
+	UpstreamConns     int            // UPSTREAM_CONNS: keep-alive connections per analyzer per loop
+	PipelineDepth     int            // PIPELINE_DEPTH: requests in flight per upstream connection
+	BatchMax          int            // BATCH_MAX: packets per batch request to batch-capable analyzers (1 = never batch)
+	SlowStart         time.Duration  // SLOW_START_SEC: weight ramp after an analyzer rejoins
+	BreakerBackoffMax time.Duration  // BREAKER_BACKOFF_MAX_SEC: cap of the re-open backoff
+	Spill             bool           // SPILL: when an analyzer's queue is full, place the packet on another (true) or answer 503 (false)
+	MaxBodyBytes      int64          // MAX_BODY_BYTES
+	MaxHeaderBytes    int            // MAX_HEADER_BYTES
+	MaxConns          int            // MAX_CONNS: inbound connections, whole distributor
+	ShutdownTimeout   time.Duration  // SHUTDOWN_TIMEOUT_SEC
+	LogLevel          string         // LOG_LEVEL: debug, info, warn, error
+	LogFormat         string         // LOG_FORMAT: text or json
+}
+
+// AnalyzerSpec is one analyzer as configured.
+type AnalyzerSpec struct {
+	Name   string
+	URL    string
+	Addr   string // host:port
+	Host   string // Host header value
+	Weight float64
+}
+
+// ConfigError names the setting, the value and what is wrong with it.
+type ConfigError struct {
+	Name, Value, Problem string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("%s=%q: %s", e.Name, e.Value, e.Problem)
+}
+
+// setting is one configuration variable: its env name, flag name, default and parser.
+type setting struct {
+	env, flag, def, help string
+	set                  func(c *Config, v string) error
+}
+
+func settings() []setting {
+	return []setting{
+		{"PORT", "port", "8080", "ingest and API port", intSetting(func(c *Config, n int) { c.Port = n }, 0, 65535)},
+		{"INGEST_BUFFER_SIZE", "ingest-buffer-size", "10000", "accepted packets not yet delivered, whole distributor", intSetting(func(c *Config, n int) { c.IngestBufferSize = n }, 1, 1<<30)},
+		{"PER_ANALYZER_QUEUE_SIZE", "per-analyzer-queue-size", "10000", "packets queued or in flight per analyzer", intSetting(func(c *Config, n int) { c.QueueSize = n }, 1, 1<<30)},
+		{"PER_ANALYZER_QUEUE_BYTES", "per-analyzer-queue-bytes", "67108864", "packet bytes queued or in flight per analyzer", int64Setting(func(c *Config, n int64) { c.QueueBytes = n }, 1<<10, 1<<40)},
+		{"ANALYZERS", "analyzers", "", "analyzers with weights: url=weight,url=weight,...", func(c *Config, v string) error {
+			specs, err := ParseAnalyzers(v)
+			c.Analyzers = specs
+			return err
+		}},
+		{"SENDER_RETRIES", "sender-retries", "3", "re-sends of a packet after a failed attempt", intSetting(func(c *Config, n int) { c.SenderRetries = n }, 0, 100)},
+		{"SENDER_TIMEOUT_MS", "sender-timeout-ms", "500", "answer deadline of one upstream request, ms", durSetting(func(c *Config, d time.Duration) { c.SenderTimeout = d }, time.Millisecond)},
+		{"HEALTH_CHECK_INTERVAL_SEC", "health-check-interval-sec", "30", "GET /health probe interval, s", durSetting(func(c *Config, d time.Duration) { c.HealthInterval = d }, time.Second)},
+		{"MAX_FAILURES", "max-failures", "5", "consecutive failures that open an analyzer's breaker", intSetting(func(c *Config, n int) { c.MaxFailures = n }, 1, 1<<20)},
+		{"METRICS_ADDR", "metrics-addr", ":9100", "Prometheus /metrics, pprof and admin API address (empty: off)", func(c *Config, v string) error {
+			if v != "" {
+				if _, _, err := net.SplitHostPort(v); err != nil {
+					return errors.New("want host:port or :port")
+				}
+			}
+			c.MetricsAddr = v
+			return nil
+		}},
+		{"LOOPS", "loops", "0", "event loops (shards); 0 = one per CPU", intSetting(func(c *Config, n int) { c.Loops = n }, 0, 1024)},
+		{"UPSTREAM_CONNS", "upstream-conns", "2", "keep-alive connections per analyzer per event loop", intSetting(func(c *Config, n int) { c.UpstreamConns = n }, 1, 64)},
+		{"PIPELINE_DEPTH", "pipeline-depth", "32", "requests in flight per upstream connection", intSetting(func(c *Config, n int) { c.PipelineDepth = n }, 1, 1024)},
+		{"BATCH_MAX", "batch-max", "64", "packets per batch request to batch-capable analyzers (1 = never batch)", intSetting(func(c *Config, n int) { c.BatchMax = n }, 1, 4096)},
+		{"SLOW_START_SEC", "slow-start-sec", "5", "weight ramp after an analyzer rejoins, s (0 = none)", durSetting(func(c *Config, d time.Duration) { c.SlowStart = d }, time.Second)},
+		{"BREAKER_BACKOFF_MAX_SEC", "breaker-backoff-max-sec", "30", "cap of the breaker's re-open backoff, s", durSetting(func(c *Config, d time.Duration) { c.BreakerBackoffMax = d }, time.Second)},
+		{"SPILL", "spill", "true", "when an analyzer's queue is full, place the packet on another analyzer (true) or answer 503 (false)", boolSetting(func(c *Config, b bool) { c.Spill = b })},
+		{"MAX_BODY_BYTES", "max-body-bytes", "1048576", "largest accepted request body", int64Setting(func(c *Config, n int64) { c.MaxBodyBytes = n }, 64, 1<<30)},
+		{"MAX_HEADER_BYTES", "max-header-bytes", "16384", "largest accepted request header block", intSetting(func(c *Config, n int) { c.MaxHeaderBytes = n }, 256, 1<<20)},
+		{"MAX_CONNS", "max-conns", "10000", "inbound connections, whole distributor", intSetting(func(c *Config, n int) { c.MaxConns = n }, 1, 1<<24)},
+		{"SHUTDOWN_TIMEOUT_SEC", "shutdown-timeout-sec", "10", "time to flush queued packets on SIGTERM, s", durSetting(func(c *Config, d time.Duration) { c.ShutdownTimeout = d }, time.Second)},
+		{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", func(c *Config, v string) error {
+			switch strings.ToLower(v) {
+			case "debug", "info", "warn", "error":
+				c.LogLevel = strings.ToLower(v)
+				return nil
+			}
+			return errors.New("want debug, info, warn or error")
+		}},
+		{"LOG_FORMAT", "log-format", "text", "text or json", func(c *Config, v string) error {
+			switch strings.ToLower(v) {
+			case "text", "json":
+				c.LogFormat = strings.ToLower(v)
+				return nil
+			}
+			return errors.New("want text or json")
+		}},
+	}
+}
+
+// DefaultConfig is the configuration with every default applied and no analyzers.
+func DefaultConfig() Config {
+	var c Config
+	for _, s := range settings() {
+		if s.def == "" {
+			continue
+		}
+		if err := s.set(&c, s.def); err != nil {
+			panic("proxy: bad default for " + s.env + ": " + err.Error())
+		}
+	}
+	return c
+}
+
+// LoadConfig reads the environment (through getenv) and then args as flags. Unset
+// variables take their defaults; a flag overrides its variable.
+func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	c := DefaultConfig()
+	all := settings()
+	for _, s := range all {
+		if v := getenv(s.env); v != "" {
+			if err := s.set(&c, v); err != nil {
+				return c, &ConfigError{s.env, v, err.Error()}
+			}
+		}
+	}
+	fs := flag.NewFlagSet("sluice distributor", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	var flagErr error
+	for _, s := range all {
+		s := s
+		fs.Func(s.flag, s.help+" (env "+s.env+", default "+strconv.Quote(s.def)+")", func(v string) error {
+			if err := s.set(&c, v); err != nil {
+				flagErr = &ConfigError{"-" + s.flag, v, err.Error()}
+				return err
+			}
+			return nil
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		if flagErr != nil {
+			return c, flagErr
+		}
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, &ConfigError{"arguments", strings.Join(fs.Args(), " "), "unexpected"}
+	}
+	if len(c.Analyzers) == 0 {
+		return c, &ConfigError{"ANALYZERS", "", "at least one analyzer is required, e.g. http://127.0.0.1:9001=0.5,http://127.0.0.1:9002=0.5"}
+	}
+	if c.Loops == 0 {
+		c.Loops = runtime.GOMAXPROCS(0)
+	}
+	return c, nil
+}
+
+// ParseAnalyzers parses "url=weight,url=weight". Weights must be positive; they are
+// normalised to sum to 1 (Normalised reports whether that changed them).
+func ParseAnalyzers(v string) ([]AnalyzerSpec, error) {
+	var specs []AnalyzerSpec
+	seen := map[string]bool{}
+	for i, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		eq := strings.LastIndexByte(item, '=')
+		if eq < 0 {
+			return nil, fmt.Errorf("item %d %q: want url=weight", i+1, item)
+		}
+		raw, ws := strings.TrimSpace(item[:eq]), strings.TrimSpace(item[eq+1:])
+		w, err := strconv.ParseFloat(ws, 64)
+		if err != nil || w <= 0 || w != w || w > 1e9 {
+			return nil, fmt.Errorf("item %d %q: weight must be a positive number", i+1, item)
+		}
+		if !strings.Contains(raw, "://") {
+			raw = "http://" + raw
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "http" || u.Host == "" {
+			return nil, fmt.Errorf("item %d %q: want an http://host:port URL", i+1, item)
+		}
+		addr := u.Host
+		if u.Port() == "" {
+			addr = net.JoinHostPort(u.Hostname(), "80")
+		}
+		if seen[addr] {
+			return nil, fmt.Errorf("item %d %q: analyzer listed twice", i+1, item)
+		}
+		seen[addr] = true
+		specs = append(specs, AnalyzerSpec{URL: raw, Addr: addr, Host: u.Host, Weight: w})
+	}
+	if len(specs) == 0 {
+		return nil, errors.New("no analyzers")
+	}
+	names := map[string]bool{}
+	for i := range specs {
+		specs[i].Name = analyzerName(specs[i].URL, i)
+		if names[specs[i].Name] {
+			specs[i].Name = "analyzer-" + strconv.Itoa(i+1)
+		}
+		names[specs[i].Name] = true
+	}
+	sum := 0.0
+	for _, s := range specs {
+		sum += s.Weight
+	}
+	for i := range specs {
+		specs[i].Weight /= sum
+	}
+	return specs, nil
+}
+
+// WeightsNormalised reports whether the configured weights did not sum to 1 (within
+// 1e-6), so the caller can log that they were scaled.
+func WeightsNormalised(v string) (sum float64, changed bool) {
+	for _, item := range strings.Split(v, ",") {
+		if eq := strings.LastIndexByte(item, '='); eq >= 0 {
+			w, _ := strconv.ParseFloat(strings.TrimSpace(item[eq+1:]), 64)
+			sum += w
+		}
+	}
+	d := sum - 1
+	return sum, d > 1e-6 || d < -1e-6
+}
+
+// analyzerName derives the seed's label: the URL's host name when it looks like a
+// name ("analyzer-1" from http://analyzer-1:9001), else "analyzer-<n>" by position.
+func analyzerName(raw string, i int) string {
+	u, err := url.Parse(raw)
+	if err == nil {
+		h := u.Hostname()
+		if h != "" && net.ParseIP(h) == nil && h != "localhost" {
+			return h
+		}
+	}
+	return "analyzer-" + strconv.Itoa(i+1)
+}
+
+// Limits turns the configuration into the request parser's limits.
+func (c *Config) Limits() codec.Limits {
+	return codec.Limits{MaxHeaderBytes: c.MaxHeaderBytes, MaxBodyBytes: c.MaxBodyBytes}
+}
+
+func intSetting(f func(*Config, int), lo, hi int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return errors.New("want a whole number")
+		}
+		if n < lo || n > hi {
+			return fmt.Errorf("want a number from %d to %d", lo, hi)
+		}
+		f(c, n)
+		return nil
+	}
+}
+
+func int64Setting(f func(*Config, int64), lo, hi int64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return errors.New("want a whole number")
+		}
+		if n < lo || n > hi {
+			return fmt.Errorf("want a number from %d to %d", lo, hi)
+		}
+		f(c, n)
+		return nil
+	}
+}
+
+// durSetting parses a count of unit (the seed's _MS and _SEC variables); fractions
+// are allowed so tests can use sub-second intervals.
+func durSetting(f func(*Config, time.Duration), unit time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || x < 0 || x != x || x > 1e7 {
+			return errors.New("want a non-negative number")
+		}
+		f(c, time.Duration(x*float64(unit)))
+		return nil
+	}
+}
+
+func boolSetting(f func(*Config, bool)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		f(c, b)
+		return nil
+	}
+}
+
+// Getenv is os.Getenv, named for LoadConfig's callers.
+var Getenv = os.Getenv

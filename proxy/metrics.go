@@ -1,0 +1,194 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"strconv"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sluicelog/sluice/sched"
+)
+
+func init() { metrics.ExposeMetadata(true) }
+
+// promSet is the Prometheus exposition. Counters and gauges are set from a
+// Snapshot at each scrape (so they are live and consistent with each other);
+// histograms are observed directly by the loops, one series per loop so that no
+// two loops share a histogram's lock.
+type promSet struct {
+	srv *Server
+	mu  sync.Mutex // one scrape at a time updates the set
+	set *metrics.Set
+}
+
+// Histogram buckets: request handling is microseconds, analyzer round trips are
+// up to the sender timeout.
+var (
+	requestBuckets  = []float64{5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3}
+	upstreamBuckets = []float64{100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5}
+)
+
+func newPromSet(srv *Server) *promSet {
+	return &promSet{srv: srv, set: metrics.NewSet()}
+}
+
+// requestHist and upstreamHist are created once per loop (and analyzer) when the
+// shard is built, on the loop that will observe them.
+func (p *promSet) requestHist(loop int) *metrics.PrometheusHistogram {
+	return p.set.GetOrCreatePrometheusHistogramExt(`distributor_request_duration_seconds{loop="`+strconv.Itoa(loop)+`"}`, requestBuckets)
+}
+
+func (p *promSet) upstreamHist(loop int, analyzer string) *metrics.PrometheusHistogram {
+	return p.set.GetOrCreatePrometheusHistogramExt(`distributor_upstream_rtt_seconds{analyzer="`+analyzer+`",loop="`+strconv.Itoa(loop)+`"}`, upstreamBuckets)
+}
+
+// help is the HELP text of every family sluice exports.
+var help = map[string]string{
+	"distributor_total_packets_total":        "Total packets ingested (accepted with 202).",
+	"distributor_total_messages_total":       "Total messages ingested (in accepted packets).",
+	"distributor_packets_by_analyzer_total":  "Packets routed to each analyzer, re-routes included.",
+	"distributor_messages_by_analyzer_total": "Messages routed to each analyzer, re-routes included.",
+	"distributor_queue_depth":                "Packets waiting in each analyzer's outboxes, not yet written.",
+	"distributor_healthy_analyzers":          "Analyzers that can take packets now.",
+	"distributor_total_analyzers":            "Configured analyzers.",
+	"distributor_delivered_packets_total":    "Packets answered 2xx by each analyzer.",
+	"distributor_delivered_messages_total":   "Messages in packets answered 2xx by each analyzer.",
+	"distributor_in_flight_packets":          "Packets written to each analyzer and not yet answered.",
+	"distributor_queued_bytes":               "Bytes of packets queued or in flight per analyzer.",
+	"distributor_rerouted_packets_total":     "Packets moved away from each analyzer to another one.",
+	"distributor_retries_total":              "Failed send attempts charged to each analyzer (each one re-sent or dropped).",
+	"distributor_dropped_packets_total":      "Accepted packets given up on, by analyzer and reason.",
+	"distributor_upstream_failures_total":    "Failures talking to each analyzer, by kind.",
+	"distributor_upstream_connections":       "Open keep-alive connections to each analyzer.",
+	"distributor_upstream_batches_total":     "Batch requests answered 2xx by each analyzer.",
+	"distributor_rejected_packets_total":     "Requests to /ingest answered without accepting, by reason.",
+	"distributor_responses_total":            "Responses sent on the ingest port, by status code.",
+	"distributor_analyzer_weight":            "Configured weight of each analyzer, normalised to sum to 1.",
+	"distributor_analyzer_effective_weight":  "Weight the scheduler uses now (0 while out, ramping during slow start).",
+	"distributor_analyzer_message_share":     "Each analyzer's share of delivered messages since start.",
+	"distributor_breaker_state":              "Breaker state per analyzer: 0 closed, 1 slow start, 2 half-open, 3 open, 4 drained.",
+	"distributor_connections":                "Open inbound connections.",
+	"distributor_accounting_outstanding":     "accepted - delivered - queued - in_flight - dropped; always 0.",
+	"distributor_bytes_in_total":             "Request bytes read on the ingest port.",
+	"distributor_bytes_out_total":            "Packet bytes written to analyzers.",
+	"distributor_retry_after_seconds":        "Retry-After currently sent with 503 answers.",
+	"distributor_request_duration_seconds":   "Time from reading a request to writing its answer, per event loop.",
+	"distributor_upstream_rtt_seconds":       "Time from writing a request to an analyzer to its answer.",
+	"distributor_dropped_total":              "Accepted packets given up on, all analyzers.",
+	"distributor_delivered_total":            "Packets delivered, all analyzers.",
+	"distributor_queued_total":               "Packets queued, all analyzers.",
+	"distributor_in_flight_total":            "Packets in flight, all analyzers.",
+}
+
+var stateCode = map[string]float64{StateHealthy: 0, StateSlowStart: 1, StateHalfOpen: 2, StateOpen: 3, StateDrained: 4}
+
+// WritePrometheus writes the whole exposition: sluice's families with HELP text,
+// then process and Go runtime metrics.
+func (p *promSet) WritePrometheus(w io.Writer) {
+	st := p.srv.Snapshot()
+	v := p.srv.View()
+	p.mu.Lock()
+	p.update(&st, v)
+	var buf bytes.Buffer
+	p.set.WritePrometheus(&buf)
+	p.mu.Unlock()
+	writeWithHelp(w, buf.Bytes())
+	metrics.WriteProcessMetrics(w)
+}
+
+func (p *promSet) update(st *Stats, v *sched.View) {
+	c := func(name string, n int64) { p.set.GetOrCreateCounter(name).Set(uint64(max(n, 0))) }
+	g := func(name string, x float64) { p.set.GetOrCreateGauge(name, nil).Set(x) }
+	tot := st.Total()
+	c("distributor_total_packets_total", st.AcceptedPackets)
+	c("distributor_total_messages_total", st.AcceptedMessages)
+	c("distributor_delivered_total", tot.DeliveredPackets)
+	c("distributor_dropped_total", tot.DroppedTotal())
+	g("distributor_queued_total", float64(tot.Queued))
+	g("distributor_in_flight_total", float64(tot.InFlight))
+	g("distributor_healthy_analyzers", float64(v.Healthy()))
+	g("distributor_total_analyzers", float64(len(v.Members)))
+	g("distributor_connections", float64(st.Conns))
+	g("distributor_accounting_outstanding", float64(st.AcceptedPackets-tot.DeliveredPackets-tot.Queued-tot.InFlight-tot.DroppedTotal()))
+	g("distributor_retry_after_seconds", float64(p.srv.retryAfter.Load()))
+	c("distributor_bytes_in_total", st.BytesIn)
+	c("distributor_bytes_out_total", st.BytesOut)
+	for i, name := range rejectNames {
+		c(`distributor_rejected_packets_total{reason="`+name+`"}`, st.Rejected[i])
+	}
+	for i, code := range statusCodes {
+		c(`distributor_responses_total{code="`+strconv.Itoa(code)+`"}`, st.Responses[i])
+	}
+	c(`distributor_responses_total{code="other"}`, st.Responses[len(statusCodes)])
+	for i := range v.Members {
+		m := &v.Members[i]
+		d := &st.Dests[i]
+		l := `{analyzer="` + m.Name + `"}`
+		c("distributor_packets_by_analyzer_total"+l, d.RoutedPackets)
+		c("distributor_messages_by_analyzer_total"+l, d.RoutedMessages)
+		g("distributor_queue_depth"+l, float64(d.Queued))
+		c("distributor_delivered_packets_total"+l, d.DeliveredPackets)
+		c("distributor_delivered_messages_total"+l, d.DeliveredMessages)
+		g("distributor_in_flight_packets"+l, float64(d.InFlight))
+		g("distributor_queued_bytes"+l, float64(d.QueuedBytes))
+		c("distributor_rerouted_packets_total"+l, d.Rerouted)
+		c("distributor_retries_total"+l, d.Retries)
+		c("distributor_upstream_batches_total"+l, d.Batches)
+		g("distributor_upstream_connections"+l, float64(d.Conns))
+		g("distributor_analyzer_weight"+l, m.Weight)
+		g("distributor_analyzer_effective_weight"+l, m.Effective)
+		g("distributor_breaker_state"+l, stateCode[m.State])
+		share := 0.0
+		if tot.DeliveredMessages > 0 {
+			share = float64(d.DeliveredMessages) / float64(tot.DeliveredMessages)
+		}
+		g("distributor_analyzer_message_share"+l, share)
+		for r, name := range dropNames {
+			c(`distributor_dropped_packets_total{analyzer="`+m.Name+`",reason="`+name+`"}`, d.Dropped[r])
+		}
+		for k, name := range failNames {
+			c(`distributor_upstream_failures_total{analyzer="`+m.Name+`",kind="`+name+`"}`, d.Failures[k])
+		}
+	}
+}
+
+// writeWithHelp copies an exposition, filling in the HELP lines that
+// VictoriaMetrics/metrics leaves empty.
+func writeWithHelp(w io.Writer, expo []byte) {
+	bw := bufio.NewWriter(w)
+	for len(expo) > 0 {
+		line := expo
+		if i := bytes.IndexByte(expo, '\n'); i >= 0 {
+			line, expo = expo[:i+1], expo[i+1:]
+		} else {
+			expo = nil
+		}
+		if name, ok := bytes.CutPrefix(bytes.TrimRight(line, "\n"), []byte("# HELP ")); ok {
+			if text, ok := help[string(name)]; ok {
+				_, _ = bw.WriteString("# HELP " + string(name) + " " + text + "\n")
+				continue
+			}
+		}
+		_, _ = bw.Write(line)
+	}
+	_ = bw.Flush()
+}
+
+// observeRequest records how long the answers of one event took.
+func (s *shard) observeRequests(n int) {
+	if n == 0 {
+		return
+	}
+	d := float64(nanotime()-s.now) / 1e9
+	for range n {
+		s.reqHist.Update(d)
+	}
+}
+
+// observeUpstream records one analyzer round trip.
+func (s *shard) observeUpstream(d *dest, ns int64) {
+	d.rtt.Update(float64(ns) / 1e9)
+}

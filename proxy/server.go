@@ -1,0 +1,370 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/logging"
+
+	"github.com/sluicelog/sluice/codec"
+	"github.com/sluicelog/sluice/sched"
+)
+
+// Server is the distributor: a gnet engine whose event loops are the shards, the
+// controller, and the metrics/admin HTTP server.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	board sched.Board
+	ctl   *controller
+	prom  *promSet
+
+	retryAfter atomic.Int32 // seconds, for 503 answers
+	conns      atomic.Int64 // inbound connections, for MAX_CONNS
+
+	mu       sync.Mutex
+	byLoop   map[gnet.EventLoop]*shard
+	shards   []*shard
+	eng      gnet.Engine
+	addr     string
+	booted   chan struct{}
+	runErr   chan error
+	stopped  atomic.Bool
+	closing  atomic.Bool
+	ctx      context.Context
+	cancel   context.CancelFunc
+	adminSrv *http.Server
+	adminLn  net.Listener
+
+	lastDelivered int64
+	lastDrainAt   time.Time
+	dropLog       rateLog
+	upLog         rateLog
+}
+
+// New checks cfg and builds a Server; Start runs it.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	if len(cfg.Analyzers) == 0 {
+		return nil, errors.New("proxy: no analyzers configured")
+	}
+	if cfg.Loops <= 0 {
+		cfg.Loops = 1
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    log,
+		byLoop: map[gnet.EventLoop]*shard{},
+		booted: make(chan struct{}),
+		runErr: make(chan error, 1),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.ctl = newController(s)
+	s.ctl.publish(time.Now())
+	s.prom = newPromSet(s)
+	s.retryAfter.Store(1)
+	return s, nil
+}
+
+// Start listens on PORT (and METRICS_ADDR) and returns once both accept
+// connections.
+func (s *Server) Start() error {
+	go func() {
+		err := gnet.Run(&handler{srv: s}, "tcp://"+net.JoinHostPort("", strconv.Itoa(s.cfg.Port)),
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(s.cfg.Loops),
+			gnet.WithReusePort(false),
+			gnet.WithReuseAddr(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithLoadBalancing(gnet.LeastConnections),
+			gnet.WithLogLevel(logging.ErrorLevel),
+		)
+		s.runErr <- err
+	}()
+	select {
+	case <-s.booted:
+	case err := <-s.runErr:
+		return fmt.Errorf("listen on port %d: %w", s.cfg.Port, err)
+	}
+	go s.ctl.run(s.ctx)
+	go s.drainEstimator(s.ctx)
+	if s.cfg.MetricsAddr != "" {
+		if err := s.startAdmin(); err != nil {
+			_ = s.eng.Stop(context.Background())
+			return err
+		}
+	}
+	s.log.Info("distributor listening", "addr", s.addr, "metrics", s.MetricsAddr(), "loops", s.cfg.Loops, "analyzers", len(s.cfg.Analyzers))
+	return nil
+}
+
+// Addr is the ingest listener's address.
+func (s *Server) Addr() string { return s.addr }
+
+// MetricsAddr is the metrics/admin listener's address ("" when off).
+func (s *Server) MetricsAddr() string {
+	if s.adminLn == nil {
+		return ""
+	}
+	return s.adminLn.Addr().String()
+}
+
+// shardFor returns (making it on first use) the shard of a loop. It runs on that
+// loop, so the shard is built by the goroutine that will own it.
+func (s *Server) shardFor(loop gnet.EventLoop) *shard {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sh, ok := s.byLoop[loop]; ok {
+		return sh
+	}
+	sh := newShard(s, len(s.shards), loop)
+	s.byLoop[loop] = sh
+	s.shards = append(s.shards, sh)
+	go s.tickShard(sh)
+	return sh
+}
+
+// tickShard runs the shard's timers on its own loop.
+func (s *Server) tickShard(sh *shard) {
+	t := time.NewTicker(tickInterval)
+	defer t.Stop()
+	run := gnet.RunnableFunc(func(context.Context) error { sh.tick(); return nil })
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			if err := sh.loop.Execute(s.ctx, run); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) shardList() []*shard {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*shard(nil), s.shards...)
+}
+
+// Snapshot sums every shard's counters, each copied on its own loop so the
+// accounting invariant holds exactly in the result.
+func (s *Server) Snapshot() Stats {
+	total := Stats{Dests: make([]DestStats, len(s.cfg.Analyzers))}
+	for _, sh := range s.shardList() {
+		snap := s.snapshotShard(sh)
+		total.add(&snap)
+	}
+	return total
+}
+
+func (s *Server) snapshotShard(sh *shard) Stats {
+	if s.stopped.Load() {
+		return sh.stats.clone() // loops have exited: nothing writes any more
+	}
+	ch := make(chan Stats, 1)
+	err := sh.loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		ch <- sh.stats.clone()
+		return nil
+	}))
+	if err == nil {
+		select {
+		case st := <-ch:
+			return st
+		case <-time.After(2 * time.Second):
+		}
+	}
+	// The engine stopped under us: its loops no longer run.
+	return sh.stats.clone()
+}
+
+// View is the analyzers' current state.
+func (s *Server) View() *sched.View { return s.board.Load() }
+
+// drainEstimator keeps the delivery rate that Retry-After is derived from.
+func (s *Server) drainEstimator(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			st := s.Snapshot()
+			tot := st.Total()
+			s.mu.Lock()
+			rate := float64(tot.DeliveredPackets-s.lastDelivered) / now.Sub(s.lastDrainAt).Seconds()
+			s.lastDelivered, s.lastDrainAt = tot.DeliveredPackets, now
+			s.mu.Unlock()
+			sec := int32(1)
+			if backlog := tot.Queued + tot.InFlight; rate > 0 && backlog > 0 {
+				sec = int32(float64(backlog)/rate) + 1
+			}
+			drainSec.Store(min(sec, maxRetryAfter))
+		}
+	}
+}
+
+var drainSec atomic.Int32
+
+func (s *Server) drainSeconds() int32 { return max(drainSec.Load(), 1) }
+
+func (s *Server) updateRetryAfter(sec int32) { s.retryAfter.Store(min(max(sec, 1), maxRetryAfter)) }
+
+// Shutdown stops accepting packets, lets the loops flush every outbox to the
+// analyzers until nothing is queued or in flight or ctx ends, then stops. What is
+// still undelivered then is counted as dropped (shutdown_timeout) and logged.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	for _, sh := range s.shardList() {
+		sh := sh
+		_ = sh.loop.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
+			sh.closing = true
+			return nil
+		}))
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		snap := s.Snapshot()
+		tot := snap.Total()
+		if tot.Queued+tot.InFlight == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			s.dropRemaining()
+			goto stop
+		case <-t.C:
+		}
+	}
+stop:
+	s.cancel()
+	if s.adminSrv != nil {
+		_ = s.adminSrv.Close()
+	}
+	err := s.eng.Stop(context.Background())
+	s.stopped.Store(true)
+	<-s.runErr
+	snap := s.Snapshot()
+	tot := snap.Total()
+	s.log.Info("distributor stopped", "delivered", tot.DeliveredPackets, "dropped", tot.DroppedTotal())
+	return err
+}
+
+// dropRemaining counts what the shutdown timeout left behind, on each loop.
+func (s *Server) dropRemaining() {
+	var wg sync.WaitGroup
+	for _, sh := range s.shardList() {
+		sh := sh
+		wg.Add(1)
+		err := sh.loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			defer wg.Done()
+			sh.dropAll()
+			return nil
+		}))
+		if err != nil {
+			wg.Done()
+		}
+	}
+	wg.Wait()
+}
+
+// handler is the gnet EventHandler; it only dispatches to the shard that owns the
+// connection.
+type handler struct {
+	gnet.BuiltinEventEngine
+	srv *Server
+}
+
+func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	s := h.srv
+	s.eng = eng
+	s.addr = boundAddr(eng, s.cfg.Port)
+	close(s.booted)
+	return gnet.None
+}
+
+// boundAddr finds the port the kernel chose for ":0".
+func boundAddr(eng gnet.Engine, port int) string {
+	fd, err := eng.Dup()
+	if err != nil {
+		return net.JoinHostPort("", strconv.Itoa(port))
+	}
+	defer syscall.Close(fd)
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		return net.JoinHostPort("", strconv.Itoa(port))
+	}
+	switch a := sa.(type) {
+	case *syscall.SockaddrInet4:
+		return net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
+	case *syscall.SockaddrInet6:
+		return net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
+	}
+	return net.JoinHostPort("", strconv.Itoa(port))
+}
+
+func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if u, ok := c.Context().(*upstream); ok {
+		u.sh.now = nanotime()
+		u.sh.opened(u, c)
+		u.sh.flushDirty()
+		return nil, gnet.None
+	}
+	s := h.srv
+	sh := s.shardFor(c.EventLoop())
+	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
+		s.conns.Add(-1)
+		sh.stats.Rejected[rejectConns]++
+		c.SetContext(nil)
+		return codec.AppendError(nil, 503, "too many connections", false, "Retry-After: 1\r\n"), gnet.Close
+	}
+	in := &ingress{sh: sh}
+	in.parser.Init(s.cfg.Limits())
+	c.SetContext(in)
+	sh.stats.Conns++
+	return nil, gnet.None
+}
+
+func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
+	switch x := c.Context().(type) {
+	case *ingress:
+		return x.sh.onRequests(x, c)
+	case *upstream:
+		sh := x.sh
+		sh.now = nanotime()
+		a := sh.onResponses(x, c)
+		sh.flushDirty()
+		return a
+	}
+	return gnet.Close
+}
+
+func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
+	switch x := c.Context().(type) {
+	case *ingress:
+		h.srv.conns.Add(-1)
+		x.sh.stats.Conns--
+	case *upstream:
+		sh := x.sh
+		sh.now = nanotime()
+		sh.closed(x, err)
+		sh.flushDirty()
+	}
+	return gnet.None
+}

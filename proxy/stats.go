@@ -1,0 +1,154 @@
+package proxy
+
+// Counters are plain integers written only by the shard's own event loop, so the
+// data path pays for no atomic instruction and shares no cache line. Readers take a
+// Snapshot by running a copy on each loop (Shard.snapshot via EventLoop.Execute), so
+// every scrape sees each shard at one instant and the accounting invariant holds
+// exactly in what is exported:
+//
+//	accepted = delivered + queued + in_flight + dropped            (whole distributor)
+//	routed_a = delivered_a + queued_a + in_flight_a + dropped_a + rerouted_a   (per analyzer)
+
+// Rejection reasons for packets that were never accepted.
+const (
+	rejectFull       = iota // INGEST_BUFFER_SIZE reached
+	rejectNoAnalyzer        // no analyzer eligible
+	rejectQueueFull         // chosen analyzer's queue full and no spill target
+	rejectShutdown          // distributor is stopping
+	rejectInvalid           // failed validation (400)
+	rejectTooLarge          // body over the limit (413)
+	rejectProtocol          // any other malformed request (4xx/5xx from the parser)
+	rejectConns             // MAX_CONNS reached
+	numRejects
+)
+
+var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns"}
+
+// Drop reasons for packets that were accepted and could not be delivered.
+const (
+	dropRetries  = iota // SENDER_RETRIES spent
+	dropShutdown        // still undelivered when the shutdown timeout ran out
+	numDrops
+)
+
+var dropNames = [numDrops]string{"retries_exhausted", "shutdown_timeout"}
+
+// Failure kinds on the way to an analyzer. All of them count towards MAX_FAILURES
+// except status4xx, which says the analyzer is up but refused this one packet.
+const (
+	failConnect = iota
+	failTimeout
+	failStatus5xx
+	failStatus4xx
+	failMalformed
+	failClosed
+	numFails
+)
+
+var failNames = [numFails]string{"connect", "timeout", "status_5xx", "status_4xx", "malformed_response", "connection_closed"}
+
+// Response status codes counted by code; anything else is counted as "other".
+var statusCodes = [...]int{100, 200, 202, 400, 404, 405, 408, 411, 413, 414, 415, 417, 429, 431, 500, 501, 503, 505}
+
+func statusIndex(code int) int {
+	for i, c := range statusCodes {
+		if c == code {
+			return i
+		}
+	}
+	return len(statusCodes)
+}
+
+// DestStats are one analyzer's counters on one shard (or summed over shards).
+type DestStats struct {
+	RoutedPackets     int64 // assignments to this analyzer, re-routes in included
+	RoutedMessages    int64
+	DeliveredPackets  int64
+	DeliveredMessages int64
+	Queued            int64 // waiting in the outbox
+	QueuedBytes       int64 // bytes of queued and in-flight packets
+	InFlight          int64 // written, no answer yet
+	Rerouted          int64 // moved away to another analyzer
+	Retries           int64 // failed attempts charged to this analyzer
+	Dropped           [numDrops]int64
+	Failures          [numFails]int64
+	Conns             int64 // open upstream connections
+	Batches           int64 // batch requests answered 2xx
+}
+
+func (d *DestStats) add(o *DestStats) {
+	d.RoutedPackets += o.RoutedPackets
+	d.RoutedMessages += o.RoutedMessages
+	d.DeliveredPackets += o.DeliveredPackets
+	d.DeliveredMessages += o.DeliveredMessages
+	d.Queued += o.Queued
+	d.QueuedBytes += o.QueuedBytes
+	d.InFlight += o.InFlight
+	d.Rerouted += o.Rerouted
+	d.Retries += o.Retries
+	for i := range d.Dropped {
+		d.Dropped[i] += o.Dropped[i]
+	}
+	for i := range d.Failures {
+		d.Failures[i] += o.Failures[i]
+	}
+	d.Conns += o.Conns
+	d.Batches += o.Batches
+}
+
+// DroppedTotal sums drops over reasons.
+func (d *DestStats) DroppedTotal() int64 {
+	var n int64
+	for _, v := range d.Dropped {
+		n += v
+	}
+	return n
+}
+
+// Stats is one shard's counters (or all shards summed).
+type Stats struct {
+	AcceptedPackets  int64
+	AcceptedMessages int64
+	Rejected         [numRejects]int64
+	Responses        [len(statusCodes) + 1]int64
+	Conns            int64 // open inbound connections
+	BytesIn          int64 // request bytes parsed
+	BytesOut         int64 // packet bytes written to analyzers
+	Dests            []DestStats
+}
+
+func (s *Stats) add(o *Stats) {
+	s.AcceptedPackets += o.AcceptedPackets
+	s.AcceptedMessages += o.AcceptedMessages
+	for i := range s.Rejected {
+		s.Rejected[i] += o.Rejected[i]
+	}
+	for i := range s.Responses {
+		s.Responses[i] += o.Responses[i]
+	}
+	s.Conns += o.Conns
+	s.BytesIn += o.BytesIn
+	s.BytesOut += o.BytesOut
+	for len(s.Dests) < len(o.Dests) {
+		s.Dests = append(s.Dests, DestStats{})
+	}
+	for i := range o.Dests {
+		s.Dests[i].add(&o.Dests[i])
+	}
+}
+
+// Total sums the per-analyzer counters.
+func (s *Stats) Total() DestStats {
+	var t DestStats
+	for i := range s.Dests {
+		t.add(&s.Dests[i])
+	}
+	return t
+}
+
+// clone copies s, Dests included, for a snapshot.
+func (s *Stats) clone() Stats {
+	c := *s
+	c.Dests = append([]DestStats(nil), s.Dests...)
+	return c
+}

@@ -1,0 +1,322 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/sluicelog/sluice/codec"
+)
+
+// Upstream connection states.
+const (
+	connIdle = iota
+	connDialing
+	connOpen
+)
+
+// upstream is one keep-alive connection from a shard to an analyzer. Requests are
+// pipelined: each flight is one request (one packet, or a batch) and responses
+// settle flights strictly in order, so the parcels in flight are a FIFO too.
+type upstream struct {
+	sh      *shard
+	d       *dest
+	c       gnet.Conn
+	state   int
+	flights ring[flight]
+	parcels ring[*parcel] // in flight, in the order they were written
+	parser  codec.ResponseParser
+	resp    codec.Response
+	closing bool // answered "Connection: close" or failed: no new requests
+	failed  int  // failure kind that closed it, -1 for a clean close
+
+	redialAt int64 // nanotime before which no new dial is tried
+	backoff  int64 // current redial backoff, doubles per failed dial
+}
+
+// Redial backoff after a failed connect: a dead analyzer's port is not hammered,
+// and the breaker (not this) decides when it may take traffic again.
+const (
+	redialMin = int64(50 * time.Millisecond)
+	redialMax = int64(2 * time.Second)
+)
+
+// flight is one request on the wire: n parcels (1 unless batched), sent at sent.
+type flight struct {
+	n     int
+	batch bool
+	sent  int64
+}
+
+var (
+	batchOpen  = []byte("[")
+	batchComma = []byte(",")
+	batchClose = []byte("]")
+)
+
+// flush writes as much of d's outbox as its open connections' windows take, each
+// connection in one Writev. Closed slots are redialled.
+func (s *shard) flush(d *dest) {
+	if !d.eligible {
+		return
+	}
+	depth := s.srv.cfg.PipelineDepth
+	for _, u := range d.conns {
+		if d.outbox.len() == 0 {
+			return
+		}
+		switch u.state {
+		case connIdle:
+			if s.now >= u.redialAt {
+				s.dial(u)
+			}
+			continue
+		case connDialing:
+			continue
+		}
+		if u.closing {
+			continue
+		}
+		room := depth - u.flights.len()
+		if room <= 0 {
+			continue
+		}
+		s.writeFlights(u, room)
+	}
+}
+
+// maxIov keeps one Writev under the kernel's IOV_MAX (1024).
+const maxIov = 1000
+
+// batchBytes caps one batch request body.
+const batchBytes = 1 << 20
+
+func (s *shard) writeFlights(u *upstream, room int) {
+	d := u.d
+	batchMax := 1
+	if d.batch {
+		batchMax = s.srv.cfg.BatchMax
+	}
+	// Heads first (the scratch may move while it grows), then the iovec over them.
+	heads := s.heads[:0]
+	type span struct{ start, end, n int }
+	var spansArr [64]span
+	spans := spansArr[:0]
+	taken := 0
+	for room > 0 && taken < d.outbox.len() && 2*(taken+len(spans)+1) < maxIov {
+		n, size := 0, 0
+		for n < batchMax && taken+n < d.outbox.len() {
+			b := d.outbox.at(taken + n).body.Len()
+			if n > 0 && size+b+1 > batchBytes {
+				break
+			}
+			size += b
+			n++
+		}
+		start := len(heads)
+		if batchMax > 1 {
+			heads = appendHead(heads, "/ingest/batch", d.host, size+n+1)
+		} else {
+			heads = appendHead(heads, "/ingest", d.host, size)
+		}
+		spans = append(spans, span{start, len(heads), n})
+		taken += n
+		room--
+	}
+	s.heads = heads
+	iov := s.iov[:0]
+	for _, sp := range spans {
+		iov = append(iov, heads[sp.start:sp.end])
+		batch := batchMax > 1
+		if batch {
+			iov = append(iov, batchOpen)
+		}
+		for k := 0; k < sp.n; k++ {
+			p := d.outbox.pop()
+			d.st.Queued--
+			d.st.InFlight++
+			if batch && k > 0 {
+				iov = append(iov, batchComma)
+			}
+			iov = append(iov, p.body.B)
+			s.stats.BytesOut += int64(p.body.Len())
+			u.parcels.push(p)
+		}
+		if batch {
+			iov = append(iov, batchClose)
+		}
+		u.flights.push(flight{n: sp.n, batch: batch, sent: s.now})
+	}
+	s.iov = iov
+	if len(iov) == 0 {
+		return
+	}
+	// A failed write closes the connection from inside Writev (OnClose runs
+	// re-entrantly), which sends the flights just recorded back for retry.
+	_, _ = u.c.Writev(iov)
+	for i := range iov {
+		iov[i] = nil
+	}
+}
+
+// appendHead appends a POST request head with the given body length.
+func appendHead(dst []byte, path, host string, n int) []byte {
+	dst = append(dst, "POST "...)
+	dst = append(dst, path...)
+	dst = append(dst, " HTTP/1.1\r\nHost: "...)
+	dst = append(dst, host...)
+	dst = append(dst, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+	dst = strconv.AppendInt(dst, int64(n), 10)
+	return append(dst, "\r\n\r\n"...)
+}
+
+// dial opens u's connection off the loop (a blocking connect with the sender
+// timeout) and hands the socket to this loop with Enroll; OnOpen finishes the job.
+func (s *shard) dial(u *upstream) {
+	u.state = connDialing
+	timeout := s.srv.cfg.SenderTimeout
+	addr := u.d.addr
+	loop := s.loop
+	go func() {
+		conn, err := net.DialTimeout("tcp", addr, timeout)
+		if err == nil {
+			_, err = loop.Enroll(gnet.NewContext(context.Background(), u), conn)
+			if err != nil {
+				_ = conn.Close()
+			}
+		}
+		if err != nil {
+			_ = loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+				s.dialFailed(u, err)
+				return nil
+			}))
+		}
+	}()
+}
+
+func (s *shard) dialFailed(u *upstream, err error) {
+	s.now = nanotime()
+	u.state = connIdle
+	u.backoff = min(max(2*u.backoff, redialMin), redialMax)
+	u.redialAt = s.now + u.backoff
+	d := u.d
+	d.st.Failures[failConnect]++
+	s.srv.logUpstream(d.name, "connect failed", err)
+	s.failure(d)
+	s.flushDirty()
+}
+
+// opened runs on the loop when an enrolled upstream connection is registered.
+func (s *shard) opened(u *upstream, c gnet.Conn) {
+	u.c, u.state, u.closing, u.failed = c, connOpen, false, -1
+	u.backoff = 0
+	u.parser = codec.ResponseParser{}
+	u.d.st.Conns++
+	s.markDirty(u.d)
+}
+
+// onResponses settles every complete response buffered on u.
+func (s *shard) onResponses(u *upstream, c gnet.Conn) gnet.Action {
+	buf, _ := c.Peek(-1)
+	off := 0
+	d := u.d
+	for off < len(buf) {
+		n, err := u.parser.Parse(buf[off:], &u.resp)
+		if err != nil || (n > 0 && u.flights.len() == 0) {
+			_, _ = c.Discard(len(buf))
+			u.fail(failMalformed)
+			return gnet.None
+		}
+		if n == 0 {
+			break
+		}
+		off += n
+		f := u.flights.pop()
+		status := u.resp.Status
+		switch {
+		case status >= 200 && status < 300:
+			s.observeUpstream(d, s.now-f.sent)
+			for k := 0; k < f.n; k++ {
+				s.settle(u.parcels.pop(), d)
+			}
+			if f.batch {
+				d.st.Batches++
+			}
+			d.streak = 0
+			if d.trial {
+				s.srv.ctl.success(d.id)
+			}
+		default:
+			kind := failStatus5xx
+			if status >= 400 && status < 500 && status != 429 && status != 408 {
+				kind = failStatus4xx
+			}
+			d.st.Failures[kind]++
+			for k := 0; k < f.n; k++ {
+				s.retry(u.parcels.pop(), d)
+			}
+			if kind != failStatus4xx {
+				s.failure(d)
+			}
+		}
+		if !u.resp.KeepAlive || u.resp.UntilClose {
+			u.closing = true
+		}
+	}
+	if off > 0 { // Discard(0) would drop a partial response (see onRequests)
+		_, _ = c.Discard(off)
+	}
+	if u.closing && u.flights.len() == 0 {
+		return gnet.Close
+	}
+	s.markDirty(d)
+	return gnet.None
+}
+
+// fail closes u because of a failure of the given kind. What was in flight goes
+// back through the scheduler when OnClose runs.
+func (u *upstream) fail(kind int) {
+	if u.state != connOpen || u.failed >= 0 {
+		return
+	}
+	u.failed = kind
+	u.closing = true
+	u.d.st.Failures[kind]++
+	u.sh.failure(u.d)
+	_ = u.sh.loop.Close(u.c)
+}
+
+// closed runs on the loop when u's connection is gone, for whatever reason.
+func (s *shard) closed(u *upstream, err error) {
+	d := u.d
+	if u.state == connOpen {
+		d.st.Conns--
+	}
+	unexpected := u.failed < 0 && (err != nil || u.flights.len() > 0)
+	if unexpected {
+		d.st.Failures[failClosed]++
+		s.failure(d)
+		s.srv.logUpstream(d.name, "connection lost", err)
+	}
+	for u.flights.len() > 0 {
+		f := u.flights.pop()
+		for k := 0; k < f.n; k++ {
+			s.retry(u.parcels.pop(), d)
+		}
+	}
+	u.c, u.state, u.closing, u.failed = nil, connIdle, false, -1
+	s.markDirty(d)
+}
+
+// failure counts one failure against d on this shard; MAX_FAILURES in a row trip
+// the analyzer's breaker.
+func (s *shard) failure(d *dest) {
+	d.streak++
+	if d.streak >= s.srv.cfg.MaxFailures || d.trial {
+		d.streak = 0
+		s.srv.ctl.trip(d.id)
+	}
+}
