@@ -1,5 +1,7 @@
 package analyzer
 
+import "bytes"
+
 // Log levels the analyzer counts messages by. The set is closed so the counters can
 // be a fixed array per event loop; anything else is counted as "OTHER".
 const (
@@ -174,19 +176,26 @@ func stringContents(b []byte, start, end int) []byte {
 }
 
 // skipString returns the index just past the string whose opening quote is b[i].
+// It jumps from quote to quote with bytes.IndexByte (vectorised) and accepts a quote
+// preceded by an even number of backslashes.
 func skipString(b []byte, i int) int {
+	open := i
 	i++
-	for i < len(b) {
-		switch b[i] {
-		case '"':
-			return i + 1
-		case '\\':
-			i += 2
-		default:
-			i++
+	for {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return len(b)
 		}
+		i += j
+		k := i - 1
+		for k > open && b[k] == '\\' {
+			k--
+		}
+		if (i-1-k)%2 == 0 {
+			return i + 1
+		}
+		i++
 	}
-	return len(b)
 }
 
 // skipValue returns the index just past the JSON value that starts at b[i].
