@@ -73,9 +73,7 @@ func (p *Parser) chunk(buf []byte, i int) (int, *Error) {
 
 		case stChunkExt:
 			end := min(len(buf), p.lim)
-			for i < end && valueChar[buf[i]] {
-				i++
-			}
+			i = skip(buf[:end], i, &valueChar)
 			if i == end {
 				continue
 			}

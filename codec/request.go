@@ -223,9 +223,7 @@ func (p *Parser) run(buf []byte) (int, *Error) {
 
 		case stMethod:
 			end := min(len(buf), p.lim)
-			for i < end && tokenChar[buf[i]] {
-				i++
-			}
+			i = skip(buf[:end], i, &tokenChar)
 			if i == end {
 				continue
 			}
@@ -258,9 +256,7 @@ func (p *Parser) run(buf []byte) (int, *Error) {
 
 		case stVersion:
 			end := min(len(buf), p.lim)
-			for i < end && versionChar[buf[i]] {
-				i++
-			}
+			i = skip(buf[:end], i, &versionChar)
 			if i == end {
 				continue
 			}
@@ -303,9 +299,7 @@ func (p *Parser) run(buf []byte) (int, *Error) {
 
 		case stFieldName:
 			end := min(len(buf), p.lim)
-			for i < end && tokenChar[buf[i]] {
-				i++
-			}
+			i = skip(buf[:end], i, &tokenChar)
 			if i == end {
 				continue
 			}
@@ -333,9 +327,7 @@ func (p *Parser) run(buf []byte) (int, *Error) {
 
 		case stValue:
 			end := min(len(buf), p.lim)
-			for i < end && valueChar[buf[i]] {
-				i++
-			}
+			i = skip(buf[:end], i, &valueChar)
 			if i == end {
 				continue
 			}
@@ -632,6 +624,17 @@ func equalFold(b []byte, lower string) bool {
 		}
 	}
 	return true
+}
+
+// skip returns the offset of the first byte at or after b[i] not in class, or len(b).
+func skip(b []byte, i int, class *[256]bool) int {
+	for _, c := range b[i:] {
+		if !class[c] {
+			break
+		}
+		i++
+	}
+	return i
 }
 
 func isDecimal(c byte) bool { return c >= '0' && c <= '9' }
