@@ -162,8 +162,9 @@ func (p *Parser) HeadersDone() bool { return p.headersDone }
 // Parse again with the same bytes and more appended (the buffer may have moved).
 // Once HeadersDone reports true, req's header fields are filled.
 //
-// Refused: n == 0 and err is an *Error (one of the Err* values) to answer with.
-// Parse keeps returning it until Reset.
+// Refused: n == 0 and err is an *Error (one of the Err* values) to answer with. All
+// have Close set: the request's end is unknown, so the connection must be closed after
+// the answer. Parse keeps returning it until Reset.
 func (p *Parser) Parse(buf []byte, req *Request) (n int, err error) {
 	if p.limits.MaxRequestLine == 0 {
 		p.Init(Limits{})
