@@ -57,6 +57,8 @@ type conn struct {
 	deadline     int64 // read deadline last set on nc, ns since the start; 0 = none
 	nextAt       int64 // reserved send time of the next new packet; -1 = none reserved
 	noMore       bool  // no new packets will be started
+	idleSince    int64 // when the last answer emptied the window, ns since the start
+	mayBeStale   bool  // see staleAfter; cleared by the first answer byte
 	dialFailures int
 	timer        *time.Timer
 }
@@ -96,11 +98,15 @@ func (c *conn) loop() {
 				c.abandon(slotInFlight)
 			}
 		}
+		idle := len(c.queue) == 0 && c.nc != nil && now-c.idleSince > int64(staleAfter)
 		c.fill(now)
 		if len(c.free) == len(c.slots) && c.noMore {
 			return
 		}
 		if len(c.wbuf) > 0 {
+			if idle {
+				c.mayBeStale = true
+			}
 			if err := c.send(); err != nil {
 				c.failed(r.now())
 				c.backoffDial()
@@ -281,6 +287,7 @@ func (c *conn) receive(wake int64, stopped bool) error {
 		n, err := c.nc.Read(c.rbuf[len(c.rbuf):cap(c.rbuf)])
 		c.rbuf = c.rbuf[:len(c.rbuf)+n]
 		if n > 0 {
+			c.mayBeStale = false
 			settled, perr := c.settle(r.now())
 			if perr != nil {
 				return perr
@@ -323,6 +330,9 @@ func (c *conn) settle(now int64) (bool, error) {
 		i := c.queue[0]
 		c.queue = c.queue[:copy(c.queue, c.queue[1:])]
 		c.answer(i, now, raw)
+		if len(c.queue) == 0 {
+			c.idleSince = now
+		}
 		if !c.resp.KeepAlive {
 			// The server will read nothing more on this connection: what is still
 			// in flight was never looked at, so it goes again at once, as if new.
@@ -381,9 +391,28 @@ func (c *conn) retryOrGiveUp(i int, now int64, retryAfter time.Duration) {
 	c.park(i, now+int64(backoff(s.attempts, retryAfter, c.rng)), drop)
 }
 
+// staleAfter is how long a keep-alive connection may sit idle before the emitter
+// suspects the server closed it meanwhile (servers close idle connections, and the
+// close can cross a new request on the wire). When the first requests after such a
+// pause fail before any answer byte arrives, the server never looked at them: they
+// go again at once on a new connection, counted as re-sends but not as errors or
+// attempts, as HTTP clients do for requests on a reused connection. A connection
+// that breaks while busy, or right after an answer, is a real error. (A variable
+// only so that a test can turn the rule off.)
+var staleAfter = 100 * time.Millisecond
+
 // failed handles a broken connection: every packet in flight lost its attempt.
 func (c *conn) failed(now int64) {
 	c.close()
+	if c.mayBeStale {
+		c.mayBeStale = false
+		for _, i := range c.queue {
+			c.slots[i].attempts--
+			c.park(i, now, false)
+		}
+		c.queue = c.queue[:0]
+		return
+	}
 	for _, i := range c.queue {
 		c.st.otherErrors.Add(1)
 		c.retryOrGiveUp(i, now, 0)

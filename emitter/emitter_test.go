@@ -37,7 +37,7 @@ type fakeDistributor struct {
 	connections atomic.Int64
 }
 
-func newFakeDistributor(t *testing.T, decide func(w http.ResponseWriter, r *http.Request, p *seedPacket, attempt int) bool) *fakeDistributor {
+func newFakeDistributor(t *testing.T, decide func(w http.ResponseWriter, r *http.Request, p *seedPacket, attempt int) bool, configure ...func(*http.Server)) *fakeDistributor {
 	f := &fakeDistributor{t: t, decide: decide, arrivals: map[string][]time.Time{}, accepted: map[string]int{}}
 	if f.decide == nil {
 		f.decide = accept
@@ -47,6 +47,9 @@ func newFakeDistributor(t *testing.T, decide func(w http.ResponseWriter, r *http
 		if s == http.StateNew {
 			f.connections.Add(1)
 		}
+	}
+	for _, c := range configure {
+		c(f.srv.Config)
 	}
 	f.srv.Start()
 	t.Cleanup(f.srv.Close)
@@ -336,8 +339,8 @@ func TestNonRetryableStatusGivesUpAtOnce(t *testing.T) {
 }
 
 func TestReconnectsWhenServerClosesConnections(t *testing.T) {
-	f := newFakeDistributor(t, nil)
-	f.srv.Config.SetKeepAlivesEnabled(false) // "Connection: close" on every answer
+	// "Connection: close" on every answer.
+	f := newFakeDistributor(t, nil, func(s *http.Server) { s.SetKeepAlivesEnabled(false) })
 	rep := runOK(t, Config{Target: f.target(), Count: 60, Concurrency: 3, Pipeline: 4})
 	f.check()
 	if rep.Accepted != 60 || rep.OtherErrors != 0 || rep.GaveUp != 0 {
@@ -348,8 +351,26 @@ func TestReconnectsWhenServerClosesConnections(t *testing.T) {
 	}
 }
 
+func TestIdleConnectionClosedByServerIsNotAnError(t *testing.T) {
+	// The server closes keep-alive connections idle for 50 ms; the emitter sends
+	// a packet every 400 ms, so every packet after the first finds its connection
+	// closed under it. It must re-send on a new connection without counting an
+	// error or using up the packet's retries (there are none here).
+	f := newFakeDistributor(t, nil, func(s *http.Server) { s.IdleTimeout = 50 * time.Millisecond })
+	rep := runOK(t, Config{Target: f.target(), Rate: 2.5, Count: 4, Concurrency: 1, Retries: -1})
+	f.check()
+	conns := f.connections.Load()
+	if rep.Accepted != 4 || rep.OtherErrors != 0 || rep.GaveUp != 0 || rep.Retries != uint64(conns-1) || conns < 2 {
+		t.Fatalf("report %+v with %d connections: want 4 accepted, no errors, one re-send per new connection", rep, conns)
+	}
+}
+
 func TestResendsAfterConnectionDrops(t *testing.T) {
 	// The first attempt of every packet has its connection cut without an answer.
+	// Those are errors, never stale idle connections, however slow this machine is
+	// between an answer and the next send.
+	defer func(d time.Duration) { staleAfter = d }(staleAfter)
+	staleAfter = time.Hour
 	f := newFakeDistributor(t, func(w http.ResponseWriter, r *http.Request, p *seedPacket, attempt int) bool {
 		if attempt == 1 {
 			c, _, err := http.NewResponseController(w).Hijack()
