@@ -28,35 +28,44 @@ import (
 //
 //	go test ./analyzer -run='^$' -bench . -benchmem -count 3
 
-const (
-	benchConns = 4  // client connections
-	benchDepth = 32 // requests in flight per connection
-)
+const benchConns = 4 // client connections
+
+// benchDepths are the requests in flight per connection: 32 pipelined (how the
+// distributor drives an analyzer) and 1 (plain keep-alive, what net/http is built for).
+var benchDepths = []int{32, 1}
 
 func BenchmarkAnalyzerIngest(b *testing.B) {
-	a := New(Config{Addr: "127.0.0.1:0", ID: "bench", Batch: true})
-	if err := a.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer a.Stop()
-	runIngestLoad(b, a.Addr())
-	if st := a.Stats(); st.Packets+st.Duplicates < uint64(b.N) {
-		b.Fatalf("analyzer counted %d packets, sent %d", st.Packets+st.Duplicates, b.N)
+	for _, depth := range benchDepths {
+		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
+			a := New(Config{Addr: "127.0.0.1:0", ID: "bench", Batch: true})
+			if err := a.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer a.Stop()
+			runIngestLoad(b, a.Addr(), depth)
+			if st := a.Stats(); st.Packets+st.Duplicates < uint64(b.N) {
+				b.Fatalf("analyzer counted %d packets, sent %d", st.Packets+st.Duplicates, b.N)
+			}
+		})
 	}
 }
 
 func BenchmarkNetHTTPAnalyzerIngest(b *testing.B) {
-	s := newNetHTTPAnalyzer()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &http.Server{Handler: s}
-	go srv.Serve(ln)
-	defer srv.Close()
-	runIngestLoad(b, ln.Addr().String())
-	if n := s.packets.Load() + s.duplicates.Load(); n < uint64(b.N) {
-		b.Fatalf("server counted %d packets, sent %d", n, b.N)
+	for _, depth := range benchDepths {
+		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
+			s := newNetHTTPAnalyzer()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := &http.Server{Handler: s}
+			go srv.Serve(ln)
+			defer srv.Close()
+			runIngestLoad(b, ln.Addr().String(), depth)
+			if n := s.packets.Load() + s.duplicates.Load(); n < uint64(b.N) {
+				b.Fatalf("server counted %d packets, sent %d", n, b.N)
+			}
+		})
 	}
 }
 
@@ -114,9 +123,9 @@ var benchIDs atomic.Uint64
 
 const benchIDWidth = 16
 
-// runIngestLoad sends b.N packets over benchConns connections, benchDepth
-// pipelined at a time, and reports packets/s.
-func runIngestLoad(b *testing.B, addr string) {
+// runIngestLoad sends b.N packets over benchConns connections, depth pipelined
+// at a time on each, and reports packets/s.
+func runIngestLoad(b *testing.B, addr string, depth int) {
 	msgs := `[`
 	for i, l := range []string{"INFO", "INFO", "WARN", "ERROR", "DEBUG"} {
 		if i > 0 {
@@ -146,7 +155,7 @@ func runIngestLoad(b *testing.B, addr string) {
 	b.ResetTimer()
 	start := time.Now()
 	for _, nc := range conns {
-		go func() { errs <- pipeline(nc, []byte(req), idAt, &left) }()
+		go func() { errs <- pipeline(nc, []byte(req), idAt, depth, &left) }()
 	}
 	for range conns {
 		if err := <-errs; err != nil {
@@ -158,13 +167,13 @@ func runIngestLoad(b *testing.B, addr string) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "packets/s")
 }
 
-// pipeline keeps up to benchDepth requests in flight on one connection until the
-// shared budget is spent, checking that every answer is a 200.
-func pipeline(nc net.Conn, req []byte, idAt int, left *atomic.Int64) error {
-	out := make([]byte, 0, len(req)*benchDepth)
+// pipeline keeps up to depth requests in flight on one connection until the shared
+// budget is spent, checking that every answer is a 200.
+func pipeline(nc net.Conn, req []byte, idAt, depth int, left *atomic.Int64) error {
+	out := make([]byte, 0, len(req)*depth)
 	in := make([]byte, 0, 64<<10)
 	for {
-		n := int(min(left.Add(-benchDepth)+benchDepth, benchDepth))
+		n := int(min(left.Add(-int64(depth))+int64(depth), int64(depth)))
 		if n <= 0 {
 			return nil
 		}

@@ -168,6 +168,16 @@ func TestProcessingDelayKeepsPipelinedOrder(t *testing.T) {
 			t.Fatalf("answer %d: %s", i, r.body)
 		}
 	}
+
+	// A request that arrives in pieces while an answer is held back.
+	next := request("POST", "/ingest", packet("piece", "INFO"))
+	c.send(request("POST", "/ingest", packet("whole", "INFO")) + next[:40])
+	c.send(next[40:])
+	for _, id := range []string{"whole", "piece"} {
+		if r := c.read(); !strings.Contains(r.body, `"`+id+`"`) {
+			t.Fatalf("want %s, got %s", id, r.body)
+		}
+	}
 }
 
 func TestDelayedAnswerThenConnectionClose(t *testing.T) {

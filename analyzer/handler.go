@@ -144,15 +144,13 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	for off < len(buf) && !closeAfter {
 		n, err := c.parser.Parse(buf[off:], &c.req)
 		if err != nil {
+			// Every parser refusal leaves the framing unknown: answer and close.
 			ce, ok := err.(*codec.Error)
 			if !ok {
 				ce = errBadRequest
 			}
-			c.out = codec.AppendError(c.out, ce.Status, ce.Reason, !ce.Close, "")
-			closeAfter = ce.Close
-			if !closeAfter {
-				off = len(buf) // cannot happen with today's parser: every refusal closes
-			}
+			c.out = codec.AppendError(c.out, ce.Status, ce.Reason, false, "")
+			closeAfter = true
 			break
 		}
 		if n == 0 {
@@ -185,7 +183,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		_, _ = gc.Discard(off)
 	}
 
-	if delayFrom < 0 {
+	if delayFrom < 0 || delayFrom == len(c.out) { // nothing to hold back
 		if len(c.out) > 0 {
 			_, _ = gc.Write(c.out)
 		}
