@@ -39,7 +39,7 @@ type Credit struct {
 	credit []int64
 	pos    []int32 // member index -> position in idx, or -1 when ineligible
 
-	total int64 // W: sum of weight
+	total int64 // W: sum of weight, exactly weightScale whenever anyone is eligible
 	// capFactor*W*maxN caps every credit (limit). Without skips and moves credits
 	// provably stay below H_N*W*maxN, so the cap never changes a decision then; with
 	// them it stops an analyzer that is skipped for a long time from being owed an
@@ -48,6 +48,15 @@ type Credit struct {
 	capFactor int64
 	maxN      int64 // largest packet charged since the last SetWeights
 	limit     int64
+
+	// Packets and messages placed since the last reset: their mean is the warm-up
+	// packet size of the next reset's shard offset.
+	placed, packets int64
+	warm            int64  // warm-up packet size used by the last reset
+	offsetN         int64  // warm if the last reset warmed up (shard > 0), else 0
+	resets          uint64 // how many times SetWeights reset the credits
+
+	next []int64 // SetWeights' scratch: the new scaled weight of every member
 }
 
 // NewCredit makes the scheduler for shard `shard` of `shards` over `members`
@@ -71,6 +80,7 @@ func NewCredit(members, shard, shards int) *Credit {
 		weight:  make([]int64, 0, members),
 		credit:  make([]int64, 0, members),
 		pos:     make([]int32, members),
+		next:    make([]int64, members),
 	}
 	for i := range c.pos {
 		c.pos[i] = -1
@@ -80,67 +90,159 @@ func NewCredit(members, shard, shards int) *Credit {
 
 // SetWeights installs effective weights, one per member (missing entries count as 0).
 // Any non-negative floats will do: 0 (or negative, NaN, ±Inf) means ineligible, and
-// they need not sum to 1. Credits are reset, so an analyzer that comes back gets no
-// burst; the reset state is not all zeros but the state this shard's scheduler
-// reaches after `shard` one-message picks from zero, so that S shards begin at S
-// consecutive points of the same smooth sequence instead of all sending their first
-// packet to the heaviest analyzer. That state is one the scheduler can reach by
-// itself, so every credit bound still holds from it (docs/scheduler.md).
+// they need not sum to 1. What happens to the credits depends on what changed:
+//
+//   - The set of eligible analyzers changed: credits are reset, so an analyzer that
+//     comes back gets no burst. The reset state is not all zeros but the state this
+//     shard's scheduler reaches from zero after `shard` picks of the warm-up size (the
+//     mean packet since the previous reset; 1 at first), so that S shards begin at S
+//     consecutive points of one smooth sequence instead of all sending their first
+//     packet to the heaviest analyzer. It is a state the scheduler reaches by itself,
+//     so every credit bound holds from it.
+//   - Only the weights changed (a slow-start ramp step, a reweighting): credits are
+//     kept. The weights always sum to exactly the same W, so the bounds keep holding,
+//     now against each analyzer's share integrated over the changing weights; a reset
+//     here would restart the sequence at every ramp step, and every restart favours
+//     the analyzers early in it.
+//   - Nothing changed after scaling (a new View that changed only states or reasons):
+//     nothing happens.
+//
+// docs/scheduler.md has the proofs.
 func (c *Credit) SetWeights(w []float64) {
-	c.idx = c.idx[:0]
-	c.weight = c.weight[:0]
-	c.credit = c.credit[:0]
-	for i := range c.pos {
-		c.pos[i] = -1
-	}
 	sum := 0.0
 	for i := 0; i < c.members && i < len(w); i++ {
 		if usable(w[i]) {
 			sum += w[i]
 		}
 	}
-	c.total = 0
-	if sum > 0 && !math.IsInf(sum, 0) {
-		for i := 0; i < c.members && i < len(w); i++ {
-			if !usable(w[i]) {
-				continue
-			}
-			s := int64(math.Round(w[i] / sum * weightScale))
-			if s < 1 {
-				s = 1 // a tiny weight stays eligible
-			}
-			c.pos[i] = int32(len(c.idx))
-			c.idx = append(c.idx, int32(i))
-			c.weight = append(c.weight, s)
-			c.credit = append(c.credit, 0)
-			c.total += s
+	if !(sum > 0) || math.IsInf(sum, 0) {
+		sum = 0 // nobody eligible
+	}
+	next := c.next
+	scaleWeights(w, sum, next)
+	sameSet, sameWeights := true, true
+	for i, p := range c.pos {
+		switch {
+		case (next[i] > 0) != (p >= 0):
+			sameSet, sameWeights = false, false
+		case p >= 0 && c.weight[p] != next[i]:
+			sameWeights = false
 		}
 	}
-	c.capFactor = capFactor(len(c.idx))
-	c.maxN = 0
-	c.limit = 0
-	if len(c.idx) == 0 {
+	if sameWeights {
 		return
 	}
-	for range c.shard {
-		c.pick(1, nil)
+	if sameSet {
+		for k, i := range c.idx {
+			c.weight[k] = next[i]
+		}
+		return
+	}
+
+	warm := c.warm
+	if c.packets > 0 {
+		warm = (c.placed + c.packets/2) / c.packets
+	}
+	warm = max(warm, 1)
+	c.idx = c.idx[:0]
+	c.weight = c.weight[:0]
+	c.credit = c.credit[:0]
+	c.total = 0
+	for i := range c.pos {
+		c.pos[i] = -1
+		if next[i] == 0 {
+			continue
+		}
+		c.pos[i] = int32(len(c.idx))
+		c.idx = append(c.idx, int32(i))
+		c.weight = append(c.weight, next[i])
+		c.credit = append(c.credit, 0)
+		c.total += next[i]
+	}
+	c.capFactor = capFactor(len(c.idx))
+	c.maxN, c.limit = 0, 0
+	c.warm, c.offsetN = warm, 0
+	c.resets++
+	if len(c.idx) > 0 && c.shard > 0 {
+		for range c.shard {
+			c.pick(warm, nil)
+		}
+		c.offsetN = warm
+	}
+	c.placed, c.packets = 0, 0
+}
+
+// scaleWeights writes into dst (one entry per member) the usable weights of w, which
+// sum to sum, as integers summing to exactly weightScale (largest remainders get the
+// rounding; a tiny positive weight stays eligible as 1), and 0 for the others. With
+// sum == 0 every entry is 0.
+func scaleWeights(w []float64, sum float64, dst []int64) {
+	share := func(i int) float64 { return w[i] / sum * weightScale }
+	var total int64
+	for i := range dst {
+		dst[i] = 0
+		if sum > 0 && i < len(w) && usable(w[i]) {
+			dst[i] = max(int64(share(i)), 1)
+			total += dst[i]
+		}
+	}
+	if total == 0 {
+		return
+	}
+	// Fewer than len(dst) units to hand out or take back: O(members^2) at worst, on a
+	// View change, never per packet.
+	for total != weightScale {
+		best, bestGap := -1, 0.0
+		for i := range dst {
+			if dst[i] == 0 {
+				continue
+			}
+			gap := share(i) - float64(dst[i]) // how much i is short of its exact share
+			if total > weightScale {
+				if dst[i] == 1 {
+					continue
+				}
+				gap = -gap
+			}
+			if best < 0 || gap > bestGap {
+				best, bestGap = i, gap
+			}
+		}
+		if total < weightScale {
+			dst[best]++
+			total++
+		} else {
+			dst[best]--
+			total--
+		}
 	}
 }
 
+// Bound returns how many messages, at most, this shard's split can differ from the
+// weights for any analyzer since the weights were last set, while no Pick skipped an
+// analyzer and no Move ran: (H_N - 1)*nmax + (N-1)/N*m, with nmax the largest packet
+// so far (or m if larger) and m the warm-up packet size of the shard offset (0 for
+// shard 0). Tests and benchmarks sum it over shards to bound the global split.
+func (c *Credit) Bound() float64 {
+	n := len(c.idx)
+	if n <= 1 {
+		return 0
+	}
+	return (harmonic(n)-1)*float64(c.maxN) + float64(n-1)/float64(n)*float64(c.offsetN)
+}
+
 // ErrorBound returns how many messages, at most, one shard's split can differ from the
-// weights for any analyzer since the last SetWeights, when eligible analyzers share
-// it and no packet had more than maxPacket messages, as long as no Pick skipped an
-// analyzer and no Move ran: (H_N - 1)*maxPacket + (N-1)/N, where H_N is the N-th
-// harmonic number (docs/scheduler.md derives it). An analyzer gets at most
-// (N-1)/N*maxPacket + (H_N - 1) messages more than its share, and at most
-// (H_N - 1)*maxPacket + (N-1)/N fewer; the second is the larger. Over S shards the
-// errors add up to at most S times this.
+// weights for any analyzer since the weights were last set, when `eligible` analyzers
+// share it, no Pick skipped an analyzer, no Move ran, and maxPacket is at least every
+// packet placed and at least the shard's warm-up packet: (H_N - 1/N)*maxPacket, H_N
+// the N-th harmonic number (docs/scheduler.md derives it; Credit.Bound is the exact
+// form). For N <= 3 that is below one maxPacket, beyond it is not (H_8 - 1/8 = 2.59,
+// H_64 - 1/64 = 4.73). Over S shards the errors add up to at most S times this.
 func ErrorBound(eligible, maxPacket int) float64 {
 	if eligible <= 1 {
 		return 0
 	}
-	n := float64(eligible)
-	return (harmonic(eligible)-1)*float64(maxPacket) + (n-1)/n
+	return (harmonic(eligible) - 1/float64(eligible)) * float64(maxPacket)
 }
 
 func harmonic(n int) float64 {
@@ -239,21 +341,24 @@ func (c *Credit) pick(nn int64, skip *Set) int {
 	c.grow(nn)
 	if skip.empty() {
 		// Fast path: one pass, and there is always a winner.
+		credit, weight, limit := c.credit, c.weight[:len(c.credit)], c.limit
 		best := 0
 		var forgiven int64
 		bestCredit := int64(math.MinInt64)
-		for k := range c.credit {
-			v := c.credit[k] + c.weight[k]*nn
-			if v > c.limit {
-				forgiven += v - c.limit
-				v = c.limit
+		for k, v := range credit {
+			v += weight[k] * nn
+			if v > limit {
+				forgiven += v - limit
+				v = limit
 			}
-			c.credit[k] = v
+			credit[k] = v
 			if v > bestCredit {
 				best, bestCredit = k, v
 			}
 		}
-		c.credit[best] -= c.total*nn - forgiven
+		credit[best] -= c.total*nn - forgiven
+		c.placed += nn
+		c.packets++
 		return int(c.idx[best])
 	}
 	// Find the winner before changing anything: with every eligible analyzer skipped
@@ -282,6 +387,8 @@ func (c *Credit) pick(nn int64, skip *Set) int {
 		c.credit[k] = v
 	}
 	c.credit[best] -= c.total*nn - forgiven
+	c.placed += nn
+	c.packets++
 	return int(c.idx[best])
 }
 

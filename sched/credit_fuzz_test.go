@@ -13,7 +13,8 @@ import (
 //
 // Program bytes: b < 0xC0 picks a packet of 1+b messages; 0xC0..0xEF picks with
 // analyzer (b-0xC0)%members skipped; 0xF0..0xFE moves the last picked packet off its
-// analyzer; 0xFF resets with the weights rotated by one.
+// analyzer; 0xFF sets the weights rotated by one (a reset when the eligible set
+// changes, carried credits when only the weights do).
 func FuzzCredit(f *testing.F) {
 	f.Add(uint8(3), uint8(0x00), []byte{5, 3, 2}, []byte{0, 49, 0, 49, 0, 49, 191, 0, 0, 0, 0})
 	f.Add(uint8(5), uint8(0x31), []byte{17, 1, 5, 1, 16}, []byte{56, 99, 2, 99, 99, 99, 63, 89, 99, 11, 99, 99})
@@ -77,7 +78,17 @@ func FuzzCredit(f *testing.F) {
 				}
 			default:
 				rot++
-				tr = reset()
+				resets, before := c.resets, slices.Clone(c.credit)
+				next := reset()
+				if c.resets == resets {
+					// Same eligible analyzers: SetWeights carries the credits and the
+					// run goes on, owed shares following the new weights.
+					if !slices.Equal(before, c.credit) {
+						t.Fatalf("step %d: new weights over the same analyzers moved the credits", step)
+					}
+					continue
+				}
+				tr = next
 				sum0 = sumCredits(c)
 				exact = true
 				last = -1

@@ -30,23 +30,29 @@ func cloneCredit(c *Credit) *Credit {
 	return &d
 }
 
-// tracker follows one Credit since its last SetWeights: what each eligible analyzer
-// was charged, and the credits the shard offset started from.
+// tracker follows one Credit since its last reset: what each eligible analyzer was
+// charged, what it was owed (its weight at the time times each packet's size, summed,
+// so weight changes without a reset are followed exactly), and the credits the shard
+// offset started from.
 type tracker struct {
-	c    *Credit
-	off  []int64 // credits right after SetWeights
-	got  []int64 // messages charged, per eligible position
-	m    int64   // messages placed
-	nmax int64   // largest packet placed
+	c     *Credit
+	off   []int64 // credits right after the reset
+	got   []int64 // messages charged, per eligible position
+	ideal []int64 // sum of weight*n over the packets placed: W times the exact share
+	m     int64   // messages placed
+	nmax  int64   // largest packet placed
 }
 
 func newTracker(c *Credit, w []float64) *tracker {
 	c.SetWeights(w)
-	return &tracker{c: c, off: slices.Clone(c.credit), got: make([]int64, len(c.idx))}
+	return &tracker{c: c, off: slices.Clone(c.credit), got: make([]int64, len(c.idx)), ideal: make([]int64, len(c.idx))}
 }
 
 func (tr *tracker) record(member, n int) {
 	tr.got[tr.c.pos[member]] += int64(n)
+	for k, w := range tr.c.weight {
+		tr.ideal[k] += w * int64(n)
+	}
 	tr.m += int64(n)
 	tr.nmax = max(tr.nmax, int64(n))
 }
@@ -59,15 +65,16 @@ func (tr *tracker) pick(n int) int {
 	return i
 }
 
-// dev is how many messages analyzer at position k got beyond its exact share (of the
-// scheduler's own integer weights).
+// dev is how many messages the analyzer at position k got beyond its exact share (of
+// the scheduler's own integer weights).
 func (tr *tracker) dev(k int) float64 {
-	return float64(tr.got[k]*tr.c.total-tr.c.weight[k]*tr.m) / float64(tr.c.total)
+	return float64(tr.got[k]*tr.c.total-tr.ideal[k]) / float64(tr.c.total)
 }
 
 // check asserts the theorem of docs/scheduler.md after a run of plain picks: the
-// credit identity, the credit bounds -(N-1)/N*W*nmax <= c <= (H_N-1)*W*nmax, and so
-// the per-analyzer message error bounds.
+// credit identity, the credit bounds -(N-1)/N*W*nmax <= c <= (H_N-1)*W*nmax (nmax
+// counting the warm-up packets of the shard offset), and so the per-analyzer message
+// error bounds, Credit.Bound and ErrorBound.
 func (tr *tracker) check() error {
 	c := tr.c
 	n := int64(len(c.idx))
@@ -75,23 +82,27 @@ func (tr *tracker) check() error {
 		return nil
 	}
 	w := c.total
+	nmax := c.maxN
+	if nmax < tr.nmax || (c.shard > 0 && nmax < c.offsetN) {
+		return fmt.Errorf("maxN %d below the largest packet %d or the warm-up %d", nmax, tr.nmax, c.offsetN)
+	}
 	hm1 := harmonic(int(n)) - 1
 	for k := range c.idx {
-		if want := tr.off[k] + c.weight[k]*tr.m - w*tr.got[k]; c.credit[k] != want {
-			return fmt.Errorf("analyzer %d: credit %d, want offset+w*M-W*D = %d", c.idx[k], c.credit[k], want)
+		if want := tr.off[k] + tr.ideal[k] - w*tr.got[k]; c.credit[k] != want {
+			return fmt.Errorf("analyzer %d: credit %d, want offset+sum(w*n)-W*D = %d", c.idx[k], c.credit[k], want)
 		}
-		if n*c.credit[k] < -(n-1)*w*tr.nmax {
-			return fmt.Errorf("analyzer %d: credit %d below -(N-1)/N*W*nmax (N=%d W=%d nmax=%d)", c.idx[k], c.credit[k], n, w, tr.nmax)
+		if n*c.credit[k] < -(n-1)*w*nmax {
+			return fmt.Errorf("analyzer %d: credit %d below -(N-1)/N*W*nmax (N=%d W=%d nmax=%d)", c.idx[k], c.credit[k], n, w, nmax)
 		}
-		if float64(c.credit[k]) > hm1*float64(w*tr.nmax)*(1+1e-12) {
-			return fmt.Errorf("analyzer %d: credit %d above (H_N-1)*W*nmax = %.0f (N=%d)", c.idx[k], c.credit[k], hm1*float64(w*tr.nmax), n)
+		if float64(c.credit[k]) > hm1*float64(w*nmax)*(1+1e-12) {
+			return fmt.Errorf("analyzer %d: credit %d above (H_N-1)*W*nmax = %.0f (N=%d)", c.idx[k], c.credit[k], hm1*float64(w*nmax), n)
 		}
 		d := tr.dev(k)
-		over := float64(n-1)/float64(n)*float64(tr.nmax) + float64(tr.off[k])/float64(w)
-		under := hm1*float64(tr.nmax) - float64(tr.off[k])/float64(w)
-		if d > over+1e-9 || -d > under+1e-9 || math.Abs(d) > ErrorBound(int(n), int(tr.nmax))+1e-9 {
-			return fmt.Errorf("analyzer %d: %d of %d messages, %.3f off its share; bound +%.3f/-%.3f, ErrorBound %.3f (N=%d nmax=%d)",
-				c.idx[k], tr.got[k], tr.m, d, over, under, ErrorBound(int(n), int(tr.nmax)), n, tr.nmax)
+		over := float64(n-1)/float64(n)*float64(nmax) + float64(tr.off[k])/float64(w)
+		under := hm1*float64(nmax) - float64(tr.off[k])/float64(w)
+		if d > over+1e-9 || -d > under+1e-9 || math.Abs(d) > c.Bound()+1e-9 || math.Abs(d) > ErrorBound(int(n), int(nmax))+1e-9 {
+			return fmt.Errorf("analyzer %d: %d of %d messages, %.3f off its share; bound +%.3f/-%.3f, Bound %.3f (N=%d nmax=%d warm-up %d)",
+				c.idx[k], tr.got[k], tr.m, d, over, under, c.Bound(), n, nmax, c.offsetN)
 		}
 	}
 	return nil
@@ -242,8 +253,8 @@ func TestBoundShards(t *testing.T) {
 					var nmax int64
 					var sumBound float64
 					for _, o := range trs {
-						nmax = max(nmax, o.nmax)
-						sumBound += ErrorBound(len(o.c.idx), int(o.nmax))
+						nmax = max(nmax, o.c.maxN)
+						sumBound += o.c.Bound()
 					}
 					for k := range trs[0].c.idx {
 						d := 0.0
@@ -308,7 +319,7 @@ func TestFairnessByMessages(t *testing.T) {
 	if err := tr.check(); err != nil {
 		t.Fatalf("seed %d: %v", seed, err)
 	}
-	bound := ErrorBound(3, int(tr.nmax))
+	bound := tr.c.Bound()
 	for i := range w {
 		share := float64(got[i]) / float64(tr.m)
 		if math.Abs(share-w[i]) > 0.005 {
@@ -469,23 +480,30 @@ func TestSetWeightsResetNoBurst(t *testing.T) {
 		tr.pick(1 + rng.Intn(50))
 	}
 	tr = newTracker(c, w) // analyzer 2 returns
-	burst := 0
+	var carriedGot, carriedM int64
+	carriedExcess := 0.0 // most messages the carried-over scheduler gave analyzer 2 beyond its share
 	for k := range 1000 {
 		n := 1 + rng.Intn(50)
 		i := tr.pick(n)
 		if err := tr.check(); err != nil {
 			t.Fatalf("seed %d: %d picks after the reset: %v", seed, k+1, err)
 		}
-		if carried.Pick(n, nil) == 2 && k < 20 {
-			burst++
+		if pos := tr.c.pos[2]; i == 2 && tr.dev(int(pos)) > tr.c.Bound() {
+			t.Fatalf("seed %d: analyzer 2 got %.1f messages beyond its share after returning", seed, tr.dev(int(pos)))
 		}
-		_ = i
+		carriedM += int64(n)
+		if carried.Pick(n, nil) == 2 {
+			carriedGot += int64(n)
+		}
+		carriedExcess = max(carriedExcess, float64(carriedGot)-0.2*float64(carriedM))
 	}
-	// Without the reset analyzer 2 would be owed the cap and take most of the next 20
-	// packets; this is what the reset prevents (and shows the check above can fail).
-	if burst < 10 {
-		t.Fatalf("seed %d: carried-over debt gave analyzer 2 only %d of 20 packets; the no-burst check above proves nothing", seed, burst)
+	// Without the reset analyzer 2 would be owed the capped debt and take a burst well
+	// beyond the bound; this is what the reset prevents (and shows the checks above
+	// can fail).
+	if carriedExcess <= tr.c.Bound() {
+		t.Fatalf("seed %d: carried-over debt gave analyzer 2 only %.1f messages beyond its share (bound %.1f); the no-burst check proves nothing", seed, carriedExcess, tr.c.Bound())
 	}
+	t.Logf("after a reset analyzer 2 stays within %.1f messages of its share; carrying its debt would have given it %.1f extra", tr.c.Bound(), carriedExcess)
 }
 
 // Extreme sizes and many members under random skips and moves: the credits stay
@@ -553,4 +571,130 @@ func TestUnderServedByMoreThanOnePacket(t *testing.T) {
 		t.Fatalf("worst under-service %.2f messages, want in (one packet = 100, (H_5-1)*100 = %.2f]", worst, (harmonic(5)-1)*100)
 	}
 	t.Logf("worst under-service: %.2f messages = %.3f max packets (bound %.3f)", worst, worst/100, harmonic(5)-1)
+}
+
+// The warm-up of the shard offset uses the mean packet of the epoch that ended, so
+// the offsets still spread the shards' first packets when packets carry many
+// messages (one-message offsets would be swamped by a 5-message packet's gains).
+func TestShardOffsetsScaleWithPacketSize(t *testing.T) {
+	w := []float64{0.5, 0.3, 0.2}
+	first := make([]int, 3)
+	for s := range 10 {
+		c := NewCredit(3, s, 10)
+		c.SetWeights([]float64{1, 1, 0}) // a different eligible set, so w below resets
+		for range 20 {
+			c.Pick(5, nil)
+		}
+		c.SetWeights(w)
+		if c.offsetN != int64(5*min(s, 1)) {
+			t.Fatalf("shard %d warmed up with %d-message packets, want 5", s, c.offsetN)
+		}
+		first[c.Pick(5, nil)]++
+	}
+	if !slices.Equal(first, []int{5, 3, 2}) {
+		t.Fatalf("first 5-message packets of 10 shards: %v, want [5 3 2]", first)
+	}
+}
+
+// Weights that scale to the installed ones (a new View that changed only states or
+// reasons) keep the credits, so the sequence goes on exactly as without the call; a
+// real change resets.
+func TestSameWeightsKeepCredits(t *testing.T) {
+	seed := testSeed(t)
+	rng := rand.New(rand.NewSource(seed))
+	a, b := NewCredit(4, 2, 3), NewCredit(4, 2, 3)
+	a.SetWeights([]float64{0.4, 0.3, 0.2, 0.1})
+	b.SetWeights([]float64{0.4, 0.3, 0.2, 0.1})
+	for step := range 1000 {
+		if step%7 == 0 {
+			b.SetWeights([]float64{4, 3, 2, 1, 99}) // same shares; entries past members ignored
+		}
+		n := 1 + rng.Intn(50)
+		if x, y := a.Pick(n, nil), b.Pick(n, nil); x != y {
+			t.Fatalf("seed %d step %d: re-setting the same weights changed the pick: %d vs %d", seed, step, x, y)
+		}
+	}
+	if b.resets != 1 {
+		t.Fatalf("%d resets, want 1 (the first SetWeights)", b.resets)
+	}
+	before := slices.Clone(b.credit)
+	b.SetWeights([]float64{0.4, 0.3, 0.1, 0.2})
+	if b.resets != 1 || !slices.Equal(before, b.credit) || b.weight[2] >= b.weight[3] {
+		t.Fatal("new weights over the same analyzers did not carry the credits over")
+	}
+	b.SetWeights([]float64{0.4, 0.3, 0.1, 0})
+	if b.resets != 2 || b.Eligible() != 3 {
+		t.Fatal("a change of the eligible set did not reset the credits")
+	}
+}
+
+// Weights always scale to exactly W = weightScale, whatever floats come in.
+func TestScaledWeightsSumExactly(t *testing.T) {
+	seed := testSeed(t)
+	rng := rand.New(rand.NewSource(seed))
+	for rep := range 2000 {
+		members := 1 + rng.Intn(300)
+		w := randomWeights(rng, members)
+		if rep%5 == 0 {
+			for i := range w {
+				w[i] *= 1e-9 // tiny weights round to the minimum of 1
+			}
+			w[0] = 1
+		}
+		c := NewCredit(members, 0, 1)
+		c.SetWeights(w)
+		if c.total != weightScale {
+			t.Fatalf("seed %d rep %d: weights scaled to %d, want %d", seed, rep, c.total, weightScale)
+		}
+		sum := 0.0
+		for _, x := range w {
+			sum += x
+		}
+		// Weights that round below 1 are raised to 1; what that adds is taken back
+		// from the others, so they may be off by that much on top of rounding.
+		pinned := 0
+		for _, x := range c.weight {
+			if x == 1 {
+				pinned++
+			}
+		}
+		for k, i := range c.idx {
+			if exact := w[i] / sum * weightScale; math.Abs(float64(c.weight[k])-exact) >= float64(1+pinned) {
+				t.Fatalf("seed %d rep %d: analyzer %d scaled to %d, exact %.3f", seed, rep, i, c.weight[k], exact)
+			}
+		}
+	}
+}
+
+// A slow-start ramp updates the weights every few packets: the credits are carried,
+// so the bound holds against the share integrated over the ramp (no burst for the
+// ramping analyzer, and no restart of the sequence at every step).
+func TestRampCarriesCredits(t *testing.T) {
+	seed := testSeed(t)
+	rng := rand.New(rand.NewSource(seed))
+	for shard := range 4 {
+		base := []float64{0.5, 0.3, 0.2}
+		w := slices.Clone(base)
+		w[2] = 0
+		tr := newTracker(NewCredit(3, shard, 4), w)
+		for range 200 {
+			tr.pick(1 + rng.Intn(50))
+		}
+		w[2] = Ramp(base[2], 0, 100, 0.1)
+		tr = newTracker(tr.c, w) // analyzer 2 rejoins: a reset
+		resets := tr.c.resets
+		for step := range 3000 {
+			if step%3 == 0 {
+				w[2] = Ramp(base[2], time.Duration(step/3), 1000, 0.1)
+				tr.c.SetWeights(w)
+			}
+			tr.pick(1 + rng.Intn(50))
+			if err := tr.check(); err != nil {
+				t.Fatalf("seed %d shard %d step %d: %v", seed, shard, step, err)
+			}
+		}
+		if tr.c.resets != resets {
+			t.Fatalf("ramp steps reset the credits %d times", tr.c.resets-resets)
+		}
+	}
 }
