@@ -59,7 +59,8 @@ type conn struct {
 	noMore       bool  // no new packets will be started
 	idleSince    int64 // when the last answer emptied the window, ns since the start
 	mayBeStale   bool  // see staleAfter; cleared by the first answer byte
-	dialFailures int
+	dialFailures int   // consecutive failed connects
+	redialAt     int64 // no connect before this, ns since the start
 	timer        *time.Timer
 }
 
@@ -109,10 +110,8 @@ func (c *conn) loop() {
 			}
 			if err := c.send(); err != nil {
 				c.failed(r.now())
-				c.backoffDial()
 				continue
 			}
-			c.dialFailures = 0
 		}
 
 		wake := c.wakeAt(r.now(), stopped)
@@ -146,6 +145,9 @@ func (c *conn) park(i int, due int64, drop bool) {
 func (c *conn) fill(now int64) {
 	r := c.r
 	c.wbuf = c.wbuf[:0]
+	if c.nc == nil && now < c.redialAt {
+		return
+	}
 	for i := 0; c.waiting > 0 && i < len(c.slots); i++ {
 		s := &c.slots[i]
 		if s.state != slotWaiting || s.due > now {
@@ -201,14 +203,19 @@ func (c *conn) push(i int, now int64) {
 	c.queue = append(c.queue, i)
 }
 
-// send writes wbuf, dialling first if there is no connection.
+// send writes wbuf, dialling first if there is no connection. Failed connects
+// are spaced out by backoff, so a target that refuses them is not dialled in a
+// tight loop by packets that are new or whose own backoff is short.
 func (c *conn) send() error {
 	if c.nc == nil {
 		d := net.Dialer{Timeout: c.r.cfg.Timeout}
 		nc, err := d.DialContext(c.r.ctx, "tcp", c.r.cfg.addr)
 		if err != nil {
+			c.dialFailures++
+			c.redialAt = c.r.now() + int64(backoff(c.dialFailures, 0, c.rng))
 			return err
 		}
+		c.dialFailures = 0
 		c.mu.Lock()
 		c.nc = nc
 		c.mu.Unlock()
@@ -227,21 +234,22 @@ func (c *conn) send() error {
 // packet's slot, a re-send, the stop, or the end of the drain.
 func (c *conn) wakeAt(now int64, stopped bool) int64 {
 	r := c.r
-	wake := int64(math.MaxInt64)
-	if stopped {
-		wake = r.drainDeadline()
-	} else if r.stopAt < wake {
-		wake = r.stopAt
-	}
+	work := int64(math.MaxInt64)
 	for i := 0; c.waiting > 0 && i < len(c.slots); i++ {
-		if s := &c.slots[i]; s.state == slotWaiting && s.due < wake {
-			wake = s.due
+		if s := &c.slots[i]; s.state == slotWaiting && s.due < work {
+			work = s.due
 		}
 	}
-	if !c.noMore && c.nextAt >= 0 && c.nextAt < wake && len(c.queue) < len(c.slots) {
-		wake = c.nextAt
+	if !c.noMore && c.nextAt >= 0 && c.nextAt < work && len(c.queue) < len(c.slots) {
+		work = c.nextAt
 	}
-	return wake
+	if c.nc == nil && work < c.redialAt {
+		work = c.redialAt // nothing can be sent before the next connect
+	}
+	if stopped {
+		return min(work, r.drainDeadline())
+	}
+	return min(work, r.stopAt)
 }
 
 // sleepUntil waits for wake (ns since the start) or the context.
@@ -418,22 +426,6 @@ func (c *conn) failed(now int64) {
 		c.retryOrGiveUp(i, now, 0)
 	}
 	c.queue = c.queue[:0]
-}
-
-// backoffDial spaces out connection attempts to a target that refuses them. The
-// packets that failed already wait their own backoff; this keeps new packets from
-// dialling again at once.
-func (c *conn) backoffDial() {
-	if c.nc != nil {
-		return
-	}
-	c.dialFailures++
-	if c.nextAt < 0 {
-		return
-	}
-	if at := c.r.now() + int64(backoff(c.dialFailures, 0, c.rng)); at > c.nextAt {
-		c.nextAt = at
-	}
 }
 
 // abandon counts the packets in slots of the given state as unfinished and frees them.

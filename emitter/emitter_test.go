@@ -402,9 +402,26 @@ func TestUnreachableTargetGivesUp(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now: connects are refused
-	rep := runOK(t, Config{Target: addr, Count: 3, Concurrency: 1, Retries: 2})
+	rep := runOK(t, Config{Target: addr, Count: 3, Concurrency: 3, Retries: 2})
 	if rep.Accepted != 0 || rep.GaveUp != 3 || rep.OtherErrors != 9 || rep.Retries != 6 {
 		t.Fatalf("report %+v: want 3 packets given up after 3 refused connects each", rep)
+	}
+}
+
+func TestDeadTargetIsNotHammered(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	// Flat out for a second at a port that refuses: connects back off (50 ms
+	// doubling, full jitter), so a connection makes about seven attempts in the
+	// second (the expected waits are 25, 50, 100, 200, 400 ms, ...) instead of
+	// thousands.
+	rep := runOK(t, Config{Target: addr, Duration: time.Second, Concurrency: 2})
+	if rep.Accepted != 0 || rep.OtherErrors == 0 || rep.OtherErrors > 40 {
+		t.Fatalf("report %+v: want a few refused connects per connection, not a tight loop", rep)
 	}
 }
 
