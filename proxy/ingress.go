@@ -15,7 +15,10 @@ type ingress struct {
 	req       codec.Request
 	continued bool // "100 Continue" already sent for the request being read
 	parked    bool // an admin answer is being rendered off the loop; later requests wait
-	last      int64
+	c         gnet.Conn
+	slot      int   // index in shard.ingresses
+	last      int64 // nanotime of the last bytes received
+	started   int64 // nanotime the pending partial request began, 0 when none
 }
 
 // Admin pages served on the ingest port. Rendering them needs every shard's
@@ -38,53 +41,126 @@ func (s *shard) onRequests(in *ingress, c gnet.Conn) gnet.Action {
 	in.last = s.now
 	s.sync()
 	buf, _ := c.Peek(-1)
-	out := s.out[:0]
-	off, answered := 0, 0
-	action := gnet.None
-	for off < len(buf) {
-		n, err := in.parser.Parse(buf[off:], &in.req)
+	r := s.handle(in, buf, s.out[:0])
+	switch {
+	case r.consumed < len(buf) && in.started == 0:
+		in.started = s.now
+	case r.consumed == len(buf):
+		in.started = 0
+	}
+	if r.consumed > 0 {
+		// Never Discard(0): gnet reads n <= 0 as "discard everything", which would
+		// throw away the partial request waiting for its next bytes.
+		_, _ = c.Discard(r.consumed)
+	}
+	if len(r.out) > 0 {
+		_, _ = c.Write(r.out)
+		s.observeRequests(r.answered)
+	}
+	s.out = r.out
+	if r.page != pageNone {
+		in.parked = true
+		s.srv.renderAsync(c, in, r.page, r.keepAlive, r.head)
+	}
+	s.flushDirty()
+	if r.close {
+		return gnet.Close
+	}
+	if c.OutboundBuffered() > maxUnreadAnswers {
+		// The client sends but does not read: stop holding its answers.
+		s.stats.Rejected[rejectProtocol]++
+		s.srv.logIngress("closing connection: client does not read its answers", c.OutboundBuffered())
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// expire closes connections that took too long to send a request they started
+// (408), or sat idle past the keep-alive timeout. It runs on the loop once a second.
+func (s *shard) expire() {
+	reqTimeout, idle := int64(s.srv.cfg.RequestTimeout), int64(s.srv.cfg.IdleTimeout)
+	for i := 0; i < len(s.ingresses); i++ {
+		in := s.ingresses[i]
+		switch {
+		case in.parked:
+		case in.started != 0 && reqTimeout > 0 && s.now-in.started > reqTimeout:
+			s.stats.Rejected[rejectProtocol]++
+			_, _ = in.c.Write(s.answerError(s.out[:0], 408, "request timeout", false, ""))
+			_ = s.loop.Close(in.c) // removes it from s.ingresses: look at slot i again
+			i--
+		case in.started == 0 && idle > 0 && s.now-in.last > idle:
+			_ = s.loop.Close(in.c)
+			i--
+		}
+	}
+}
+
+func (s *shard) addIngress(in *ingress) {
+	in.slot = len(s.ingresses)
+	s.ingresses = append(s.ingresses, in)
+	s.stats.Conns++
+}
+
+func (s *shard) removeIngress(in *ingress) {
+	last := s.ingresses[len(s.ingresses)-1]
+	s.ingresses[in.slot], last.slot = last, in.slot
+	s.ingresses[len(s.ingresses)-1] = nil
+	s.ingresses = s.ingresses[:len(s.ingresses)-1]
+	s.stats.Conns--
+}
+
+// maxUnreadAnswers bounds the answers buffered for a client that does not read
+// them; past it the connection is closed.
+const maxUnreadAnswers = 4 << 20
+
+// handled is what one pass over a connection's buffered bytes produced.
+type handled struct {
+	consumed  int
+	answered  int
+	out       []byte
+	close     bool
+	page      int // admin page to render off the loop; parsing stopped after it
+	keepAlive bool
+	head      bool
+}
+
+// handle parses and answers every complete request at the start of buf, appending
+// the answers to out. It stops at an incomplete request, a refused one (the
+// connection must close), a request that asks to close, or an admin page.
+func (s *shard) handle(in *ingress, buf, out []byte) handled {
+	r := handled{out: out}
+	for r.consumed < len(buf) {
+		n, err := in.parser.Parse(buf[r.consumed:], &in.req)
 		if err != nil {
 			e := asCodecError(err)
-			out = s.answerError(out, e.Status, e.Reason, false, "")
+			r.out = s.answerError(r.out, e.Status, e.Reason, false, "")
 			s.countReject(e.Status)
-			off, action = len(buf), gnet.Close
-			break
+			r.consumed, r.close = len(buf), true
+			return r
 		}
 		if n == 0 {
 			if in.parser.HeadersDone() && in.req.ExpectContinue && !in.continued {
-				out = append(out, codec.Continue100...)
+				r.out = append(r.out, codec.Continue100...)
 				in.continued = true
 			}
-			break
+			return r
 		}
-		off += n
-		answered++
+		r.consumed += n
+		r.answered++
 		in.continued = false
 		s.stats.BytesIn += int64(n)
 		var page int
-		out, page = s.serve(&in.req, out)
+		r.out, page = s.serve(&in.req, r.out)
 		if page != pageNone {
-			in.parked = true
-			s.srv.renderAsync(c, in, page, in.req.KeepAlive, string(in.req.Method) == "HEAD")
-			break
+			r.page, r.keepAlive, r.head = page, in.req.KeepAlive, string(in.req.Method) == "HEAD"
+			return r
 		}
 		if !in.req.KeepAlive {
-			off, action = len(buf), gnet.Close
-			break
+			r.consumed, r.close = len(buf), true
+			return r
 		}
 	}
-	if off > 0 {
-		// Never Discard(0): gnet reads n <= 0 as "discard everything", which would
-		// throw away the partial request waiting for its next bytes.
-		_, _ = c.Discard(off)
-	}
-	if len(out) > 0 {
-		_, _ = c.Write(out)
-		s.observeRequests(answered)
-	}
-	s.out = out
-	s.flushDirty()
-	return action
+	return r
 }
 
 var errInternal = &codec.Error{Status: 500, Reason: "internal error", Close: true}

@@ -41,6 +41,12 @@ func (s *Server) logUpstream(analyzer, what string, err error) {
 	}
 }
 
+func (s *Server) logIngress(what string, n int) {
+	if ok, held := s.inLog.allow(); ok {
+		s.log.Warn(what, "bytes", n, "suppressed", held)
+	}
+}
+
 func errString(err error) string {
 	if err == nil {
 		return ""

@@ -50,6 +50,7 @@ type Server struct {
 	lastDrainAt   time.Time
 	dropLog       rateLog
 	upLog         rateLog
+	inLog         rateLog
 }
 
 // New checks cfg and builds a Server; Start runs it.
@@ -334,10 +335,10 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		c.SetContext(nil)
 		return codec.AppendError(nil, 503, "too many connections", false, "Retry-After: 1\r\n"), gnet.Close
 	}
-	in := &ingress{sh: sh}
+	in := &ingress{sh: sh, c: c, last: nanotime()}
 	in.parser.Init(s.cfg.Limits())
 	c.SetContext(in)
-	sh.stats.Conns++
+	sh.addIngress(in)
 	return nil, gnet.None
 }
 
@@ -359,7 +360,7 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch x := c.Context().(type) {
 	case *ingress:
 		h.srv.conns.Add(-1)
-		x.sh.stats.Conns--
+		x.sh.removeIngress(x)
 	case *upstream:
 		sh := x.sh
 		sh.now = nanotime()

@@ -42,6 +42,9 @@ type shard struct {
 	heads  []byte    // scratch: request heads of one flush
 	iov    [][]byte  // scratch: what one Writev sends
 
+	ingresses []*ingress // inbound connections, for timeouts
+	ticks     int
+
 	stats   Stats
 	reqHist *metrics.PrometheusHistogram
 	now     int64 // nanotime at the start of the current event
@@ -335,13 +338,16 @@ func (s *shard) tick() {
 	timeout := int64(s.srv.cfg.SenderTimeout)
 	for _, d := range s.dests {
 		for _, u := range d.conns {
-			if u.state == connOpen && u.flights.len() > 0 && s.now-u.flights.peek().sent > timeout {
+			if u.stalled(s.now, timeout) {
 				u.fail(failTimeout)
 			}
 		}
 		if d.outbox.len() > 0 {
 			s.markDirty(d)
 		}
+	}
+	if s.ticks++; s.ticks%int(time.Second/tickInterval) == 0 {
+		s.expire()
 	}
 	s.flushDirty()
 }

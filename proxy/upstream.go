@@ -33,6 +33,7 @@ type upstream struct {
 	closing bool // answered "Connection: close" or failed: no new requests
 	failed  int  // failure kind that closed it, -1 for a clean close
 
+	progress int64 // nanotime of the last answer: the deadline runs from here or the oldest send, whichever is later
 	redialAt int64 // nanotime before which no new dial is tried
 	backoff  int64 // current redial backoff, doubles per failed dial
 }
@@ -234,6 +235,7 @@ func (s *shard) onResponses(u *upstream, c gnet.Conn) gnet.Action {
 			break
 		}
 		off += n
+		u.progress = s.now
 		f := u.flights.pop()
 		status := u.resp.Status
 		switch {
@@ -274,6 +276,16 @@ func (s *shard) onResponses(u *upstream, c gnet.Conn) gnet.Action {
 	}
 	s.markDirty(d)
 	return gnet.None
+}
+
+// stalled reports whether u owes answers and has made no progress for timeout:
+// with pipelining, a request waits behind the ones before it, so the deadline runs
+// from the later of its own send and the previous answer.
+func (u *upstream) stalled(now, timeout int64) bool {
+	if u.state != connOpen || u.flights.len() == 0 {
+		return false
+	}
+	return now-max(u.flights.peek().sent, u.progress) > timeout
 }
 
 // fail closes u because of a failure of the given kind. What was in flight goes

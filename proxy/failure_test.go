@@ -1,0 +1,325 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// load sends packets from several goroutines until stopped, each over its own
+// keep-alive connection, and remembers what was accepted. A 503 is not retried: the
+// packet was never accepted, which is all the accounting needs.
+type load struct {
+	s       *sender
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	seq     atomic.Int64
+	prefix  string
+	rejects atomic.Int64
+	noRetry atomic.Int64 // 503s without a Retry-After header
+}
+
+func startLoad(t *testing.T, srv *Server, conns int, prefix string, size func(i int64) int) *load {
+	l := &load{s: newSender(ingestURL(srv), conns), stop: make(chan struct{}), prefix: prefix}
+	for c := 0; c < conns; c++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				i := l.seq.Add(1)
+				code, h := l.s.send(t, prefix+strconv.FormatInt(i, 10), size(i))
+				if code == 503 {
+					l.rejects.Add(1)
+					if h.Get("Retry-After") == "" {
+						l.noRetry.Add(1)
+					}
+					time.Sleep(2 * time.Millisecond) // back off a little, as an emitter would
+				}
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) finish() map[string]int {
+	close(l.stop)
+	l.wg.Wait()
+	l.s.mu.Lock()
+	defer l.s.mu.Unlock()
+	out := make(map[string]int, len(l.s.accepted))
+	for k, v := range l.s.accepted {
+		out[k] = v
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func stateOf(srv *Server, i int) string { return srv.View().Members[i].State }
+
+func delivered(srv *Server) []int64 {
+	st := srv.Snapshot()
+	out := make([]int64, len(st.Dests))
+	for i, d := range st.Dests {
+		out[i] = d.DeliveredMessages
+	}
+	return out
+}
+
+func failureConfig(c *Config) {
+	c.SenderTimeout = 300 * time.Millisecond
+	c.MaxFailures = 3
+	c.HealthInterval = 100 * time.Millisecond
+	c.BreakerBackoffMax = 2 * time.Second
+}
+
+func fixedSize(n int) func(int64) int { return func(int64) int { return n } }
+
+// Kill an analyzer under steady load and bring it back: nothing accepted goes
+// missing, the survivors split its traffic by their weights, and the returning
+// analyzer ramps up instead of taking a burst.
+func TestKillAndRestartAnalyzer(t *testing.T) {
+	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
+	srv := startDistributor(t, joinAnalyzers(fakes, 0.5, 0.3, 0.2), func(c *Config) {
+		failureConfig(c)
+		c.SlowStart = 2 * time.Second
+	})
+	l := startLoad(t, srv, 4, "k-", fixedSize(5))
+	waitFor(t, "traffic to every analyzer", 10*time.Second, func() bool {
+		d := delivered(srv)
+		return d[0] > 500 && d[1] > 300 && d[2] > 200
+	})
+
+	fakes[0].stop()
+	waitFor(t, "analyzer-1's breaker to open", 5*time.Second, func() bool { return stateOf(srv, 0) == StateOpen })
+	before := delivered(srv)
+	waitFor(t, "survivors to take 3000 messages", 20*time.Second, func() bool {
+		d := delivered(srv)
+		return d[1]+d[2]-before[1]-before[2] > 3000
+	})
+	during := delivered(srv)
+	got1, got2 := during[1]-before[1], during[2]-before[2]
+	if share := float64(got1) / float64(got1+got2); share < 0.55 || share > 0.65 {
+		t.Errorf("survivors split %d:%d (analyzer-2 share %.3f), want 0.6 by their weights 0.3:0.2", got1, got2, share)
+	}
+	if during[0] != before[0] {
+		t.Errorf("a dead analyzer was credited with %d deliveries", during[0]-before[0])
+	}
+
+	fakes[0].start(t)
+	waitFor(t, "analyzer-1 to rejoin", 10*time.Second, func() bool {
+		s := stateOf(srv, 0)
+		return s == StateSlowStart || s == StateHealthy
+	})
+	// While it ramps, its share of new traffic stays at or under its weight.
+	rejoin := delivered(srv)
+	waitFor(t, "1500 messages after the rejoin", 20*time.Second, func() bool {
+		d := delivered(srv)
+		return d[0]+d[1]+d[2]-rejoin[0]-rejoin[1]-rejoin[2] > 1500
+	})
+	after := delivered(srv)
+	ramp := float64(after[0]-rejoin[0]) / float64(after[0]+after[1]+after[2]-rejoin[0]-rejoin[1]-rejoin[2])
+	if ramp > 0.5+0.05 {
+		t.Errorf("rejoined analyzer took %.3f of the traffic right after rejoining, more than its weight 0.5", ramp)
+	}
+
+	accepted := l.finish()
+	st := waitSettled(t, srv, 15*time.Second)
+	checkInvariant(t, st)
+	if tot := st.Total(); tot.DroppedTotal() != 0 {
+		t.Errorf("%d accepted packets dropped", tot.DroppedTotal())
+	}
+	checkDelivered(t, accepted, fakes, true)
+}
+
+// An analyzer that goes down and up several times a second: no crash, no loss,
+// and the invariant holds.
+func TestFlappingAnalyzer(t *testing.T) {
+	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
+	srv := startDistributor(t, joinAnalyzers(fakes, 0.5, 0.3, 0.2), failureConfig)
+	l := startLoad(t, srv, 4, "f-", fixedSize(3))
+	flapFor := 10 * time.Second
+	if raceEnabled {
+		flapFor = 4 * time.Second
+	}
+	end := time.Now().Add(flapFor)
+	for time.Now().Before(end) {
+		fakes[0].stop()
+		time.Sleep(120 * time.Millisecond) // the fault's own rhythm: down for 120 ms
+		fakes[0].start(t)
+		time.Sleep(130 * time.Millisecond) // and up for 130 ms
+	}
+	accepted := l.finish()
+	st := waitSettled(t, srv, 20*time.Second)
+	checkInvariant(t, st)
+	if tot := st.Total(); tot.DroppedTotal() != 0 {
+		t.Errorf("%d accepted packets dropped", tot.DroppedTotal())
+	}
+	checkDelivered(t, accepted, fakes, true)
+	if len(accepted) < 100 {
+		t.Fatalf("only %d packets accepted while flapping: the survivors should have taken traffic", len(accepted))
+	}
+}
+
+// blackhole accepts TCP connections and never answers.
+func blackhole(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// A blackholed analyzer (accepts TCP, never answers): what was sent to it times
+// out and goes to the others; its breaker opens; nothing is lost.
+func TestBlackholedAnalyzer(t *testing.T) {
+	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
+	hole := blackhole(t)
+	srv := startDistributor(t, fakes[0].url()+"=0.5,"+fakes[1].url()+"=0.3,"+hole+"=0.2", failureConfig)
+	l := startLoad(t, srv, 4, "b-", fixedSize(2))
+	waitFor(t, "the blackholed analyzer's breaker to open", 10*time.Second, func() bool { return stateOf(srv, 2) == StateOpen })
+	waitFor(t, "traffic to continue", 10*time.Second, func() bool {
+		d := delivered(srv)
+		return d[0]+d[1] > 4000
+	})
+	accepted := l.finish()
+	st := waitSettled(t, srv, 15*time.Second)
+	checkInvariant(t, st)
+	if tot := st.Total(); tot.DroppedTotal() != 0 {
+		t.Errorf("%d accepted packets dropped", tot.DroppedTotal())
+	}
+	if st.Dests[2].Failures[failTimeout] == 0 {
+		t.Errorf("no timeouts counted against the blackholed analyzer")
+	}
+	checkDelivered(t, accepted, fakes, true)
+}
+
+// A slow but healthy analyzer (answers after 200 ms): it stays in, nothing is
+// lost, and with spill its excess goes elsewhere.
+func TestSlowAnalyzer(t *testing.T) {
+	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
+	fakes[2].delay.Store(int64(200 * time.Millisecond))
+	srv := startDistributor(t, joinAnalyzers(fakes, 0.5, 0.3, 0.2), func(c *Config) {
+		failureConfig(c)
+		c.QueueSize = 200 // small, so the slow analyzer's queue fills and spill shows
+	})
+	l := startLoad(t, srv, 4, "s-", fixedSize(2))
+	waitFor(t, "3000 deliveries", 20*time.Second, func() bool {
+		d := delivered(srv)
+		return d[0]+d[1]+d[2] > 6000
+	})
+	accepted := l.finish()
+	if s := stateOf(srv, 2); s != StateHealthy {
+		t.Errorf("slow but healthy analyzer is %s, want healthy", s)
+	}
+	st := waitSettled(t, srv, 30*time.Second)
+	checkInvariant(t, st)
+	if tot := st.Total(); tot.DroppedTotal() != 0 {
+		t.Errorf("%d accepted packets dropped", tot.DroppedTotal())
+	}
+	checkDelivered(t, accepted, fakes, true)
+	if st.Dests[2].Failures[failTimeout] != 0 {
+		t.Errorf("a slow analyzer that answers within the deadline was timed out %d times", st.Dests[2].Failures[failTimeout])
+	}
+}
+
+// All analyzers down: new packets get 503 with Retry-After at once; packets
+// already accepted wait and are delivered when an analyzer returns.
+func TestAllDownThenBack(t *testing.T) {
+	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
+	srv := startDistributor(t, joinAnalyzers(fakes, 0.6, 0.4), failureConfig)
+	s := newSender(ingestURL(srv), 2)
+	for i := 0; i < 200; i++ {
+		s.send(t, "before-"+strconv.Itoa(i), 3)
+	}
+	fakes[0].stop()
+	fakes[1].stop()
+	// Packets accepted now wait in outboxes until their analyzer is known dead.
+	for i := 0; i < 50; i++ {
+		s.send(t, "during-"+strconv.Itoa(i), 3)
+	}
+	waitFor(t, "both breakers to open", 10*time.Second, func() bool {
+		return stateOf(srv, 0) == StateOpen && stateOf(srv, 1) == StateOpen
+	})
+	start := time.Now()
+	code, h := s.send(t, "rejected", 3)
+	if code != 503 || h.Get("Retry-After") == "" {
+		t.Fatalf("with every analyzer down: status %d, Retry-After %q; want 503 with Retry-After", code, h.Get("Retry-After"))
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("503 took %v; it must be immediate", d)
+	}
+	fakes[1].start(t)
+	st := waitSettled(t, srv, 20*time.Second)
+	checkInvariant(t, st)
+	if tot := st.Total(); tot.DroppedTotal() != 0 {
+		t.Errorf("%d accepted packets dropped", tot.DroppedTotal())
+	}
+	s.mu.Lock()
+	accepted := s.accepted
+	s.mu.Unlock()
+	checkDelivered(t, accepted, fakes, true)
+}
+
+// SIGTERM's path under load: Shutdown stops accepting, flushes every outbox and
+// loses nothing that was accepted.
+func TestShutdownUnderLoadLosesNothing(t *testing.T) {
+	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
+	srv := startDistributor(t, joinAnalyzers(fakes, 0.5, 0.5), nil)
+	l := startLoad(t, srv, 4, "t-", fixedSize(4))
+	l.s.tolerant = true // after Shutdown the port is closed
+	waitFor(t, "load to flow", 10*time.Second, func() bool { d := delivered(srv); return d[0]+d[1] > 2000 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	accepted := l.finish()
+	st := srv.Snapshot()
+	checkInvariant(t, st)
+	tot := st.Total()
+	if tot.DroppedTotal() != 0 || tot.Queued != 0 || tot.InFlight != 0 {
+		t.Fatalf("after shutdown: dropped %d, queued %d, in flight %d", tot.DroppedTotal(), tot.Queued, tot.InFlight)
+	}
+	checkDelivered(t, accepted, fakes, true)
+}
