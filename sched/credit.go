@@ -5,11 +5,12 @@ import (
 	"math/bits"
 )
 
-// Scaling and limits of the integer credit arithmetic. See docs/scheduler.md for the
-// overflow headroom: with these limits no credit leaves ±2^57.
+// Scaling and limits of the integer credit arithmetic. No credit leaves
+// [-(N-1)*cap, cap] with cap = capFactor*W*maxN <= 10 * 2^20 * 2^20 < 2^44, so with at
+// most 2^12 members every credit stays within ±2^56 (docs/scheduler.md).
 const (
-	// weightScale is what the eligible weights are normalised to sum to (≈ parts per
-	// million), so W ≈ 2^20 whatever the configured floats are.
+	// weightScale is what the eligible weights are scaled to sum to, exactly (about
+	// parts per million), so W = 2^20 whatever the configured floats are.
 	weightScale = 1 << 20
 	// MaxPacketMessages is the largest message count the scheduler accounts for; a
 	// bigger n is charged as this many. No packet under any sane body limit comes
@@ -21,9 +22,10 @@ const (
 
 // Credit is one shard's message-weighted smooth weighted round robin: to place a
 // packet of n messages every eligible analyzer i gains w_i*n credit, the one with the
-// largest credit wins and pays W*n (W = sum of eligible weights). Each analyzer's
-// credit is, exactly, W times how many messages it is owed against its share, so
-// bounding credits bounds the error of the message split (docs/scheduler.md).
+// largest credit wins and pays W*n (W = sum of eligible weights, scaled to 2^20).
+// Each analyzer's credit is, exactly, W times how many messages it is owed against its
+// share (less what it owed at the shard offset), so bounding credits bounds the error
+// of the message split (docs/scheduler.md).
 //
 // A Credit belongs to one event loop: it is not safe for concurrent use and takes no
 // locks. Pick and Move do not allocate.

@@ -542,8 +542,8 @@ func TestNoOverflowAtExtremes(t *testing.T) {
 			}
 		}
 	}
-	if lo := -int64(MaxMembers-1) * capFactor(MaxMembers) * (2 * weightScale) * MaxPacketMessages; lo < -(1 << 58) {
-		t.Fatalf("worst-case credit %d leaves less headroom than documented (2^58)", lo)
+	if lo := -int64(MaxMembers-1) * capFactor(MaxMembers) * weightScale * MaxPacketMessages; lo < -(1 << 56) {
+		t.Fatalf("worst-case credit %d leaves less headroom than documented (2^56)", lo)
 	}
 }
 
