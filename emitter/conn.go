@@ -93,7 +93,12 @@ func (c *conn) loop() {
 		now := r.now()
 		stopped := r.stopped(now)
 		if stopped {
-			c.noMore = true
+			// A slot reserved before the end of --duration is still sent if this
+			// connection was busy when it came due: with --rate R --duration D the
+			// run sends R·D packets, not R·D less one per connection.
+			if r.interrupted() || c.nextAt < 0 || c.nextAt >= r.stopAt {
+				c.noMore = true
+			}
 			c.abandon(slotWaiting)
 			if now >= r.drainDeadline() {
 				c.abandon(slotInFlight)
