@@ -159,12 +159,9 @@ func (s *Server) render(page int) (int, []byte, string) {
 func (s *Server) renderAsync(c gnet.Conn, in *ingress, page int, keep, head bool) {
 	go func() {
 		status, body, ctype := s.render(page)
-		extra := "Content-Type: " + ctype + "\r\n"
-		var out []byte
-		if head {
-			out = codec.AppendResponse(nil, status, keep, extra+"Content-Length: "+strconv.Itoa(len(body))+"\r\n", nil)
-		} else {
-			out = codec.AppendResponse(nil, status, keep, extra, body)
+		out := codec.AppendHeader(nil, status, keep, ctype, len(body), "")
+		if !head {
+			out = append(out, body...)
 		}
 		_ = c.AsyncWrite(out, func(c gnet.Conn, err error) error {
 			in.parked = false

@@ -37,10 +37,10 @@ type shard struct {
 	dirty   []*dest   // dests with queued packets to flush at the end of the event
 	inFlush bool      // flush in progress: re-entrant closes only mark dirty
 
-	out    []byte    // scratch: the answers of one event
-	gunzip gunzipper // reused for gzip request bodies
-	heads  []byte    // scratch: request heads of one flush
-	iov    [][]byte  // scratch: what one Writev sends
+	out    []byte          // scratch: the answers of one event
+	gunzip codec.Gunzipper // reused for gzip request bodies
+	heads  []byte          // scratch: request heads of one flush
+	iov    [][]byte        // scratch: what one Writev sends
 
 	ingresses []*ingress // inbound connections, for timeouts
 	ticks     int
@@ -380,10 +380,3 @@ var epoch = time.Now()
 
 // nanotime is monotonic nanoseconds since start.
 func nanotime() int64 { return int64(time.Since(epoch)) }
-
-// gunzipper stands in until codec's gzip support lands.
-type gunzipper struct{}
-
-func (gunzipper) Gunzip(b []byte, max int64) ([]byte, error) {
-	return nil, &codec.Error{Status: 415, Reason: "gzip not supported yet"}
-}
