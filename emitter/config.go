@@ -117,6 +117,8 @@ func (cfg Config) resolve() (runConfig, error) {
 		return rc, errors.New("--pipeline must be between 1 and 1024")
 	case c.Timeout < 0:
 		return rc, errors.New("--timeout must be > 0")
+	case c.Grace < 0:
+		return rc, errors.New("--grace must be > 0")
 	case c.MinAccept < 0 || c.MinAccept > 1:
 		return rc, errors.New("--min-accept must be between 0 and 1")
 	}

@@ -8,7 +8,7 @@ import (
 // Latencies are kept in a log-linear histogram (the HDR idea): values under 64 µs
 // get one bucket per microsecond, and every power of two above that is split into 64
 // equal buckets, so any recorded value is known to within 1/64 (1.6%). Values are
-// microseconds; the top bucket takes everything from about 2.3 hours up.
+// microseconds; the top bucket takes everything from about 4.7 hours up.
 const (
 	histSubBits  = 6
 	histSub      = 1 << histSubBits
