@@ -87,6 +87,33 @@ func FuzzCountLevels(f *testing.F) {
 	})
 }
 
+// FuzzCountLevelsPackets builds valid packets around fuzzed strings (levels, text,
+// metadata keys and values that may themselves say "level"), so every input reaches
+// the comparison with encoding/json.
+func FuzzCountLevelsPackets(f *testing.F) {
+	f.Add("INFO", "warn", `"level":"ERROR"`, "level", "{[\\\"")
+	f.Add("", "WARNING", "]}", "messages", "FATAL")
+	f.Fuzz(func(t *testing.T, l1, l2, text, key, value string) {
+		q := func(s string) string {
+			b, _ := json.Marshal(s) // invalid UTF-8 becomes U+FFFD: still a valid string
+			return string(b)
+		}
+		body := fmt.Sprintf(`{"packet_id":"p","x":{%s:[%s]},"messages":[`+
+			`{"level":%s,"message":%s,"timestamp":1,"metadata":{%s:%s,"n":{%s:[%s]}}},`+
+			`{"metadata":null,%s:%s,"timestamp":"t","message":"","level":%s}]}`,
+			q(key), q(value), q(l1), q(text), q(key), q(value), q(key), q(value), q(key+"_"), q(value), q(l2))
+		var pkt codec.Packet
+		if err := codec.ValidatePacket([]byte(body), &pkt); err != nil {
+			return // a fuzzed key collided with a known one (duplicate or case variant)
+		}
+		var got levelCounts
+		countLevels([]byte(body), &got)
+		if want := levelsByJSON(t, []byte(body)); got != want {
+			t.Fatalf("countLevels = %v, encoding/json %v: %s", got, want, body)
+		}
+	})
+}
+
 func TestClassifyLevel(t *testing.T) {
 	for in, want := range map[string]int{
 		"INFO": levelInfo, "info": levelInfo, "Info": levelInfo, "WARN": levelWarn, "WARNING": levelWarn,
