@@ -114,3 +114,39 @@ func TestIngestPathAllocs(t *testing.T) {
 	}
 }
 
+// A Writev may carry at most IOV_MAX (1024) iovecs; the kernel refuses more with
+// EINVAL, which once closed connections and burnt packets' retries under load.
+func TestPlanStaysUnderIOVMax(t *testing.T) {
+	s := benchShard(t, 1)
+	in := &ingress{sh: s}
+	in.parser.Init(s.srv.cfg.Limits())
+	req := seedRequest("tiny")
+	for i := 0; i < 3000; i++ {
+		s.handle(in, req, nil)
+	}
+	d := s.dests[0]
+	for _, batchMax := range []int{1, 7, 64, 512, 4096} {
+		for _, room := range []int{1, 32, 1024} {
+			_, spans := s.plan(d, room, batchMax)
+			iovs, packets := 0, 0
+			for _, sp := range spans {
+				iovs++ // head
+				if batchMax > 1 {
+					iovs += 2*sp.n + 1 // [ bodies , ]
+				} else {
+					iovs += sp.n
+				}
+				packets += sp.n
+				if sp.n < 1 || sp.n > batchMax {
+					t.Fatalf("batchMax %d: a flight of %d packets", batchMax, sp.n)
+				}
+			}
+			if iovs > maxIov {
+				t.Fatalf("batchMax %d, room %d: %d iovecs in one write, limit %d", batchMax, room, iovs, maxIov)
+			}
+			if len(spans) > room || packets == 0 {
+				t.Fatalf("batchMax %d, room %d: %d flights carrying %d packets", batchMax, room, len(spans), packets)
+			}
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -78,25 +79,110 @@ var help = map[string]string{
 	"distributor_request_duration_seconds":   "Time from reading a request to writing its answer, per event loop.",
 	"distributor_upstream_rtt_seconds":       "Time from writing a request to an analyzer to its answer.",
 	"distributor_dropped_total":              "Accepted packets given up on, all analyzers.",
-	"distributor_delivered_total":            "Packets delivered, all analyzers.",
-	"distributor_queued_total":               "Packets queued, all analyzers.",
-	"distributor_in_flight_total":            "Packets in flight, all analyzers.",
+	"distributor_delivered_total":            "Packets answered 2xx, all analyzers.",
+	"distributor_queued":                     "Packets waiting in outboxes, all analyzers.",
+	"distributor_in_flight":                  "Packets written and not yet answered, all analyzers.",
+}
+
+// runtimeHelp is the HELP text of the Go runtime and process families that
+// metrics.WriteProcessMetrics writes without any. A family missing here (a newer
+// library) gets runtimeHelpDefault rather than an empty HELP line.
+var runtimeHelp = map[string]string{
+	"go_sched_latencies_seconds":                    "Time goroutines spent runnable before running.",
+	"go_mutex_wait_seconds_total":                   "Time goroutines spent blocked on a sync.Mutex or sync.RWMutex.",
+	"go_gc_mark_assist_cpu_seconds_total":           "CPU time goroutines spent helping the GC mark.",
+	"go_gc_cpu_seconds_total":                       "CPU time spent in the GC.",
+	"go_gc_pauses_seconds":                          "Stop-the-world GC pause latencies.",
+	"go_scavenge_cpu_seconds_total":                 "CPU time spent returning memory to the OS.",
+	"go_memlimit_bytes":                             "Go runtime memory limit (GOMEMLIMIT).",
+	"go_memstats_alloc_bytes":                       "Bytes of allocated heap objects.",
+	"go_memstats_alloc_bytes_total":                 "Bytes allocated for heap objects since start.",
+	"go_memstats_buck_hash_sys_bytes":               "Bytes used by the profiling bucket hash table.",
+	"go_memstats_frees_total":                       "Heap objects freed since start.",
+	"go_memstats_gc_cpu_fraction":                   "Fraction of CPU time used by the GC since start.",
+	"go_memstats_gc_sys_bytes":                      "Bytes used for GC metadata.",
+	"go_memstats_heap_alloc_bytes":                  "Bytes of allocated heap objects.",
+	"go_memstats_heap_idle_bytes":                   "Bytes in idle heap spans.",
+	"go_memstats_heap_inuse_bytes":                  "Bytes in in-use heap spans.",
+	"go_memstats_heap_objects":                      "Allocated heap objects.",
+	"go_memstats_heap_released_bytes":               "Bytes of physical memory returned to the OS.",
+	"go_memstats_heap_sys_bytes":                    "Bytes of heap memory obtained from the OS.",
+	"go_memstats_last_gc_time_seconds":              "Unix time of the last GC.",
+	"go_memstats_lookups_total":                     "Pointer lookups performed by the runtime.",
+	"go_memstats_mallocs_total":                     "Heap objects allocated since start.",
+	"go_memstats_mcache_inuse_bytes":                "Bytes of mcache structures in use.",
+	"go_memstats_mcache_sys_bytes":                  "Bytes of memory obtained from the OS for mcache structures.",
+	"go_memstats_mspan_inuse_bytes":                 "Bytes of mspan structures in use.",
+	"go_memstats_mspan_sys_bytes":                   "Bytes of memory obtained from the OS for mspan structures.",
+	"go_memstats_next_gc_bytes":                     "Heap size at which the next GC starts.",
+	"go_memstats_other_sys_bytes":                   "Bytes of other runtime allocations.",
+	"go_memstats_stack_inuse_bytes":                 "Bytes in stack spans.",
+	"go_memstats_stack_sys_bytes":                   "Bytes of stack memory obtained from the OS.",
+	"go_memstats_sys_bytes":                         "Bytes of memory obtained from the OS.",
+	"go_cgo_calls_count":                            "Cgo calls made by the process.",
+	"go_cpu_count":                                  "Logical CPUs usable by the process.",
+	"go_gc_duration_seconds":                        "Quantiles of GC pause durations.",
+	"go_gc_forced_count":                            "GC cycles forced by the application.",
+	"go_gomaxprocs":                                 "GOMAXPROCS.",
+	"go_goroutines":                                 "Goroutines that exist now.",
+	"go_threads":                                    "OS threads created by the runtime.",
+	"go_info":                                       "Go version the binary was built with.",
+	"go_info_ext":                                   "Go compiler, OS and architecture of the binary.",
+	"process_cpu_seconds_system_total":              "CPU time spent in the kernel.",
+	"process_cpu_seconds_total":                     "CPU time spent in user and kernel mode.",
+	"process_cpu_seconds_user_total":                "CPU time spent in user mode.",
+	"process_major_pagefaults_total":                "Page faults that needed a disk read.",
+	"process_minor_pagefaults_total":                "Page faults served without a disk read.",
+	"process_num_threads":                           "OS threads of the process.",
+	"process_resident_memory_bytes":                 "Resident memory size.",
+	"process_start_time_seconds":                    "Unix time the process started.",
+	"process_virtual_memory_bytes":                  "Virtual memory size.",
+	"process_virtual_memory_peak_bytes":             "Peak virtual memory size.",
+	"process_resident_memory_peak_bytes":            "Peak resident memory size.",
+	"process_resident_memory_anon_bytes":            "Resident anonymous memory.",
+	"process_resident_memory_file_bytes":            "Resident file-backed memory.",
+	"process_resident_memory_shared_bytes":          "Resident shared memory.",
+	"process_io_read_bytes_total":                   "Bytes read by the process, page cache included.",
+	"process_io_written_bytes_total":                "Bytes written by the process, page cache included.",
+	"process_io_read_syscalls_total":                "Read system calls.",
+	"process_io_write_syscalls_total":               "Write system calls.",
+	"process_io_storage_read_bytes_total":           "Bytes read from storage devices.",
+	"process_io_storage_written_bytes_total":        "Bytes written to storage devices.",
+	"process_pressure_cpu_waiting_seconds_total":    "Time runnable tasks waited for a CPU (PSI some).",
+	"process_pressure_cpu_stalled_seconds_total":    "Time all tasks waited for a CPU (PSI full).",
+	"process_pressure_io_waiting_seconds_total":     "Time some tasks waited for I/O (PSI some).",
+	"process_pressure_io_stalled_seconds_total":     "Time all tasks waited for I/O (PSI full).",
+	"process_pressure_memory_waiting_seconds_total": "Time some tasks waited for memory (PSI some).",
+	"process_pressure_memory_stalled_seconds_total": "Time all tasks waited for memory (PSI full).",
+}
+
+const runtimeHelpDefault = "Go runtime or process metric from VictoriaMetrics/metrics."
+
+// counterTypes are families the library declares as gauges although they only
+// grow; declared as counters, rate() over them is what PromQL expects.
+var counterTypes = map[string]bool{
+	"process_io_read_bytes_total":            true,
+	"process_io_written_bytes_total":         true,
+	"process_io_read_syscalls_total":         true,
+	"process_io_write_syscalls_total":        true,
+	"process_io_storage_read_bytes_total":    true,
+	"process_io_storage_written_bytes_total": true,
 }
 
 var stateCode = map[string]float64{StateHealthy: 0, StateSlowStart: 1, StateHalfOpen: 2, StateOpen: 3, StateDrained: 4}
 
-// WritePrometheus writes the whole exposition: sluice's families with HELP text,
-// then process and Go runtime metrics.
+// WritePrometheus writes the whole exposition: sluice's families, then process
+// and Go runtime metrics, every family with HELP text.
 func (p *promSet) WritePrometheus(w io.Writer) {
 	st := p.srv.Snapshot()
 	v := p.srv.View()
+	var buf bytes.Buffer
 	p.mu.Lock()
 	p.update(&st, v)
-	var buf bytes.Buffer
 	p.set.WritePrometheus(&buf)
 	p.mu.Unlock()
+	metrics.WriteProcessMetrics(&buf)
 	writeWithHelp(w, buf.Bytes())
-	metrics.WriteProcessMetrics(w)
 }
 
 func (p *promSet) update(st *Stats, v *sched.View) {
@@ -107,8 +193,8 @@ func (p *promSet) update(st *Stats, v *sched.View) {
 	c("distributor_total_messages_total", st.AcceptedMessages)
 	c("distributor_delivered_total", tot.DeliveredPackets)
 	c("distributor_dropped_total", tot.DroppedTotal())
-	g("distributor_queued_total", float64(tot.Queued))
-	g("distributor_in_flight_total", float64(tot.InFlight))
+	g("distributor_queued", float64(tot.Queued))
+	g("distributor_in_flight", float64(tot.InFlight))
 	g("distributor_healthy_analyzers", float64(v.Healthy()))
 	g("distributor_total_analyzers", float64(len(v.Members)))
 	g("distributor_connections", float64(st.Conns))
@@ -156,7 +242,7 @@ func (p *promSet) update(st *Stats, v *sched.View) {
 }
 
 // writeWithHelp copies an exposition, filling in the HELP lines that
-// VictoriaMetrics/metrics leaves empty.
+// VictoriaMetrics/metrics leaves empty and correcting the TYPE of counterTypes.
 func writeWithHelp(w io.Writer, expo []byte) {
 	bw := bufio.NewWriter(w)
 	for len(expo) > 0 {
@@ -166,15 +252,37 @@ func writeWithHelp(w io.Writer, expo []byte) {
 		} else {
 			expo = nil
 		}
-		if name, ok := bytes.CutPrefix(bytes.TrimRight(line, "\n"), []byte("# HELP ")); ok {
-			if text, ok := help[string(name)]; ok {
-				_, _ = bw.WriteString("# HELP " + string(name) + " " + text + "\n")
+		text := bytes.TrimRight(line, "\n")
+		if name, ok := bytes.CutPrefix(text, []byte("# HELP ")); ok && bytes.IndexByte(name, ' ') < 0 {
+			if h := helpFor(string(name)); h != "" {
+				_, _ = bw.WriteString("# HELP " + string(name) + " " + h + "\n")
+				continue
+			}
+		}
+		if rest, ok := bytes.CutPrefix(text, []byte("# TYPE ")); ok {
+			if name, _, _ := bytes.Cut(rest, []byte(" ")); counterTypes[string(name)] {
+				_, _ = bw.WriteString("# TYPE " + string(name) + " counter\n")
 				continue
 			}
 		}
 		_, _ = bw.Write(line)
 	}
 	_ = bw.Flush()
+}
+
+// helpFor is a family's HELP text. A distributor family without an entry in help
+// keeps an empty HELP, which the exposition test reports.
+func helpFor(name string) string {
+	if text, ok := help[name]; ok {
+		return text
+	}
+	if text, ok := runtimeHelp[name]; ok {
+		return text
+	}
+	if strings.HasPrefix(name, "distributor_") {
+		return ""
+	}
+	return runtimeHelpDefault
 }
 
 // observeRequest records how long the answers of one event took.

@@ -41,6 +41,7 @@ type shard struct {
 	gunzip codec.Gunzipper // reused for gzip request bodies
 	heads  []byte          // scratch: request heads of one flush
 	iov    [][]byte        // scratch: what one Writev sends
+	spans  []span          // scratch: the requests of one Writev
 
 	ingresses []*ingress // inbound connections, for timeouts
 	ticks     int

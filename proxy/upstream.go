@@ -101,33 +101,7 @@ func (s *shard) writeFlights(u *upstream, room int) {
 	if d.batch {
 		batchMax = s.srv.cfg.BatchMax
 	}
-	// Heads first (the scratch may move while it grows), then the iovec over them.
-	heads := s.heads[:0]
-	type span struct{ start, end, n int }
-	var spansArr [64]span
-	spans := spansArr[:0]
-	taken := 0
-	for room > 0 && taken < d.outbox.len() && 2*(taken+len(spans)+1) < maxIov {
-		n, size := 0, 0
-		for n < batchMax && taken+n < d.outbox.len() {
-			b := d.outbox.at(taken + n).body.Len()
-			if n > 0 && size+b+1 > batchBytes {
-				break
-			}
-			size += b
-			n++
-		}
-		start := len(heads)
-		if batchMax > 1 {
-			heads = appendHead(heads, "/ingest/batch", d.host, size+n+1)
-		} else {
-			heads = appendHead(heads, "/ingest", d.host, size)
-		}
-		spans = append(spans, span{start, len(heads), n})
-		taken += n
-		room--
-	}
-	s.heads = heads
+	heads, spans := s.plan(d, room, batchMax)
 	iov := s.iov[:0]
 	for _, sp := range spans {
 		iov = append(iov, heads[sp.start:sp.end])
@@ -331,4 +305,58 @@ func (s *shard) failure(d *dest) {
 		d.streak = 0
 		s.srv.ctl.trip(d.id)
 	}
+}
+
+// span is one planned request: its head in shard.heads and how many packets it carries.
+type span struct{ start, end, n int }
+
+// maxFlightsPerWrite caps the requests planned for one Writev.
+const maxFlightsPerWrite = 64
+
+// plan decides the next requests for d's outbox: at most room of them, batches
+// of up to batchMax packets under batchBytes, and never more iovecs than one
+// Writev may carry. It writes their heads into s.heads.
+func (s *shard) plan(d *dest, room, batchMax int) ([]byte, []span) {
+	heads := s.heads[:0]
+	spans := s.spans[:0]
+	taken, iovs := 0, 0
+	for room > 0 && taken < d.outbox.len() && len(spans) < maxFlightsPerWrite {
+		// A flight costs one iovec for its head and one per packet; a batch adds
+		// its brackets and commas. Stop before one Writev would pass IOV_MAX.
+		n, size := 0, 0
+		for n < batchMax && taken+n < d.outbox.len() {
+			b := d.outbox.at(taken + n).body.Len()
+			cost := 2
+			if batchMax > 1 {
+				cost = 2*(n+1) + 2 // head, [, bodies, commas, ]
+			}
+			if n > 0 && (size+b+1 > batchBytes || iovs+cost > maxIov) {
+				break
+			}
+			if n == 0 && iovs+cost > maxIov {
+				break
+			}
+			size += b
+			n++
+		}
+		if n == 0 {
+			break
+		}
+		if batchMax > 1 {
+			iovs += 2*n + 2
+		} else {
+			iovs += 2
+		}
+		start := len(heads)
+		if batchMax > 1 {
+			heads = appendHead(heads, "/ingest/batch", d.host, size+n+1)
+		} else {
+			heads = appendHead(heads, "/ingest", d.host, size)
+		}
+		spans = append(spans, span{start, len(heads), n})
+		taken += n
+		room--
+	}
+	s.heads, s.spans = heads, spans
+	return heads, spans
 }
