@@ -241,7 +241,8 @@ func TestSlowAnalyzer(t *testing.T) {
 	fakes[2].delay.Store(int64(200 * time.Millisecond))
 	srv := startDistributor(t, joinAnalyzers(fakes, 0.5, 0.3, 0.2), func(c *Config) {
 		failureConfig(c)
-		c.QueueSize = 200 // small, so the slow analyzer's queue fills and spill shows
+		c.SenderTimeout = time.Second // 200 ms answers are within it, even on a loaded machine
+		c.QueueSize = 200             // small, so the slow analyzer's queue fills and spill shows
 	})
 	l := startLoad(t, srv, 4, "s-", fixedSize(2))
 	waitFor(t, "3000 deliveries", 20*time.Second, func() bool {
