@@ -111,9 +111,10 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
-// sync applies a new View: weights (credits restart, so a returning analyzer gets
-// no burst), eligibility, batching, and moves packets queued for analyzers that may
-// no longer take them.
+// sync applies a new View: weights (credits restart when the eligible set changed,
+// so a returning analyzer gets no burst, and carry over a mere reweighting),
+// eligibility, batching, and moves packets queued for analyzers that may no longer
+// take them.
 func (s *shard) sync() {
 	v := s.srv.board.Load()
 	if v == nil || v.Gen == s.gen {
