@@ -127,6 +127,19 @@ func settings() []setting {
 	}
 }
 
+// Setting documents one configuration variable: its environment name, flag,
+// default and meaning.
+type Setting struct{ Env, Flag, Default, Help string }
+
+// Settings lists every variable the distributor reads, in the order of --help.
+func Settings() []Setting {
+	var out []Setting
+	for _, s := range settings() {
+		out = append(out, Setting{s.env, s.flag, s.def, s.help})
+	}
+	return out
+}
+
 // DefaultConfig is the configuration with every default applied and no analyzers.
 func DefaultConfig() Config {
 	var c Config

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/sluicelog/sluice/proxy"
+)
+
+// The README's configuration table must list every variable the distributor reads,
+// with its flag and default, so the documentation cannot drift from the code.
+func TestREADMEListsEveryVariable(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	for _, s := range proxy.Settings() {
+		def := "`" + s.Default + "`"
+		if s.Default == "" {
+			def = "(required)"
+		}
+		row := "| `" + s.Env + "` | `--" + s.Flag + "` | " + def + " |"
+		if !strings.Contains(readme, row) {
+			t.Errorf("README.md has no row starting %q", row)
+		}
+	}
+	for _, cmd := range []string{"make run", "make test"} {
+		if !strings.Contains(readme, cmd) {
+			t.Errorf("README.md does not show %q", cmd)
+		}
+	}
+}
