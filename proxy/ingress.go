@@ -223,6 +223,12 @@ func (s *shard) ingest(req *codec.Request, out []byte) []byte {
 		s.stats.Rejected[rejectInvalid]++
 		return s.answerError(out, 400, e.Reason, keep, "")
 	}
+	if lim := s.srv.limit; lim != nil {
+		if ok, wait := lim.allow(pkt.EmitterID, s.now); !ok {
+			s.stats.Rejected[rejectRateLimited]++
+			return s.answerError(out, 429, "emitter over its rate limit", keep, retryAfterHeader(wait))
+		}
+	}
 	switch s.accept(body, pkt.Messages) {
 	case acceptOK:
 		s.stats.Responses[status202]++

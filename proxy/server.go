@@ -28,6 +28,7 @@ type Server struct {
 	board sched.Board
 	ctl   *controller
 	prom  *promSet
+	limit *emitterLimit // nil when EMITTER_RATE_LIMIT is 0
 
 	retryAfter atomic.Int32 // seconds, for 503 answers
 	conns      atomic.Int64 // inbound connections, for MAX_CONNS
@@ -71,6 +72,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		booted: make(chan struct{}),
 		runErr: make(chan error, 1),
 	}
+	s.limit = newEmitterLimit(cfg.EmitterRate, cfg.EmitterBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ctl = newController(s)
 	s.ctl.publish(time.Now())

@@ -11,18 +11,19 @@ package proxy
 
 // Rejection reasons for packets that were never accepted.
 const (
-	rejectFull       = iota // INGEST_BUFFER_SIZE reached
-	rejectNoAnalyzer        // no analyzer eligible
-	rejectQueueFull         // chosen analyzer's queue full and no spill target
-	rejectShutdown          // distributor is stopping
-	rejectInvalid           // failed validation (400)
-	rejectTooLarge          // body over the limit (413)
-	rejectProtocol          // any other malformed request (4xx/5xx from the parser)
-	rejectConns             // MAX_CONNS reached
+	rejectFull        = iota // INGEST_BUFFER_SIZE reached
+	rejectNoAnalyzer         // no analyzer eligible
+	rejectQueueFull          // chosen analyzer's queue full and no spill target
+	rejectShutdown           // distributor is stopping
+	rejectInvalid            // failed validation (400)
+	rejectTooLarge           // body over the limit (413)
+	rejectProtocol           // any other malformed request (4xx/5xx from the parser)
+	rejectConns              // MAX_CONNS reached
+	rejectRateLimited        // EMITTER_RATE_LIMIT (429)
 	numRejects
 )
 
-var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns"}
+var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited"}
 
 // Drop reasons for packets that were accepted and could not be delivered.
 const (
