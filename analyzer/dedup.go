@@ -19,12 +19,12 @@ const (
 // (the distributor is at-least-once) is processed once.
 //
 // An id is kept as a 64-bit maphash of its raw JSON bytes, never as a string: the
-// window then costs 8 bytes in a ring plus one map entry per id, and remembering
-// an id allocates nothing once the map has reached its size. Two distinct ids
-// collide with probability about window/2^64 per packet (≈6e-14 at 2^20), which
-// would count a new packet as a duplicate; that is accepted.
+// window costs 8 bytes in a ring plus 16 in an idSet per id (24 MiB at the default),
+// all allocated when the window is made, and remembering an id allocates nothing.
+// Two distinct ids collide with probability about window/2^64 per packet (≈6e-14 at
+// 2^20), which would count a new packet as a duplicate; that is accepted.
 //
-// Eviction is FIFO by first sight: each stripe is a ring of hashes plus a set; when
+// Eviction is FIFO by first sight: each stripe is a ring of hashes plus an idSet; when
 // the ring is full the oldest hash leaves the set. Re-sending an id does not refresh
 // it, so the window is "the last N distinct ids", independent of retries.
 //
@@ -32,9 +32,9 @@ const (
 // connection), so it needs synchronisation. It is striped 64 ways by hash, each
 // stripe behind its own mutex: with one loop per core the chance that two loops want
 // the same stripe at the same moment is tiny, and an uncontended lock is ~15ns next
-// to ~1µs of parsing and validation. A lock-free open-addressing set with FIFO
-// eviction was considered and rejected: deletions under concurrency need tombstones
-// or epochs, which is a lot of subtle code for no measurable gain at this rate.
+// to a few µs of parsing and validation. A lock-free set with FIFO eviction was
+// considered and rejected: concurrent deletion needs tombstones or epochs, which is a
+// lot of subtle code for no measurable gain at this rate.
 // Striping makes a large window approximate: each stripe forgets after N/64 newer ids
 // of its own, so an id is forgotten after N newer distinct ids on average (±a few
 // percent), never much sooner. Windows under 64Ki ids use a single stripe and are exact.
@@ -49,7 +49,7 @@ type dedupStripe struct {
 	ring []uint64 // hashes in arrival order, oldest at next once full
 	next int
 	full bool
-	set  map[uint64]struct{}
+	set  *idSet
 	_    [64]byte // keep neighbouring stripes' mutexes off one cache line
 }
 
@@ -64,10 +64,8 @@ func newDedupWindow(size int) *dedupWindow {
 	per := (size + n - 1) / n
 	w := &dedupWindow{seed: maphash.MakeSeed(), stripes: make([]dedupStripe, n), mask: uint64(n - 1)}
 	for i := range w.stripes {
-		// The ring is allocated whole (the OS maps its pages lazily); the set grows
-		// to its size as ids arrive and then stays there.
 		w.stripes[i].ring = make([]uint64, per)
-		w.stripes[i].set = make(map[uint64]struct{})
+		w.stripes[i].set = newIDSet(per)
 	}
 	return w
 }
@@ -77,19 +75,18 @@ func (w *dedupWindow) hash(id []byte) uint64 { return maphash.Bytes(w.seed, id) 
 
 // seen reports whether h is in the window, and remembers it if it was not.
 func (w *dedupWindow) seen(h uint64) bool {
-	// The low bits pick the stripe; the map hashes the whole value again, so using
-	// the same bits twice costs nothing in spread.
+	// The low bits pick the stripe; idSet mixes all bits for its slot.
 	s := &w.stripes[h&w.mask]
 	s.mu.Lock()
-	if _, ok := s.set[h]; ok {
+	if s.set.has(h) {
 		s.mu.Unlock()
 		return true
 	}
 	if s.full {
-		delete(s.set, s.ring[s.next])
+		s.set.remove(s.ring[s.next])
 	}
 	s.ring[s.next] = h
-	s.set[h] = struct{}{}
+	s.set.add(h)
 	s.next++
 	if s.next == len(s.ring) {
 		s.next = 0
