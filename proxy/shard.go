@@ -51,6 +51,7 @@ type shard struct {
 	now     int64 // nanotime at the start of the current event
 
 	closing bool // shutdown: accept nothing new
+	ticking bool // in tick(): flush whatever waits, coalescing or not
 }
 
 // dest is one analyzer as seen by one shard.
@@ -335,6 +336,8 @@ func (s *shard) flushDirty() {
 // tick runs on the loop every tickInterval: view changes, answer deadlines,
 // redials, and the flush of anything left waiting.
 func (s *shard) tick() {
+	s.ticking = true
+	defer func() { s.ticking = false }()
 	s.now = nanotime()
 	s.sync()
 	timeout := int64(s.srv.cfg.SenderTimeout)
