@@ -29,5 +29,29 @@ test: lint unit fuzz
 run: build
 	./$(BIN) demo
 
+# CPU (15 s) and heap profiles of the distributor under load: three analyzers, a
+# distributor and a flat-out emitter, all bin/sluice on loopback ports from
+# $PROFILE_PORT (default 37080) up. Profiles and logs go to bench/out/.
+profile: build
+	@set -e; out=bench/out; mkdir -p $$out; \
+	base=$${PROFILE_PORT:-37080}; ingest=127.0.0.1:$$base; admin=127.0.0.1:$$((base+10)); \
+	pids=; trap 'rc=$$?; kill $$pids 2>/dev/null || true; wait 2>/dev/null || true; exit $$rc' EXIT; trap 'exit 130' INT TERM; \
+	analyzers=; for aw in 1:0.5 2:0.3 3:0.2; do i=$${aw%%:*}; \
+	  ./$(BIN) analyzer -port 127.0.0.1:$$((base+i)) >$$out/profile-analyzer-$$i.log 2>&1 & pids="$$pids $$!"; \
+	  analyzers="$$analyzers$${analyzers:+,}http://127.0.0.1:$$((base+i))=$${aw#*:}"; done; \
+	PORT=$$base METRICS_ADDR=$$admin ANALYZERS=$$analyzers SHUTDOWN_TIMEOUT_SEC=1 ./$(BIN) distributor >$$out/profile-distributor.log 2>&1 & pids="$$pids $$!"; \
+	for i in $$(seq 50); do curl -s -o /dev/null http://$$admin/health && break; sleep 0.1; done; \
+	curl -s -o /dev/null http://$$admin/health || { echo "distributor did not start: see $$out/profile-distributor.log"; exit 1; }; \
+	./$(BIN) emitter -target http://$$ingest -rate 0 -concurrency 32 -duration 30s >$$out/profile-emitter.txt 2>&1 & emitter=$$!; pids="$$pids $$emitter"; \
+	sleep 3; echo "profiling the distributor for 15 s under load ..."; \
+	curl -fsS -o $$out/cpu.pprof "http://$$admin/debug/pprof/profile?seconds=15"; \
+	curl -fsS -o $$out/heap.pprof "http://$$admin/debug/pprof/heap"; \
+	kill -INT $$emitter; wait $$emitter || true; \
+	echo "== emitter"; cat $$out/profile-emitter.txt; \
+	echo "== CPU"; $(GO) tool pprof -top -nodecount=30 $(BIN) $$out/cpu.pprof; \
+	echo "== heap, allocated since start"; $(GO) tool pprof -top -sample_index=alloc_space -nodecount=15 $(BIN) $$out/heap.pprof; \
+	echo "== heap, in use"; $(GO) tool pprof -top -sample_index=inuse_space -nodecount=15 $(BIN) $$out/heap.pprof; \
+	echo "profiles: $$out/cpu.pprof $$out/heap.pprof (go tool pprof -http=: $(BIN) $$out/cpu.pprof)"
+
 clean:
 	rm -rf bin
