@@ -221,6 +221,10 @@ func TestObservability(t *testing.T) {
 	t.Run("settled numbers", func(t *testing.T) {
 		m := settled
 		checkInvariant(t, m, names)
+		for _, n := range names {
+			m.expect(t, "distributor_breaker_opens_total", map[string]string{"analyzer": n}, 0)
+			m.expect(t, "distributor_breaker_state", map[string]string{"analyzer": n}, 0)
+		}
 		total := m.get(t, "distributor_total_packets_total", nil)
 		if d := m.get(t, "distributor_dropped_total", nil); d != 0 {
 			t.Errorf("distributor_dropped_total = %v with every analyzer healthy", d)
@@ -361,6 +365,9 @@ func TestObservability(t *testing.T) {
 		for _, n := range names {
 			if s := m.get(t, "distributor_breaker_state", map[string]string{"analyzer": n}); s != 3 {
 				t.Errorf("distributor_breaker_state{analyzer=%q} = %v, want 3 (open)", n, s)
+			}
+			if o := m.get(t, "distributor_breaker_opens_total", map[string]string{"analyzer": n}); o < 1 {
+				t.Errorf("distributor_breaker_opens_total{analyzer=%q} = %v with the analyzer down", n, o)
 			}
 			m.expect(t, "distributor_analyzer_effective_weight", map[string]string{"analyzer": n}, 0)
 		}
@@ -506,6 +513,7 @@ func checkDashboardCoverage(t *testing.T, exprs []dashExpr) {
 		regexp.MustCompile(`by \(reason\) \(rate\(distributor_dropped_packets_total\[`),
 		regexp.MustCompile(`by \(reason\) \(rate\(distributor_rejected_packets_total\[`),
 		regexp.MustCompile(`distributor_breaker_state`),
+		regexp.MustCompile(`distributor_breaker_opens_total`),
 	} {
 		if !want.MatchString(all.String()) {
 			t.Errorf("dashboard: no expression matches %s", want)

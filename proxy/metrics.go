@@ -71,6 +71,7 @@ var help = map[string]string{
 	"distributor_analyzer_effective_weight":  "Weight the scheduler uses now (0 while out, ramping during slow start).",
 	"distributor_analyzer_message_share":     "Each analyzer's share of delivered messages since start.",
 	"distributor_breaker_state":              "Breaker state per analyzer: 0 closed, 1 slow start, 2 half-open, 3 open, 4 drained.",
+	"distributor_breaker_opens_total":        "Times each analyzer's breaker opened (a flapping analyzer opens again and again).",
 	"distributor_connections":                "Open inbound connections.",
 	"distributor_accounting_outstanding":     "accepted - delivered - queued - in_flight - dropped; always 0.",
 	"distributor_bytes_in_total":             "Request bytes read on the ingest port.",
@@ -176,16 +177,29 @@ var stateCode = map[string]float64{StateHealthy: 0, StateSlowStart: 1, StateHalf
 func (p *promSet) WritePrometheus(w io.Writer) {
 	st := p.srv.Snapshot()
 	v := p.srv.View()
+	opens := breakerOpens(p.srv.ctl)
 	var buf bytes.Buffer
 	p.mu.Lock()
-	p.update(&st, v)
+	p.update(&st, v, opens)
 	p.set.WritePrometheus(&buf)
 	p.mu.Unlock()
 	metrics.WriteProcessMetrics(&buf)
 	writeWithHelp(w, buf.Bytes())
 }
 
-func (p *promSet) update(st *Stats, v *sched.View) {
+// breakerOpens reads how often each analyzer's breaker opened, under the
+// controller's lock (the breakers are the controller's).
+func breakerOpens(c *controller) []int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]int64, len(c.members))
+	for i, m := range c.members {
+		out[i] = m.br.opens
+	}
+	return out
+}
+
+func (p *promSet) update(st *Stats, v *sched.View, opens []int64) {
 	c := func(name string, n int64) { p.set.GetOrCreateCounter(name).Set(uint64(max(n, 0))) }
 	g := func(name string, x float64) { p.set.GetOrCreateGauge(name, nil).Set(x) }
 	tot := st.Total()
@@ -227,6 +241,9 @@ func (p *promSet) update(st *Stats, v *sched.View) {
 		g("distributor_analyzer_weight"+l, m.Weight)
 		g("distributor_analyzer_effective_weight"+l, m.Effective)
 		g("distributor_breaker_state"+l, stateCode[m.State])
+		if i < len(opens) {
+			c("distributor_breaker_opens_total"+l, opens[i])
+		}
 		share := 0.0
 		if tot.DeliveredMessages > 0 {
 			share = float64(d.DeliveredMessages) / float64(tot.DeliveredMessages)
