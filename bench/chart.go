@@ -1,0 +1,146 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/text"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// WriteChart renders the report's chart as PNG: accepted packets/s at full load per
+// target and driver on the left, latency percentiles at half load on the right.
+func WriteChart(rep *Report, w io.Writer) error {
+	targets, drivers := namesOf(rep.Rows)
+	if len(targets) == 0 {
+		return fmt.Errorf("chart: no rows")
+	}
+	accepted := func(target, driver string) float64 {
+		for _, r := range rep.Rows {
+			if r.Target == target && r.Driver == driver {
+				return r.Accepted / 1000
+			}
+		}
+		return 0
+	}
+	throughput := plot.New()
+	throughput.Title.Text = "Full load: accepted packets/s (median of rounds)"
+	throughput.Y.Label.Text = "thousand packets/s (5 messages each)"
+	series := make([][]float64, len(drivers))
+	for i, d := range drivers {
+		for _, t := range targets {
+			series[i] = append(series[i], accepted(t, d))
+		}
+	}
+	if err := groupedBars(throughput, targets, drivers, series, func(v float64) string {
+		return strconv.FormatFloat(v, 'f', 1, 64) + "k"
+	}); err != nil {
+		return err
+	}
+
+	plots := [][]*plot.Plot{{throughput}}
+	if len(rep.Latency) > 0 {
+		lt, _ := namesOf(rep.Latency)
+		quantiles := []string{"p50", "p99", "p99.9"}
+		series := make([][]float64, len(quantiles))
+		for _, t := range lt {
+			for _, r := range rep.Latency {
+				if r.Target == t {
+					series[0] = append(series[0], ms(r.P50))
+					series[1] = append(series[1], ms(r.P99))
+					series[2] = append(series[2], ms(r.P999))
+				}
+			}
+		}
+		latency := plot.New()
+		latency.Title.Text = "Half load (constant rate, vegeta): latency"
+		latency.Y.Label.Text = "milliseconds"
+		if err := groupedBars(latency, lt, quantiles, series, func(v float64) string {
+			return strconv.FormatFloat(v, 'f', 2, 64)
+		}); err != nil {
+			return err
+		}
+		plots[0] = append(plots[0], latency)
+	}
+
+	width := vg.Length(len(plots[0])) * 8 * vg.Inch
+	img := vgimg.NewWith(vgimg.UseWH(width, 5*vg.Inch), vgimg.UseDPI(100))
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 1, Cols: len(plots[0]), PadX: vg.Inch / 2, PadTop: vg.Inch / 8, PadBottom: vg.Inch / 8, PadLeft: vg.Inch / 8, PadRight: vg.Inch / 8}
+	canvases := plot.Align(plots, tiles, dc)
+	for i, p := range plots[0] {
+		p.Draw(canvases[0][i])
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
+		return fmt.Errorf("chart: %w", err)
+	}
+	return nil
+}
+
+// groupedBars adds one bar series per name in legend, grouped over the categories,
+// each bar labelled with its value.
+func groupedBars(p *plot.Plot, categories, legend []string, series [][]float64, label func(float64) string) error {
+	const barWidth = vg.Length(22)
+	top := 0.0
+	for i, vs := range series {
+		bars, err := plotter.NewBarChart(plotter.Values(vs), barWidth)
+		if err != nil {
+			return fmt.Errorf("chart: %w", err)
+		}
+		bars.Color = plotutil.Color(i)
+		bars.LineStyle.Width = 0
+		bars.Offset = (vg.Length(i) - vg.Length(len(series)-1)/2) * barWidth
+		p.Add(bars)
+		p.Legend.Add(legend[i], bars)
+
+		xys := make(plotter.XYs, len(vs))
+		texts := make([]string, len(vs))
+		for j, v := range vs {
+			xys[j] = plotter.XY{X: float64(j), Y: v}
+			texts[j] = label(v)
+			top = max(top, v)
+		}
+		labels, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: texts})
+		if err != nil {
+			return fmt.Errorf("chart: %w", err)
+		}
+		for k := range labels.TextStyle {
+			labels.TextStyle[k].XAlign = text.XCenter
+			labels.TextStyle[k].Font.Size = vg.Points(8)
+		}
+		labels.Offset = vg.Point{X: bars.Offset, Y: vg.Points(2)}
+		p.Add(labels)
+	}
+	grid := plotter.NewGrid()
+	grid.Vertical.Color = nil
+	p.Add(grid)
+	p.NominalX(categories...)
+	p.Y.Min, p.Y.Max = 0, top*1.15
+	p.Legend.Top = true
+	p.Legend.Left = false
+	return nil
+}
+
+func namesOf(rows []Row) (targets, drivers []string) {
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if !seen["t:"+r.Target] {
+			seen["t:"+r.Target] = true
+			targets = append(targets, r.Target)
+		}
+		if !seen["d:"+r.Driver] {
+			seen["d:"+r.Driver] = true
+			drivers = append(drivers, r.Driver)
+		}
+	}
+	return targets, drivers
+}
+
+func ms(d time.Duration) float64 { return d.Seconds() * 1000 }

@@ -1,0 +1,106 @@
+// Command sluice-bench is `make bench`: it starts the distributor, a bare gnet
+// ceiling server and nginx on loopback, drives each with vegeta and wrk in
+// alternating rounds, prints the table, appends it to docs/benchmarks.md and
+// renders docs/bench.png.
+//
+//	sluice-bench [-sluice bin/sluice]      run the benchmark (settings: BENCH_* variables, see -h)
+//	sluice-bench ceiling -addr host:port   the ceiling server the benchmark starts
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sluicelog/sluice/bench"
+	"github.com/sluicelog/sluice/bench/ceiling"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "ceiling" {
+		os.Exit(runCeiling(os.Args[2:]))
+	}
+	os.Exit(runBench(os.Args[1:]))
+}
+
+func runBench(args []string) int {
+	fs := flag.NewFlagSet("sluice-bench", flag.ContinueOnError)
+	sluice := fs.String("sluice", "bin/sluice", "the sluice binary to benchmark")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: sluice-bench [-sluice bin/sluice]\n\nflags:\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\nenvironment (default in quotes):\n%s", bench.EnvHelp())
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg, err := bench.ConfigFromEnv(os.Getenv, *sluice)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sluice-bench:", err)
+		return 2
+	}
+	if _, err := os.Stat(cfg.Sluice); err != nil {
+		fmt.Fprintf(os.Stderr, "sluice-bench: %v (make build first)\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	rep, err := bench.Run(ctx, cfg, os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sluice-bench:", err)
+		return 1
+	}
+	if cfg.Chart != "" {
+		if err := bench.SaveChart(cfg.Chart, rep); err != nil {
+			fmt.Fprintln(os.Stderr, "sluice-bench: chart:", err)
+			return 1
+		}
+		rep.Chart = cfg.Chart
+	}
+	if err := rep.WriteText(os.Stdout); err != nil {
+		return 1
+	}
+	if cfg.Results != "" {
+		if err := bench.AppendResults(cfg.Results, rep); err != nil {
+			fmt.Fprintln(os.Stderr, "sluice-bench: results:", err)
+			return 1
+		}
+		fmt.Printf("\nappended to %s", cfg.Results)
+		if rep.Chart != "" {
+			fmt.Printf("; chart in %s", rep.Chart)
+		}
+		fmt.Println()
+	}
+	return 0
+}
+
+func runCeiling(args []string) int {
+	fs := flag.NewFlagSet("sluice-bench ceiling", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:8090", "listen address")
+	loops := fs.Int("loops", 0, "event loops (0: one per CPU, as the distributor)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	srv, err := ceiling.Start(*addr, *loops)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sluice-bench ceiling:", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "sluice-bench ceiling: answering 202 on %s\n", srv.Addr())
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	if err := srv.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "sluice-bench ceiling:", err)
+		return 1
+	}
+	return 0
+}
