@@ -249,20 +249,24 @@ func TestObservability(t *testing.T) {
 		for _, n := range names {
 			retries += m.get(t, "distributor_retries_total", map[string]string{"analyzer": n})
 		}
+		byAnalyzer := make([]float64, len(names))
 		var delivered float64
 		for i, n := range names {
-			delivered += m.get(t, "distributor_delivered_messages_total", map[string]string{"analyzer": n})
 			dm := m.get(t, "distributor_delivered_messages_total", map[string]string{"analyzer": n})
+			byAnalyzer[i] = dm
+			delivered += dm
 			st := analyzers[i].Stats()
 			got := float64(st.Messages + st.DuplicateMessages)
 			if (retries == 0 && got != dm) || got < dm {
 				t.Errorf("%s: distributor delivered %v messages, the analyzer counted %v (retries %v)", n, dm, got, retries)
 			}
 		}
+		if msgs := m.get(t, "distributor_total_messages_total", nil); delivered != msgs {
+			t.Errorf("delivered %v messages of %v accepted after draining", delivered, msgs)
+		}
 		// Weights honoured, in the exported numbers.
 		for i, n := range names {
-			dm := m.get(t, "distributor_delivered_messages_total", map[string]string{"analyzer": n})
-			share := dm / delivered
+			share := byAnalyzer[i] / delivered
 			if math.Abs(share-weights[i]) > 0.01 {
 				t.Errorf("%s: message share %.4f, weight %.2f", n, share, weights[i])
 			}
