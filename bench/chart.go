@@ -31,7 +31,7 @@ func WriteChart(rep *Report, w io.Writer) error {
 		return 0
 	}
 	throughput := plot.New()
-	throughput.Title.Text = "Full load: accepted packets/s (median of rounds)"
+	throughput.Title.Text = fmt.Sprintf("Full load: accepted packets/s (median of %s)", plural(roundsOf(rep.Rows), "round"))
 	throughput.Y.Label.Text = "thousand packets/s (5 messages each)"
 	series := make([][]float64, len(drivers))
 	for i, d := range drivers {
@@ -122,7 +122,13 @@ func groupedBars(p *plot.Plot, categories, legend []string, series [][]float64, 
 	grid.Vertical.Color = nil
 	p.Add(grid)
 	p.NominalX(categories...)
-	p.Y.Min, p.Y.Max = 0, top*1.15
+	// Half a category of margin on each side, and headroom for the labels and the
+	// legend above the tallest bar.
+	p.X.Min, p.X.Max = -0.5, float64(len(categories))-0.5
+	p.Y.Min, p.Y.Max = 0, top*1.3
+	p.Y.Tick.Marker = plainTicks{}
+	p.Title.TextStyle.Font.Size = vg.Points(13)
+	p.Title.Padding = vg.Points(6)
 	p.Legend.Top = true
 	p.Legend.Left = false
 	return nil
@@ -144,3 +150,17 @@ func namesOf(rows []Row) (targets, drivers []string) {
 }
 
 func ms(d time.Duration) float64 { return d.Seconds() * 1000 }
+
+// plainTicks are gonum's default ticks labelled without trailing zeros ("75", not
+// "75.00").
+type plainTicks struct{}
+
+func (plainTicks) Ticks(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i := range ticks {
+		if ticks[i].Label != "" {
+			ticks[i].Label = strconv.FormatFloat(ticks[i].Value, 'g', -1, 64)
+		}
+	}
+	return ticks
+}

@@ -323,7 +323,7 @@ func TestMarkdownSection(t *testing.T) {
 	}
 	md := b.String()
 	for _, want := range []string{
-		"\n## 2026-11-23 09:30 UTC — Test CPU, 2 CPUs\n",
+		"\n### 2026-11-23 09:30 UTC — Test CPU, 2 CPUs\n",
 		"Settings: `BENCH_DURATION=8s BENCH_ROUNDS=3`",
 		"| ceiling | wrk | 60,000 | 300,000 | — | — | 1.00 ms | 3.00 ms | 5.00 ms | 0 % | 10.0 µs | — | 12.0 µs | 90.0 % | 0 % | 14.0 MiB |",
 		"| sluice | wrk | 50,000 | 250,000 | 49,900 | 249,500 |",

@@ -13,6 +13,8 @@ const resultsHeader = `# Benchmarks
 
 Each section below was appended by ` + "`make bench`" + ` (bench/): the date, the machine, the
 table of medians, the ratios, and the exact commands.
+
+## Results
 `
 
 // AppendResults appends the report's section to the markdown file at path,

@@ -118,7 +118,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 // WriteMarkdown writes the report as one section of docs/benchmarks.md.
 func (rep *Report) WriteMarkdown(w io.Writer) error {
 	b := &strings.Builder{}
-	fmt.Fprintf(b, "\n## %s — %s\n\n", rep.When.UTC().Format("2006-01-02 15:04 UTC"), rep.Machine)
+	fmt.Fprintf(b, "\n### %s — %s\n\n", rep.When.UTC().Format("2006-01-02 15:04 UTC"), rep.Machine)
 	fmt.Fprintf(b, "%s. Settings: `%s`.\n\n", rep.Versions, rep.Settings)
 	fmt.Fprintf(b, "Full load (closed loop, %s; medians over rounds):\n\n", plural(roundsOf(rep.Rows), "round"))
 	mdTable(b, fullLoadHeader, rep.Rows, fullLoadCells)
