@@ -15,6 +15,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
+	"github.com/valyala/bytebufferpool"
 
 	"github.com/sluicelog/sluice/codec"
 	"github.com/sluicelog/sluice/sched"
@@ -29,8 +30,13 @@ type Server struct {
 	ctl   *controller
 	prom  *promSet
 	limit *emitterLimit // nil when EMITTER_RATE_LIMIT is 0
+	// bodies holds packet buffers. Its own pool, not the package default: the pool
+	// calibrates the buffer size it keeps to what this distributor's packets need
+	// (buffers far above the 95th percentile are let go rather than pinned).
+	bodies bytebufferpool.Pool
 
 	retryAfter atomic.Int32 // seconds, for 503 answers
+	drainSec   atomic.Int32 // backlog ÷ delivery rate, refreshed every second
 	conns      atomic.Int64 // inbound connections, for MAX_CONNS
 
 	mu       sync.Mutex
@@ -215,14 +221,12 @@ func (s *Server) drainEstimator(ctx context.Context) {
 			if backlog := tot.Queued + tot.InFlight; rate > 0 && backlog > 0 {
 				sec = int32(float64(backlog)/rate) + 1
 			}
-			drainSec.Store(min(sec, maxRetryAfter))
+			s.drainSec.Store(min(sec, maxRetryAfter))
 		}
 	}
 }
 
-var drainSec atomic.Int32
-
-func (s *Server) drainSeconds() int32 { return max(drainSec.Load(), 1) }
+func (s *Server) drainSeconds() int32 { return max(s.drainSec.Load(), 1) }
 
 func (s *Server) updateRetryAfter(sec int32) { s.retryAfter.Store(min(max(sec, 1), maxRetryAfter)) }
 

@@ -246,14 +246,14 @@ func (s *shard) newParcel(body []byte, msgs, dest int) *parcel {
 	} else {
 		p = &parcel{}
 	}
-	p.body = bytebufferpool.Get()
+	p.body = s.srv.bodies.Get()
 	p.body.B = append(p.body.B[:0], body...)
 	p.msgs, p.attempts, p.dest, p.accepted = msgs, 0, dest, s.now
 	return p
 }
 
 func (s *shard) release(p *parcel) {
-	bytebufferpool.Put(p.body)
+	s.srv.bodies.Put(p.body)
 	p.body = nil
 	s.free = append(s.free, p)
 }
