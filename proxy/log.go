@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync/atomic"
@@ -70,4 +72,30 @@ func NewLogger(level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// gnetLog routes gnet's own log lines into the distributor's slog logger. gnet
+// warns about routine things (a stale connection during shutdown); those become
+// debug lines. Its errors stay errors, rate-limited like every repeated failure.
+type gnetLog struct {
+	log  *slog.Logger
+	errs rateLog
+}
+
+func (g *gnetLog) Debugf(format string, args ...any) { g.line(slog.LevelDebug, format, args) }
+func (g *gnetLog) Infof(format string, args ...any)  { g.line(slog.LevelDebug, format, args) }
+func (g *gnetLog) Warnf(format string, args ...any)  { g.line(slog.LevelDebug, format, args) }
+func (g *gnetLog) Errorf(format string, args ...any) {
+	if ok, held := g.errs.allow(); ok {
+		g.log.Error("gnet: "+fmt.Sprintf(format, args...), "suppressed", held)
+	}
+}
+func (g *gnetLog) Fatalf(format string, args ...any) {
+	g.log.Error("gnet: " + fmt.Sprintf(format, args...))
+}
+
+func (g *gnetLog) line(level slog.Level, format string, args []any) {
+	if g.log.Enabled(context.Background(), level) {
+		g.log.Log(context.Background(), level, "gnet: "+fmt.Sprintf(format, args...))
+	}
 }

@@ -98,7 +98,8 @@ func (s *Server) Start() error {
 			gnet.WithReuseAddr(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithLoadBalancing(gnet.LeastConnections),
-			gnet.WithLogLevel(logging.ErrorLevel),
+			gnet.WithLogger(&gnetLog{log: s.log}),
+			gnet.WithLogLevel(logging.DebugLevel), // gnetLog decides what is shown
 		)
 		s.runErr <- err
 	}()
