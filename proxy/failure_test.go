@@ -324,3 +324,92 @@ func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 	}
 	checkDelivered(t, accepted, fakes, true)
 }
+
+// garbage accepts connections and answers every read with bytes that are not HTTP.
+func garbage(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+					if _, err := c.Write([]byte("SPDY/9 what\r\n\r\n")); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// An analyzer that answers with garbage: counted as malformed answers, its breaker
+// opens, what it was sent goes elsewhere, nothing is lost.
+func TestMalformedAnswers(t *testing.T) {
+	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false)}
+	srv := startDistributor(t, fakes[0].url()+"=0.5,"+garbage(t)+"=0.5", failureConfig)
+	l := startLoad(t, srv, 2, "m-", fixedSize(2))
+	waitFor(t, "the garbage analyzer's breaker to open", 10*time.Second, func() bool { return stateOf(srv, 1) == StateOpen })
+	waitFor(t, "traffic to continue", 10*time.Second, func() bool { return delivered(srv)[0] > 2000 })
+	accepted := l.finish()
+	st := waitSettled(t, srv, 15*time.Second)
+	checkInvariant(t, st)
+	if st.Dests[1].Failures[failMalformed] == 0 {
+		t.Errorf("no malformed answers counted: %+v", st.Dests[1].Failures)
+	}
+	if tot := st.Total(); tot.DroppedTotal() != 0 {
+		t.Errorf("%d accepted packets dropped", tot.DroppedTotal())
+	}
+	checkDelivered(t, accepted, fakes, true)
+}
+
+// /health passes but /ingest answers 500: a passing probe alone never readmits the
+// analyzer; its trial traffic fails and re-opens the breaker, with growing backoff.
+func TestHealthyProbeFailingIngest(t *testing.T) {
+	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
+	fakes[1].status.Store(500)
+	srv := startDistributor(t, joinAnalyzers(fakes, 0.5, 0.5), func(c *Config) {
+		failureConfig(c)
+		c.BreakerBackoffMax = time.Second
+	})
+	l := startLoad(t, srv, 2, "h-", fixedSize(2))
+	// It starts in (nothing is known against it), and its first failures take it out.
+	waitFor(t, "the first opening", 10*time.Second, func() bool { return stateOf(srv, 1) == StateOpen })
+	// Long enough for several open → half-open → open cycles.
+	sawHalfOpen := false
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		switch stateOf(srv, 1) {
+		case StateHealthy, StateSlowStart:
+			t.Fatalf("analyzer with failing /ingest was readmitted")
+		case StateHalfOpen:
+			sawHalfOpen = true
+		}
+		time.Sleep(5 * time.Millisecond) // sampling the state, not synchronising
+	}
+	accepted := l.finish()
+	st := waitSettled(t, srv, 15*time.Second)
+	checkInvariant(t, st)
+	if !sawHalfOpen && st.Dests[1].Failures[failStatus5xx] < 2 {
+		t.Errorf("no trial traffic reached the failing analyzer (failures %+v)", st.Dests[1].Failures)
+	}
+	if st.Dests[1].DeliveredPackets != 0 {
+		t.Errorf("%d packets counted delivered by an analyzer that answers 500", st.Dests[1].DeliveredPackets)
+	}
+	if tot := st.Total(); tot.DroppedTotal() != 0 {
+		t.Errorf("%d accepted packets dropped", tot.DroppedTotal())
+	}
+	checkDelivered(t, accepted, fakes[:1], true)
+}

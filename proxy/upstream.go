@@ -210,9 +210,11 @@ func (s *shard) onResponses(u *upstream, c gnet.Conn) gnet.Action {
 	for off < len(buf) {
 		n, err := u.parser.Parse(buf[off:], &u.resp)
 		if err != nil || (n > 0 && u.flights.len() == 0) {
+			// Framing is lost: close from here (gnet.Close), and OnClose sends what
+			// was in flight back through the scheduler.
 			_, _ = c.Discard(len(buf))
-			u.fail(failMalformed)
-			return gnet.None
+			u.markFailed(failMalformed)
+			return gnet.Close
 		}
 		if n == 0 {
 			break
@@ -274,14 +276,22 @@ func (u *upstream) stalled(now, timeout int64) bool {
 // fail closes u because of a failure of the given kind. What was in flight goes
 // back through the scheduler when OnClose runs.
 func (u *upstream) fail(kind int) {
+	if u.markFailed(kind) {
+		_ = u.sh.loop.Close(u.c)
+	}
+}
+
+// markFailed records a failure that is about to close u; false if u is already
+// closing because of one.
+func (u *upstream) markFailed(kind int) bool {
 	if u.state != connOpen || u.failed >= 0 {
-		return
+		return false
 	}
 	u.failed = kind
 	u.closing = true
 	u.d.st.Failures[kind]++
 	u.sh.failure(u.d)
-	_ = u.sh.loop.Close(u.c)
+	return true
 }
 
 // closed runs on the loop when u's connection is gone, for whatever reason.
