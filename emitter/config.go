@@ -23,6 +23,7 @@ const (
 	DefaultPipeline     = 1
 	DefaultTimeout      = 5 * time.Second
 	DefaultGrace        = 2 * time.Second
+	DefaultDownTimeout  = 30 * time.Second
 )
 
 // Config is one emitter run. Zero fields take the defaults above; where zero is a
@@ -42,6 +43,7 @@ type Config struct {
 	Pipeline     int           // requests in flight per connection
 	Timeout      time.Duration // longest wait for a response or a connect
 	Grace        time.Duration // how long in-flight requests may still be answered after the stop
+	DownTimeout  time.Duration // end the run (ErrTargetDown) when no connect succeeded for this long; negative = never
 	JSON         bool          // Main: print the report as one JSON object
 	MinAccept    float64       // Main: exit 1 when accepted/sent falls under this fraction
 	Progress     bool          // Main: print the live progress line even when stderr is not a terminal
@@ -94,6 +96,12 @@ func (cfg Config) resolve() (runConfig, error) {
 	}
 	if c.Grace == 0 {
 		c.Grace = DefaultGrace
+	}
+	if c.DownTimeout == 0 {
+		c.DownTimeout = DefaultDownTimeout
+	}
+	if c.DownTimeout < 0 {
+		c.DownTimeout = 0
 	}
 	if c.EmitterID == "" {
 		c.EmitterID = defaultEmitterID()

@@ -216,11 +216,14 @@ func (c *conn) send() error {
 		d := net.Dialer{Timeout: c.r.cfg.Timeout}
 		nc, err := d.DialContext(c.r.ctx, "tcp", c.r.cfg.addr)
 		if err != nil {
+			now := c.r.now()
 			c.dialFailures++
-			c.redialAt = c.r.now() + int64(backoff(c.dialFailures, 0, c.rng))
+			c.redialAt = now + int64(backoff(c.dialFailures, 0, c.rng))
+			c.r.connectFailed(now, err)
 			return err
 		}
 		c.dialFailures = 0
+		c.r.targetUp()
 		c.mu.Lock()
 		c.nc = nc
 		c.mu.Unlock()
@@ -368,6 +371,7 @@ func (c *conn) settle(now int64) (bool, error) {
 func (c *conn) answer(i int, now int64, raw []byte) {
 	s := &c.slots[i]
 	c.st.latency.record(uint64(now-s.sentAt) / 1000)
+	c.r.targetUp()
 	switch status := c.resp.Status; {
 	case status >= 200 && status < 300:
 		c.st.accepted.Add(1)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -422,6 +423,40 @@ func TestDeadTargetIsNotHammered(t *testing.T) {
 	rep := runOK(t, Config{Target: addr, Duration: time.Second, Concurrency: 2})
 	if rep.Accepted != 0 || rep.OtherErrors == 0 || rep.OtherErrors > 40 {
 		t.Fatalf("report %+v: want a few refused connects per connection, not a tight loop", rep)
+	}
+}
+
+func TestTargetDownEndsRun(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	// No --count, no --duration: only the down timeout can end this run.
+	done := make(chan error, 1)
+	var rep Report
+	go func() {
+		var err error
+		rep, err = Run(context.Background(), Config{Target: addr, Concurrency: 2, DownTimeout: 300 * time.Millisecond}, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrTargetDown) {
+			t.Fatalf("error %v, want ErrTargetDown", err)
+		}
+		checkInvariant(t, rep)
+		if rep.Accepted != 0 || rep.OtherErrors == 0 {
+			t.Fatalf("report %+v: want refused connects and nothing accepted", rep)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a run against a port that refuses every connect did not end")
+	}
+
+	code, out, errOut := runMain(t, "--target", addr, "--down-timeout", "200ms", "--json")
+	if code != ExitFailed || !strings.Contains(out, `"accepted":0`) || !strings.Contains(errOut, "target unreachable") {
+		t.Fatalf("exit %d stdout %q stderr %q: want the report, then exit 1 naming the unreachable target", code, out, errOut)
 	}
 }
 

@@ -15,7 +15,8 @@ import (
 // Exit codes of Main.
 const (
 	ExitOK        = 0
-	ExitBelowMin  = 1 // acceptance under --min-accept, or the run could not start
+	ExitBelowMin  = 1 // acceptance under --min-accept
+	ExitFailed    = 1 // the target stayed unreachable for --down-timeout
 	ExitBadFlags  = 2
 	usageHeadline = "usage: sluice emitter [flags]"
 )
@@ -47,11 +48,7 @@ func mainWith(ctx context.Context, args []string, stdout, stderr io.Writer, stde
 	if cfg.Progress || stderrIsTerminal {
 		progress = stderr
 	}
-	rep, err := Run(ctx, cfg, progress)
-	if err != nil {
-		fmt.Fprintf(stderr, "sluice emitter: %v\n", err)
-		return ExitBelowMin
-	}
+	rep, runErr := Run(ctx, cfg, progress)
 	if cfg.JSON {
 		err = rep.WriteJSON(stdout)
 	} else {
@@ -59,6 +56,10 @@ func mainWith(ctx context.Context, args []string, stdout, stderr io.Writer, stde
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice emitter: writing report: %v\n", err)
+	}
+	if runErr != nil {
+		fmt.Fprintf(stderr, "sluice emitter: %v\n", runErr)
+		return ExitFailed
 	}
 	if cfg.MinAccept > 0 && rep.AcceptRatio() < cfg.MinAccept {
 		fmt.Fprintf(stderr, "sluice emitter: accepted %d of %d packets (%.4f), under --min-accept %g\n",
@@ -85,6 +86,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&cfg.Pipeline, "pipeline", DefaultPipeline, "requests in flight per connection")
 	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "longest wait for a connection or an answer")
 	fs.DurationVar(&cfg.Grace, "grace", DefaultGrace, "after the stop, how long answers to requests in flight are still awaited")
+	fs.DurationVar(&cfg.DownTimeout, "down-timeout", DefaultDownTimeout, "end the run (exit 1) when no connect to the target succeeded for this long; 0 = never")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the report as one JSON object (the last line of output)")
 	fs.Float64Var(&cfg.MinAccept, "min-accept", 0, "exit 1 when the fraction of sent packets finally accepted is under this; 0 = off")
 	fs.BoolVar(&cfg.Progress, "progress", false, "print the live progress line even when stderr is not a terminal")
@@ -107,6 +109,9 @@ func parseFlags(args []string) (Config, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if set["retries"] && cfg.Retries == 0 {
 		cfg.Retries = -1
+	}
+	if set["down-timeout"] && cfg.DownTimeout == 0 {
+		cfg.DownTimeout = -1
 	}
 	for _, name := range []string{"concurrency", "packet-size", "message-bytes", "pipeline", "timeout", "grace"} {
 		if f := fs.Lookup(name); set[name] && (f.Value.String() == "0" || f.Value.String() == "0s") {

@@ -2,6 +2,8 @@ package emitter
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -11,8 +13,8 @@ import (
 )
 
 // run is the state shared by a run's connections. Apart from the pacer's slot
-// counter and the packet sequence (one atomic add each per packet), nothing here is
-// written on the hot path.
+// counter, the packet sequence and the Count claim (one atomic each per packet),
+// nothing here is written on the hot path.
 type run struct {
 	cfg     runConfig
 	ctx     context.Context
@@ -25,6 +27,31 @@ type run struct {
 	seq     atomic.Uint64
 	claimed atomic.Int64
 	conns   []*conn
+
+	// downSince is when the target started refusing connects (ns since the start,
+	// plus one so that zero means "not down"). A connect or an answer clears it;
+	// a connect that fails when it is older than DownTimeout ends the run.
+	downSince atomic.Int64
+	giveUp    context.CancelCauseFunc
+}
+
+// ErrTargetDown ends a run whose target refused every connect for DownTimeout.
+var ErrTargetDown = errors.New("target unreachable")
+
+// connectFailed is called by a connection whose connect failed.
+func (r *run) connectFailed(now int64, err error) {
+	r.downSince.CompareAndSwap(0, now+1)
+	if d := int64(r.cfg.DownTimeout); d > 0 && now-(r.downSince.Load()-1) > d {
+		r.giveUp(fmt.Errorf("%w: no connect to %s succeeded for %v: %v", ErrTargetDown, r.cfg.addr, r.cfg.DownTimeout, err))
+	}
+}
+
+// targetUp records that the target connected or answered. It only reads the shared
+// word unless the target was down, so answers do not write a shared cache line.
+func (r *run) targetUp() {
+	if r.downSince.Load() != 0 {
+		r.downSince.Store(0)
+	}
 }
 
 // now is the time since the start in ns, from the monotonic clock.
@@ -79,13 +106,18 @@ func (r *run) latency(dst *histSnapshot) {
 // Run drives the target as cfg says until Duration passes, Count packets were
 // answered, or ctx ends, and reports what happened. After the stop, requests already
 // in flight may be answered for up to Grace; nothing new is sent. When progress is
-// not nil a status line is redrawn on it once a second. The error is non-nil only
-// for a Config that cannot run; a target that refuses or fails shows in the Report.
+// not nil a status line is redrawn on it once a second.
+//
+// The error is non-nil for a Config that cannot run (and an empty Report), or, with
+// the Report of what was done, when the run was ended by ErrTargetDown. Answers the
+// target gave, errors included, show in the Report only.
 func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	rc, err := cfg.resolve()
 	if err != nil {
 		return Report{}, err
 	}
+	ctx, giveUp := context.WithCancelCause(ctx)
+	defer giveUp(nil)
 	start := time.Now()
 	r := &run{
 		cfg:     rc,
@@ -95,6 +127,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		stopAt:  math.MaxInt64,
 		pacer:   newPacer(rc.Rate),
 		budget:  newRetryBudget(rc.RetryBudget, rc.Concurrency*rc.Pipeline),
+		giveUp:  giveUp,
 	}
 	r.drainBy.Store(math.MaxInt64)
 	if rc.Duration > 0 {
@@ -138,7 +171,11 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 
 	var lat histSnapshot
 	r.latency(&lat)
-	return buildReport(r.totals(), &lat, elapsed), nil
+	rep := buildReport(r.totals(), &lat, elapsed)
+	if cause := context.Cause(ctx); errors.Is(cause, ErrTargetDown) {
+		return rep, cause
+	}
+	return rep, nil
 }
 
 func (r *run) showProgress(w io.Writer, done <-chan struct{}) {
