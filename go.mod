@@ -7,6 +7,7 @@ require (
 	github.com/bytedance/sonic v1.15.5
 	github.com/panjf2000/gnet/v2 v2.10.0
 	github.com/valyala/bytebufferpool v1.0.0
+	go.yaml.in/yaml/v3 v3.0.4
 	golang.org/x/sys v0.38.0
 )
 

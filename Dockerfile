@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# One image for every role: `sluice distributor` (the default), `sluice analyzer`,
+# `sluice emitter`. docker-compose.yml runs them all from it.
+#
+# deploy_test.go parses this file and runs the build stage's `go build` line as
+# written, then checks the result is a static binary, since tests run where no
+# Docker engine does. Keep the build on one RUN line that starts with the
+# environment it needs.
+
+FROM golang:1.26 AS build
+WORKDIR /src
+# Modules first, so editing the code does not download them again.
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/sluice .
+
+# distroless/static: CA certificates, /etc/passwd with a nonroot user, tzdata and
+# nothing else; no shell, no package manager.
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/sluice /sluice
+USER nonroot:nonroot
+# ingest (PORT), metrics and admin (METRICS_ADDR), the analyzers' default port
+EXPOSE 8080 9100 9001
+ENTRYPOINT ["/sluice"]
+CMD ["distributor"]
