@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/sluice
 FUZZTIME ?= 8s
 # package:FuzzTarget pairs run briefly by `make test` (corpus under testdata/fuzz).
-FUZZ     := codec:FuzzParseRequest codec:FuzzValidatePacket codec:FuzzParseResponse sched:FuzzCredit
+FUZZ     := codec:FuzzParseRequest codec:FuzzValidatePacket codec:FuzzParseResponse sched:FuzzCredit analyzer:FuzzCountLevels analyzer:FuzzCountLevelsPackets analyzer:FuzzBatchScanner
 
 .PHONY: all build test unit fuzz lint run bench bench-peers profile clean
 
@@ -16,8 +16,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# Unit and integration tests under the race detector (heavy end-to-end tests scale
+# themselves down there), then the end-to-end tests again at full size without it.
 unit:
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run 'EndToEnd' ./...
 
 fuzz:
 	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; \
@@ -26,8 +29,20 @@ fuzz:
 
 test: lint unit fuzz
 
+# Side-by-side benchmark (see docs/benchmarks.md): distributor, bare gnet ceiling,
+# nginx and the distributor over plain analyzers, driven by vegeta and wrk in
+# alternating rounds. BENCH_DURATION, BENCH_ROUNDS, BENCH_CONNS, ... tune it.
+bench: build
+	$(GO) build -trimpath -o bin/sluice-bench ./bench/cmd/sluice-bench
+	./bin/sluice-bench -sluice $(BIN)
+
+# The peers make bench compares against when they are installed (Debian packages).
+bench-peers:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx wrk
+
 run: build
-	./$(BIN) demo
+	./$(BIN) demo $(ARGS)
 
 # CPU (15 s) and heap profiles of the distributor under load: three analyzers, a
 # distributor and a flat-out emitter, all bin/sluice on loopback ports from
