@@ -23,7 +23,7 @@ type Config struct {
 	Profile         bool          // BENCH_PROFILE: CPU-profile the distributor in an extra run
 	Results         string        // BENCH_RESULTS: markdown file the run's section is appended to ("off": none)
 	Chart           string        // BENCH_CHART: PNG written with the run's chart ("off": none)
-	WorkDir         string        // BENCH_WORKDIR: logs, rendered configs, profile; "" = a new temp dir
+	WorkDir         string        // BENCH_WORKDIR: logs, rendered wrk script and nginx.conf, profile
 }
 
 // envSetting is one variable: name, default, and how it sets Config.
@@ -76,7 +76,7 @@ func envSettings() []envSetting {
 		}},
 		{"BENCH_RESULTS", "docs/benchmarks.md", "append the run's section here (off: don't)", str(func(c *Config, v string) { c.Results = offIsEmpty(v) })},
 		{"BENCH_CHART", "docs/bench.png", "write the chart here (off: don't)", str(func(c *Config, v string) { c.Chart = offIsEmpty(v) })},
-		{"BENCH_WORKDIR", "", "logs, configs and profile (empty: a new temp dir)", str(func(c *Config, v string) { c.WorkDir = v })},
+		{"BENCH_WORKDIR", "bin/bench", "logs, wrk script, nginx.conf and profile of the last run", str(func(c *Config, v string) { c.WorkDir = v })},
 	}
 }
 

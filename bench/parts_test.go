@@ -231,6 +231,7 @@ func TestSummarizeTakesMediansAndCostsPerAcceptedPacket(t *testing.T) {
 			Target: "sluice", Driver: "wrk", Round: 1, CPUs: 2, Delivered: delivered,
 			Outcome:  Outcome{Requests: req, OK: ok, Elapsed: time.Duration(secs * float64(time.Second)), P99: p99, LoadCPU: 500 * time.Millisecond},
 			ProxyCPU: proxyCPU, MachineBusy: 2 * time.Second, MachineTotal: 2 * time.Second,
+			UpstreamPackets: delivered, UpstreamRequests: delivered / 4,
 		}
 	}
 	r := Summarize([]Sample{
@@ -240,6 +241,9 @@ func TestSummarizeTakesMediansAndCostsPerAcceptedPacket(t *testing.T) {
 	})
 	if r.Accepted != 20000 || r.Delivered != 20000 || r.P99 != 4*time.Millisecond || r.Rounds != 3 {
 		t.Errorf("accepted %v delivered %v p99 %v rounds %d", r.Accepted, r.Delivered, r.P99, r.Rounds)
+	}
+	if r.PerUpstream != 4 {
+		t.Errorf("packets per analyzer request %v, want 4", r.PerUpstream)
 	}
 	if r.ProxyCPU != 20*time.Microsecond { // 20, 20, 50 µs per accepted packet
 		t.Errorf("server CPU per packet %v, want 20µs", r.ProxyCPU)
@@ -304,7 +308,7 @@ func testReport() *Report {
 		Settings: "BENCH_DURATION=8s BENCH_ROUNDS=3",
 		Rows: []Row{
 			{Target: TargetCeiling, Driver: "wrk", Rounds: 3, Accepted: 60000, Delivered: -1, P50: time.Millisecond, P99: 3 * time.Millisecond, P999: 5 * time.Millisecond, ProxyCPU: 10 * time.Microsecond, LoadCPU: 12 * time.Microsecond, Busy: 0.9, PeakRSS: 14 << 20},
-			{Target: TargetSluice, Driver: "wrk", Rounds: 3, Accepted: 50000, Delivered: 49900, P50: time.Millisecond, P99: 4 * time.Millisecond, P999: 6 * time.Millisecond, ProxyCPU: 15 * time.Microsecond, AnalyzerCPU: 8 * time.Microsecond, LoadCPU: 12 * time.Microsecond, Busy: 0.95, Others: 0.02, PeakRSS: 22 << 20},
+			{Target: TargetSluice, Driver: "wrk", Rounds: 3, Accepted: 50000, Delivered: 49900, P50: time.Millisecond, P99: 4 * time.Millisecond, P999: 6 * time.Millisecond, PerUpstream: 2.5, ProxyCPU: 15 * time.Microsecond, AnalyzerCPU: 8 * time.Microsecond, LoadCPU: 12 * time.Microsecond, Busy: 0.95, Others: 0.02, PeakRSS: 22 << 20},
 		},
 		Ratios:   []Ratio{{Driver: "wrk", Num: TargetSluice, Den: TargetCeiling, PerRound: []float64{0.8, 0.85, 0.83}, Median: 0.83}},
 		Latency:  []Row{{Target: TargetSluice, Driver: "vegeta", Rounds: 1, Rate: 25000, Accepted: 25000, Delivered: 25000, P50: 300 * time.Microsecond, P99: 800 * time.Microsecond, P999: 2 * time.Millisecond}},
@@ -325,8 +329,8 @@ func TestMarkdownSection(t *testing.T) {
 	for _, want := range []string{
 		"\n### 2026-11-23 09:30 UTC — Test CPU, 2 CPUs\n",
 		"Settings: `BENCH_DURATION=8s BENCH_ROUNDS=3`",
-		"| ceiling | wrk | 60,000 | 300,000 | — | — | 1.00 ms | 3.00 ms | 5.00 ms | 0 % | 10.0 µs | — | 12.0 µs | 90.0 % | 0 % | 14.0 MiB |",
-		"| sluice | wrk | 50,000 | 250,000 | 49,900 | 249,500 |",
+		"| ceiling | wrk | 60,000 | 300,000 | — | — | 1.00 ms | 3.00 ms | 5.00 ms | 0 % | — | 10.0 µs | — | 12.0 µs | 90.0 % | 0 % | 14.0 MiB |",
+		"| sluice | wrk | 50,000 | 250,000 | 49,900 | 249,500 | 1.00 ms | 4.00 ms | 6.00 ms | 0 % | 2.50 | 15.0 µs | 8.0 µs |",
 		"- sluice / ceiling (wrk): 0.83× (median of rounds 0.80, 0.85, 0.83)",
 		"| sluice | 25,000 | 25,000 | 300 µs | 800 µs | 2.00 ms |",
 		"- **met** sluice ≥ 0.8 × ceiling (wrk): 0.83×",

@@ -46,7 +46,7 @@ const (
 // fullLoadHeader are the columns of the full-load table.
 var fullLoadHeader = []string{
 	"target", "driver", "accepted pkt/s", "accepted msg/s", "delivered pkt/s", "delivered msg/s",
-	"p50", "p99", "p99.9", "non-2xx", "CPU/pkt server", "CPU/pkt analyzers", "CPU/pkt load gen", "CPUs busy", "CPU others", "peak RSS",
+	"p50", "p99", "p99.9", "non-2xx", "pkts/analyzer req", "CPU/pkt server", "CPU/pkt analyzers", "CPU/pkt load gen", "CPUs busy", "CPU others", "peak RSS",
 }
 
 func fullLoadCells(r Row) []string {
@@ -60,7 +60,7 @@ func fullLoadCells(r Row) []string {
 	}
 	return []string{
 		r.Target, r.Driver, Count(r.Accepted), Count(r.Accepted * MessagesPerPacket), delivered, deliveredMsgs,
-		Latency(r.P50), Latency(r.P99), Latency(r.P999), Percent(r.Non2xx),
+		Latency(r.P50), Latency(r.P99), Latency(r.P999), Percent(r.Non2xx), perRequest(r.PerUpstream),
 		Micros(r.ProxyCPU), analyzers, Micros(r.LoadCPU), Percent(r.Busy), Percent(r.Others), Bytes(r.PeakRSS),
 	}
 }
@@ -230,6 +230,14 @@ func Latency(d time.Duration) string {
 		return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + " ms"
 	}
 	return strconv.FormatFloat(float64(d)/1e6, 'f', 0, 64) + " ms"
+}
+
+// perRequest formats packets per upstream request.
+func perRequest(x float64) string {
+	if x <= 0 {
+		return "—"
+	}
+	return strconv.FormatFloat(x, 'f', 2, 64)
 }
 
 // Micros formats CPU time per packet in microseconds.

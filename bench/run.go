@@ -39,6 +39,8 @@ type target struct {
 
 	// delivered counts packets forwarded so far; nil for a server that forwards nothing.
 	delivered func(context.Context) (int64, error)
+	// analyzerStats are the /stats URLs of the analyzers behind the target.
+	analyzerStats []string
 }
 
 type harness struct {
@@ -59,6 +61,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 	if err := h.prepareDir(); err != nil {
 		return nil, err
 	}
+	h.commands = append(h.commands, "# servers (make build; sluice-bench ceiling is bench/cmd/sluice-bench)")
 	targets, drivers, err := h.start(ctx)
 	if err != nil {
 		return nil, err
@@ -74,6 +77,8 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 
 	var samples []Sample
 	loadCommands := map[string]string{}
+	h.commands = append(h.commands, "", fmt.Sprintf("# full load: %s; each round the same with packet ids <run>-r<round>-<driver>-<target>- (round %d shown)",
+		plural(cfg.Rounds, "round"), cfg.Rounds))
 	for r := 0; r < cfg.Rounds; r++ {
 		for di := range drivers {
 			d := drivers[(di+r)%len(drivers)]
@@ -100,7 +105,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 	// Constant rate at half of what the target sustained under vegeta: the open-loop
 	// latency a user sees when the server is not saturated.
 	vegeta := drivers[0]
-	var latencySamples []Sample
+	h.commands = append(h.commands, "", "# constant rate at half each target's median vegeta throughput")
 	for _, t := range targets {
 		full := Summarize(filter(samples, t.name, vegeta.Name(), false))
 		rate := full.Accepted / 2
@@ -108,7 +113,6 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		latencySamples = append(latencySamples, s)
 		h.commands = append(h.commands, vegeta.Command(load))
 		fmt.Fprintf(log, "half load   %-7s %-13s %s\n", vegeta.Name(), t.name, progressLine(s))
 		rep.Latency = append(rep.Latency, Summarize([]Sample{s}))
@@ -209,20 +213,16 @@ func progressLine(s Sample) string {
 		Latency(s.P99), Percent(share(s.Requests-s.OK, s.Requests)), Micros(per(s.ProxyCPU)), Micros(per(s.LoadCPU)), Percent(s.OthersShare()))
 }
 
+// prepareDir makes the work directory; each run overwrites the files of the last.
 func (h *harness) prepareDir() error {
-	if h.cfg.WorkDir == "" {
-		dir, err := os.MkdirTemp("", "sluice-bench-")
-		if err != nil {
-			return err
-		}
-		h.dir = dir
-	} else {
-		h.dir = h.cfg.WorkDir
-		if err := os.MkdirAll(h.dir, 0o755); err != nil {
-			return err
-		}
+	h.dir = h.cfg.WorkDir
+	if h.dir == "" {
+		h.dir = "."
 	}
-	fmt.Fprintf(h.log, "sluice-bench: logs, configs and profile in %s\n", h.dir)
+	if err := os.MkdirAll(h.dir, 0o755); err != nil {
+		return err
+	}
+	fmt.Fprintf(h.log, "sluice-bench: logs, wrk script, nginx.conf and profile in %s\n", h.dir)
 	return nil
 }
 
@@ -397,6 +397,7 @@ func (h *harness) startSluice(ctx context.Context, name string, port int, analyz
 	metricsURL := "http://" + metrics
 	return &target{
 		name: name, url: fmt.Sprintf("http://127.0.0.1:%d/ingest", port), server: p, analyzers: analyzers, metricsURL: metricsURL,
+		analyzerStats: statsURLs(analyzerPort, len(analyzers)),
 		delivered: func(ctx context.Context) (int64, error) {
 			var m sluiceMetrics
 			err := getJSON(ctx, metricsURL+"/metrics-json", &m)
@@ -436,6 +437,11 @@ func (h *harness) startCeiling(ctx context.Context, port int) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, self); err == nil && !strings.HasPrefix(rel, "..") {
+			self = rel
+		}
+	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	p, err := h.spawn(TargetCeiling, nil, self, "ceiling", "-addr", addr)
 	if err != nil {
@@ -449,7 +455,31 @@ func (h *harness) startCeiling(ctx context.Context, port int) (*target, error) {
 
 // analyzerStats is the part of an analyzer's /stats the harness reads.
 type analyzerStats struct {
-	Packets int64 `json:"packets"`
+	Packets      int64 `json:"packets"`
+	Batches      int64 `json:"batches"`
+	BatchPackets int64 `json:"batch_packets"`
+}
+
+// analyzerTotals sums the /stats of analyzers: packets counted, and the requests
+// that carried them (a batch is one request, a packet outside batches another).
+func analyzerTotals(ctx context.Context, statsURLs []string) (packets, requests int64, err error) {
+	for _, u := range statsURLs {
+		var st analyzerStats
+		if err := getJSON(ctx, u, &st); err != nil {
+			return 0, 0, err
+		}
+		packets += st.Packets
+		requests += st.Batches + st.Packets - st.BatchPackets
+	}
+	return packets, requests, nil
+}
+
+func statsURLs(base, n int) []string {
+	urls := make([]string, n)
+	for i := range urls {
+		urls[i] = fmt.Sprintf("http://127.0.0.1:%d/stats", base+i)
+	}
+	return urls
 }
 
 func (h *harness) startNginx(ctx context.Context, bin string, port int, analyzers []*proc) (*target, error) {
@@ -480,22 +510,12 @@ func (h *harness) startNginx(ctx context.Context, bin string, port int, analyzer
 	if err := waitReady(ctx, p, "http://"+c.Listen+"/health", 10*time.Second, nil); err != nil {
 		return nil, err
 	}
-	statsURLs := make([]string, len(analyzers))
-	for i := range analyzers {
-		statsURLs[i] = fmt.Sprintf("http://127.0.0.1:%d/stats", h.cfg.PortBase+portBatchAnalyzers+i)
-	}
+	stats := statsURLs(h.cfg.PortBase+portBatchAnalyzers, len(analyzers))
 	return &target{
-		name: TargetNginx, url: "http://" + c.Listen + "/ingest", server: p, analyzers: analyzers,
+		name: TargetNginx, url: "http://" + c.Listen + "/ingest", server: p, analyzers: analyzers, analyzerStats: stats,
 		delivered: func(ctx context.Context) (int64, error) {
-			var sum int64
-			for _, u := range statsURLs {
-				var st analyzerStats
-				if err := getJSON(ctx, u, &st); err != nil {
-					return 0, err
-				}
-				sum += st.Packets
-			}
-			return sum, nil
+			packets, _, err := analyzerTotals(ctx, stats)
+			return packets, err
 		},
 	}, nil
 }
@@ -518,7 +538,8 @@ func (h *harness) measure(ctx context.Context, t *target, d Driver, rate float64
 	analyzers0, err2 := cpuOf(analyzerPIDs)
 	delivered0, err3 := t.countDelivered(ctx)
 	machine0, err4 := readMachineCPU()
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	upPackets0, upRequests0, err5 := t.upstreamTotals(ctx)
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		return Sample{}, load, fmt.Errorf("%s before %s: %w", t.name, tag, err)
 	}
 
@@ -531,18 +552,29 @@ func (h *harness) measure(ctx context.Context, t *target, d Driver, rate float64
 	server1, err1 := cpuOf(serverPIDs)
 	analyzers1, err2 := cpuOf(analyzerPIDs)
 	delivered1, err3 := t.countDelivered(ctx)
-	if err := errors.Join(err1, err2, err3, err4, t.settle(ctx, 10*time.Second)); err != nil {
+	err5 = t.settle(ctx, 10*time.Second)
+	upPackets1, upRequests1, err6 := t.upstreamTotals(ctx)
+	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
 		return Sample{}, load, fmt.Errorf("%s after %s: %w", t.name, tag, err)
 	}
 	s := Sample{
 		Target: t.name, Driver: d.Name(), Rate: rate, Outcome: o,
 		Delivered: -1, ProxyCPU: server1 - server0, AnalyzerCPU: analyzers1 - analyzers0, CPUs: runtime.NumCPU(),
 		MachineBusy: machine1.Busy - machine0.Busy, MachineTotal: machine1.Total - machine0.Total,
+		UpstreamPackets: upPackets1 - upPackets0, UpstreamRequests: upRequests1 - upRequests0,
 	}
 	if t.delivered != nil {
 		s.Delivered = delivered1 - delivered0
 	}
 	return s, load, nil
+}
+
+// upstreamTotals is what the target's analyzers counted so far (zeros without analyzers).
+func (t *target) upstreamTotals(ctx context.Context) (packets, requests int64, err error) {
+	if len(t.analyzerStats) == 0 {
+		return 0, 0, nil
+	}
+	return analyzerTotals(ctx, t.analyzerStats)
 }
 
 func (t *target) countDelivered(ctx context.Context) (int64, error) {
@@ -577,10 +609,10 @@ func (h *harness) profile(ctx context.Context, t *target, d Driver) (string, err
 	if err != nil {
 		return "", fmt.Errorf("go tool pprof: %w: %s", err, out)
 	}
-	h.commands = append(h.commands,
-		d.Command(load)+"   # while:",
-		"curl -o sluice-cpu.pprof '"+url+"'",
-		"go tool pprof -top -nodecount=25 "+h.cfg.Sluice+" sluice-cpu.pprof")
+	h.commands = append(h.commands, "", "# CPU profile of the distributor: the load and, at the same time, the profile",
+		d.Command(load),
+		"curl -o "+file+" '"+url+"'",
+		"go tool pprof -top -nodecount=25 "+h.cfg.Sluice+" "+file)
 	return strings.TrimRight(string(out), "\n"), nil
 }
 

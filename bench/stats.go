@@ -19,6 +19,9 @@ type Sample struct {
 	// The whole machine's CPU during the run (/proc/stat): what other processes
 	// used shows how much the numbers were disturbed.
 	MachineBusy, MachineTotal time.Duration
+	// What the analyzers behind the target counted during the run (after the
+	// distributor settled): packets, and the requests that carried them.
+	UpstreamPackets, UpstreamRequests int64
 }
 
 // OthersShare is the share of the machine's CPU that processes outside the
@@ -54,6 +57,7 @@ type Row struct {
 	LoadCPU        time.Duration // per accepted packet: the load generator
 	Busy           float64       // CPU of server + analyzers + load generator over what the machine had
 	Others         float64       // CPU of every other process over what the machine had
+	PerUpstream    float64       // packets per request to the analyzers (batching); 0 without analyzers
 	PeakRSS        int64         // bytes, peak resident set of the server under test over the run; 0 unknown
 }
 
@@ -99,6 +103,12 @@ func Summarize(samples []Sample) Row {
 		}),
 	}
 	r.Others = pick(Sample.OthersShare)
+	r.PerUpstream = pick(func(s Sample) float64 {
+		if s.UpstreamRequests <= 0 {
+			return 0
+		}
+		return float64(s.UpstreamPackets) / float64(s.UpstreamRequests)
+	})
 	if s0.Delivered >= 0 {
 		r.Delivered = pick(func(s Sample) float64 { return perSec(s.Delivered, s.Elapsed) })
 	}
