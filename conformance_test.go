@@ -411,19 +411,6 @@ func confWrite(t *testing.T, path string, b []byte) string {
 	return path
 }
 
-func confGzip(t *testing.T, b []byte) []byte {
-	t.Helper()
-	var z bytes.Buffer
-	w := gzip.NewWriter(&z)
-	if _, err := w.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return z.Bytes()
-}
-
 // confMatch returns the first submatch of re in s as a number, or -1.
 func confMatch(re, s string) int {
 	m := regexp.MustCompile(re).FindStringSubmatch(s)
@@ -501,7 +488,7 @@ func TestConformanceClients(t *testing.T) {
 
 		// A gzip body.
 		id = confID("curl-gzip")
-		gz := confGzip(t, confPacket(id, 200, 200))
+		gz := confGzipBytes(confPacket(id, 200, 200))
 		run("gzip body", id, nil, "-H", "Content-Encoding: gzip", "--data-binary", "@"+confWrite(t, filepath.Join(dir, "packet.json.gz"), gz))
 
 		// HTTP/1.0.
@@ -612,7 +599,7 @@ func TestConformanceClients(t *testing.T) {
 			t.Errorf("go client chunked: %v", err)
 		}
 		id = confID("go-gzip")
-		gz := confGzip(t, confPacket(id, 50, 100))
+		gz := confGzipBytes(confPacket(id, 50, 100))
 		if _, err := post(id, bytes.NewReader(gz), int64(len(gz)), map[string]string{"Content-Encoding": "gzip"}); err != nil {
 			t.Errorf("go client gzip: %v", err)
 		}
@@ -897,6 +884,7 @@ func confRefusals() []confRefusal {
 	}
 }
 
+// confGzipBytes compresses b (writes to a bytes.Buffer cannot fail).
 func confGzipBytes(b []byte) []byte {
 	var z bytes.Buffer
 	w := gzip.NewWriter(&z)
