@@ -225,56 +225,53 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 func (h *handler) serve(c *conn, f *faultState, keepAlive bool) (ingest bool) {
 	a := h.a
 	req := &c.req
-	path, method := req.Path, req.Method
+	// They do not escape, so the usual short paths are copied to the stack, not the heap.
+	path, method := string(req.Path), string(req.Method)
+	var route, allow string
 	switch {
-	case string(path) == "/ingest", string(path) == "/ingest/batch" && a.cfg.Batch:
-		if string(method) != "POST" {
-			c.out = codec.AppendError(c.out, 405, "method not allowed", keepAlive, "Allow: POST\r\n")
-			return false
-		}
+	case path == "/ingest", path == "/ingest/batch" && a.cfg.Batch:
+		route, allow = path, "POST"
+	case path == "/health", path == "/stats", path == "/metrics":
+		route, allow = path, "GET"
+	case len(path) > len(simulatePrefix) && path[:len(simulatePrefix)] == simulatePrefix:
+		route, allow = simulatePrefix, "POST"
+	default:
+		c.out = codec.AppendError(c.out, 404, "not found", keepAlive, "")
+		return false
+	}
+	if method != allow {
+		c.out = codec.AppendError(c.out, 405, "method not allowed", keepAlive, "Allow: "+allow+"\r\n")
+		return false
+	}
+
+	switch route {
+	case "/ingest", "/ingest/batch":
 		if req.ContentLength < 0 && !req.Chunked {
 			c.sh.invalid.Add(1)
 			c.out = codec.AppendError(c.out, 411, "length required", keepAlive, "")
-			return true
-		}
-		if len(path) == len("/ingest") {
+		} else if route == "/ingest" {
 			c.ingest(f, keepAlive)
 		} else {
 			c.ingestBatch(f, keepAlive)
 		}
 		return true
-	case string(path) == "/health":
-		if string(method) != "GET" {
-			c.out = codec.AppendError(c.out, 405, "method not allowed", keepAlive, "Allow: GET\r\n")
-			return false
-		}
-		body := a.healthyBody
-		status := 200
+	case "/health":
+		body, status := a.healthyBody, 200
 		if f != nil && f.healthFail {
 			c.sh.healthFailed.Add(1)
 			body, status = a.unhealthyBody, 503
 		}
 		c.out = codec.AppendResponse(c.out, status, keepAlive, a.healthExtra, body)
-		return false
-	case string(path) == "/stats":
+	case "/stats":
 		c.out = codec.AppendResponse(c.out, 200, keepAlive, "", a.statsJSON())
-		return false
-	case string(path) == "/metrics":
+	case "/metrics":
 		c.body = c.body[:0]
-		w := byteWriter{&c.body}
-		a.metrics.WritePrometheus(w)
+		a.metrics.WritePrometheus(byteWriter{&c.body})
 		c.out = appendTextResponse(c.out, keepAlive, c.body)
-		return false
-	case len(path) > len(simulatePrefix) && string(path[:len(simulatePrefix)]) == simulatePrefix:
-		if string(method) != "POST" {
-			c.out = codec.AppendError(c.out, 405, "method not allowed", keepAlive, "Allow: POST\r\n")
-			return false
-		}
-		status, body := a.simulateAnswer(string(path[len(simulatePrefix):]), req.Query)
+	case simulatePrefix:
+		status, body := a.simulateAnswer(path[len(simulatePrefix):], req.Query)
 		c.out = codec.AppendResponse(c.out, status, keepAlive, "", body)
-		return false
 	}
-	c.out = codec.AppendError(c.out, 404, "not found", keepAlive, "")
 	return false
 }
 
