@@ -33,6 +33,11 @@ func WriteChart(rep *Report, w io.Writer) error {
 	throughput := plot.New()
 	throughput.Title.Text = fmt.Sprintf("Full load: accepted packets/s (median of %s)", plural(roundsOf(rep.Rows), "round"))
 	throughput.Y.Label.Text = "thousand packets/s (5 messages each)"
+	if !rep.When.IsZero() {
+		throughput.X.Label.Text = fmt.Sprintf("%s, %s; other processes used %s of the CPU",
+			rep.When.UTC().Format("2006-01-02 15:04 UTC"), rep.Machine, Percent(rep.Others))
+		throughput.X.Label.TextStyle.Font.Size = vg.Points(9)
+	}
 	series := make([][]float64, len(drivers))
 	for i, d := range drivers {
 		for _, t := range targets {

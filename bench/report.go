@@ -25,6 +25,7 @@ type Report struct {
 	Commands []string // how every process was started and every load was run
 	Profile  string   // top of the distributor's CPU profile; "" when not taken
 	Chart    string   // file name of the chart, relative to the results file
+	Others   float64  // median share of the machine's CPU other processes used during the runs
 }
 
 // Labels describes each target in tables.

@@ -159,6 +159,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		}
 	}
 	rep.Checks = Checks(rep.Ratios, rep.Latency)
+	rep.Others = othersMedian(samples)
 	if others := othersNote(samples); others != "" {
 		h.notes = append(h.notes, others)
 	}
@@ -483,7 +484,11 @@ func statsURLs(base, n int) []string {
 }
 
 func (h *harness) startNginx(ctx context.Context, bin string, port int, analyzers []*proc) (*target, error) {
-	dir := filepath.Join(h.dir, "nginx")
+	// nginx resolves relative paths against its prefix: give it absolute ones.
+	dir, err := filepath.Abs(filepath.Join(h.dir, "nginx"))
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -665,6 +670,14 @@ func (h *harness) stopAll() {
 	for i := len(h.procs) - 1; i >= 0; i-- {
 		h.procs[i].stop(15 * time.Second)
 	}
+}
+
+func othersMedian(samples []Sample) float64 {
+	xs := make([]float64, len(samples))
+	for i, s := range samples {
+		xs[i] = s.OthersShare()
+	}
+	return Median(xs)
 }
 
 // othersNote warns when processes outside the benchmark took a noticeable share of
