@@ -24,6 +24,7 @@ type Config struct {
 	Results         string        // BENCH_RESULTS: markdown file the run's section is appended to ("off": none)
 	Chart           string        // BENCH_CHART: PNG written with the run's chart ("off": none)
 	WorkDir         string        // BENCH_WORKDIR: logs, rendered wrk script and nginx.conf, profile
+	LoadGenGC       string        // how the harness's own garbage collector was set, for the record
 }
 
 // envSetting is one variable: name, default, and how it sets Config.
@@ -110,8 +111,12 @@ func EnvHelp() string {
 
 // settingsLine is the run's settings as they would be typed, for the record.
 func (c Config) settingsLine() string {
-	return fmt.Sprintf("BENCH_DURATION=%s BENCH_ROUNDS=%d BENCH_WARMUP=%s BENCH_LATENCY_DURATION=%s BENCH_CONNS=%d BENCH_WRK_THREADS=%d",
+	line := fmt.Sprintf("BENCH_DURATION=%s BENCH_ROUNDS=%d BENCH_WARMUP=%s BENCH_LATENCY_DURATION=%s BENCH_CONNS=%d BENCH_WRK_THREADS=%d",
 		c.Duration, c.Rounds, c.Warmup, c.LatencyDuration, c.Conns, c.WrkThreads)
+	if c.LoadGenGC != "" {
+		line += " " + c.LoadGenGC
+	}
+	return line
 }
 
 func offIsEmpty(v string) string {

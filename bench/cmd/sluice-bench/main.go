@@ -60,6 +60,9 @@ func runBench(args []string) int {
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetGCPercent(-1)
 		debug.SetMemoryLimit(1 << 30)
+		cfg.LoadGenGC = "GOGC=off GOMEMLIMIT=1GiB"
+	} else {
+		cfg.LoadGenGC = "GOGC=" + os.Getenv("GOGC") + " GOMEMLIMIT=" + os.Getenv("GOMEMLIMIT")
 	}
 
 	rep, err := bench.Run(ctx, cfg, os.Stdout)
