@@ -114,6 +114,27 @@ func FuzzCountLevelsPackets(f *testing.F) {
 	})
 }
 
+func TestSkipString(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int // index past the closing quote
+	}{
+		{`""`, 2},
+		{`"a"x`, 3},
+		{`"\""x`, 4},
+		{`"\\"x`, 4},
+		{`"\\\""x`, 6},
+		{`"0123456789abcdef\"0123456789"x`, 31},
+		{`"0123456789abcdef\\"0123456789"x`, 20},
+		{`"unterminated`, 13},
+		{`"ends in a backslash\`, 21},
+	} {
+		if got := skipString([]byte(tc.in), 0); got != tc.want {
+			t.Errorf("skipString(%s) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestClassifyLevel(t *testing.T) {
 	for in, want := range map[string]int{
 		"INFO": levelInfo, "info": levelInfo, "Info": levelInfo, "WARN": levelWarn, "WARNING": levelWarn,
