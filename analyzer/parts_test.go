@@ -124,7 +124,7 @@ func TestSkipString(t *testing.T) {
 		{`"\""x`, 4},
 		{`"\\"x`, 4},
 		{`"\\\""x`, 6},
-		{`"0123456789abcdef\"0123456789"x`, 31},
+		{`"0123456789abcdef\"0123456789"x`, 30},
 		{`"0123456789abcdef\\"0123456789"x`, 20},
 		{`"unterminated`, 13},
 		{`"ends in a backslash\`, 21},
