@@ -53,7 +53,10 @@ type Response struct {
 	// Batch says the response carried "Sluice-Batch: 1": the analyzer accepts
 	// POST /ingest/batch.
 	Batch bool
-	Body  []byte
+	// RetryAfter is the delay-seconds form of a Retry-After header (capped at one
+	// day), -1 when absent or in the HTTP-date form, which sluice never sends.
+	RetryAfter int
+	Body       []byte
 }
 
 // ResponseParser reads the responses of one upstream connection, in order. Each
@@ -86,7 +89,7 @@ func (p *ResponseParser) Reset() {
 // cannot be an HTTP/1.x response, after which the connection is unusable.
 func (p *ResponseParser) Parse(buf []byte, r *Response) (n int, err error) {
 	for {
-		*r = Response{ContentLength: -1}
+		*r = Response{ContentLength: -1, RetryAfter: -1}
 		b := buf[p.start:]
 		head, err := p.findHead(b)
 		if err != nil || head == 0 {
@@ -247,6 +250,8 @@ func parseResponseHead(h []byte, r *Response) error {
 			}
 		case headerIs(name, "sluice-batch"):
 			r.Batch = string(value) == "1"
+		case headerIs(name, "retry-after"):
+			r.RetryAfter = delaySeconds(value)
 		}
 	}
 	if teSeen {
@@ -524,4 +529,21 @@ func appendPostHead(dst []byte, path, host string, bodyLen int) []byte {
 	dst = append(dst, "\r\nContent-Type: application/json\r\nContent-Length: "...)
 	dst = strconv.AppendInt(dst, int64(bodyLen), 10)
 	return append(dst, "\r\n\r\n"...)
+}
+
+// delaySeconds reads Retry-After's delay-seconds form; -1 when it is not one.
+func delaySeconds(v []byte) int {
+	if len(v) == 0 {
+		return -1
+	}
+	n := 0
+	for _, c := range v {
+		if !isDigit(c) {
+			return -1
+		}
+		if n = n*10 + int(c-'0'); n > 86400 {
+			n = 86400
+		}
+	}
+	return n
 }

@@ -23,46 +23,46 @@ func TestParseResponse(t *testing.T) {
 		n    int // 0: the whole input
 	}{
 		{"typical", typicalResponse,
-			Response{Status: 200, Minor: 1, KeepAlive: true, ContentLength: 40, Body: []byte(`{"status":"ok","packet_id":"pkt-000123"}`)}, 0},
+			Response{RetryAfter: -1, Status: 200, Minor: 1, KeepAlive: true, ContentLength: 40, Body: []byte(`{"status":"ok","packet_id":"pkt-000123"}`)}, 0},
 		{"batch capable", "HTTP/1.1 202 Accepted\r\nsluice-batch: 1\r\nContent-Length: 0\r\n\r\n",
-			Response{Status: 202, Minor: 1, KeepAlive: true, Batch: true, ContentLength: 0, Body: []byte{}}, 0},
+			Response{RetryAfter: -1, Status: 202, Minor: 1, KeepAlive: true, Batch: true, ContentLength: 0, Body: []byte{}}, 0},
 		{"batch hint other value", "HTTP/1.1 202 Accepted\r\nSluice-Batch: 0\r\nContent-Length: 0\r\n\r\n",
-			Response{Status: 202, Minor: 1, KeepAlive: true, ContentLength: 0, Body: []byte{}}, 0},
+			Response{RetryAfter: -1, Status: 202, Minor: 1, KeepAlive: true, ContentLength: 0, Body: []byte{}}, 0},
 		{"connection close", "HTTP/1.1 503 Service Unavailable\r\nConnection: keep-alive, Close\r\nContent-Length: 2\r\n\r\nno",
-			Response{Status: 503, Minor: 1, ContentLength: 2, Body: []byte("no")}, 0},
+			Response{RetryAfter: -1, Status: 503, Minor: 1, ContentLength: 2, Body: []byte("no")}, 0},
 		{"http/1.0 closes", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
-			Response{Status: 200, Minor: 0, ContentLength: 2, Body: []byte("ok")}, 0},
+			Response{RetryAfter: -1, Status: 200, Minor: 0, ContentLength: 2, Body: []byte("ok")}, 0},
 		{"http/1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\nok",
-			Response{Status: 200, Minor: 0, KeepAlive: true, ContentLength: 2, Body: []byte("ok")}, 0},
+			Response{RetryAfter: -1, Status: 200, Minor: 0, KeepAlive: true, ContentLength: 2, Body: []byte("ok")}, 0},
 		{"no reason phrase", "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",
-			Response{Status: 200, Minor: 1, KeepAlive: true, ContentLength: 0, Body: []byte{}}, 0},
+			Response{RetryAfter: -1, Status: 200, Minor: 1, KeepAlive: true, ContentLength: 0, Body: []byte{}}, 0},
 		{"bare LF lines", "HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
-			Response{Status: 200, Minor: 1, KeepAlive: true, ContentLength: 2, Body: []byte("ok")}, 0},
+			Response{RetryAfter: -1, Status: 200, Minor: 1, KeepAlive: true, ContentLength: 2, Body: []byte("ok")}, 0},
 		{"204 ignores length", "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
-			Response{Status: 204, Minor: 1, KeepAlive: true, ContentLength: -1}, 0},
+			Response{RetryAfter: -1, Status: 204, Minor: 1, KeepAlive: true, ContentLength: -1}, 0},
 		{"304 has no body", "HTTP/1.1 304 Not Modified\r\n\r\n",
-			Response{Status: 304, Minor: 1, KeepAlive: true, ContentLength: -1}, 0},
+			Response{RetryAfter: -1, Status: 304, Minor: 1, KeepAlive: true, ContentLength: -1}, 0},
 		{"100 continue skipped", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-			Response{Status: 200, Minor: 1, KeepAlive: true, ContentLength: 2, Body: []byte("ok")}, 0},
+			Response{RetryAfter: -1, Status: 200, Minor: 1, KeepAlive: true, ContentLength: 2, Body: []byte("ok")}, 0},
 		{"several interim responses", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
-			Response{Status: 201, Minor: 1, KeepAlive: true, ContentLength: 0, Body: []byte{}}, 0},
+			Response{RetryAfter: -1, Status: 201, Minor: 1, KeepAlive: true, ContentLength: 0, Body: []byte{}}, 0},
 		{"chunked one chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-			Response{Status: 200, Minor: 1, KeepAlive: true, ContentLength: -1, Chunked: true, Body: []byte("hello")}, 0},
+			Response{RetryAfter: -1, Status: 200, Minor: 1, KeepAlive: true, ContentLength: -1, Chunked: true, Body: []byte("hello")}, 0},
 		{"chunked many chunks, extensions, trailers", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" +
 			"5;ext=1\r\nhello\r\nA ; x\r\n, world!!!\r\n1\r\n\n\r\n000\r\nTrailer: yes\r\nOther: 1\r\n\r\n",
-			Response{Status: 200, Minor: 1, KeepAlive: true, ContentLength: -1, Chunked: true, Body: []byte("hello, world!!!\n")}, 0},
+			Response{RetryAfter: -1, Status: 200, Minor: 1, KeepAlive: true, ContentLength: -1, Chunked: true, Body: []byte("hello, world!!!\n")}, 0},
 		{"chunked empty body", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-			Response{Status: 200, Minor: 1, KeepAlive: true, ContentLength: -1, Chunked: true, Body: []byte{}}, 0},
+			Response{RetryAfter: -1, Status: 200, Minor: 1, KeepAlive: true, ContentLength: -1, Chunked: true, Body: []byte{}}, 0},
 		{"chunked wins over length", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
-			Response{Status: 200, Minor: 1, KeepAlive: true, ContentLength: -1, Chunked: true, Body: []byte("ok")}, 0},
+			Response{RetryAfter: -1, Status: 200, Minor: 1, KeepAlive: true, ContentLength: -1, Chunked: true, Body: []byte("ok")}, 0},
 		{"until close", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall the rest",
-			Response{Status: 200, Minor: 1, UntilClose: true, ContentLength: -1}, len("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")},
+			Response{RetryAfter: -1, Status: 200, Minor: 1, UntilClose: true, ContentLength: -1}, len("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")},
 		{"non-chunked coding runs until close", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\nContent-Length: 3\r\n\r\nxyz",
-			Response{Status: 200, Minor: 1, UntilClose: true, ContentLength: -1}, len("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\nContent-Length: 3\r\n\r\n")},
+			Response{RetryAfter: -1, Status: 200, Minor: 1, UntilClose: true, ContentLength: -1}, len("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\nContent-Length: 3\r\n\r\n")},
 		{"repeated equal lengths", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2, 2\r\n\r\nok",
-			Response{Status: 200, Minor: 1, KeepAlive: true, ContentLength: 2, Body: []byte("ok")}, 0},
+			Response{RetryAfter: -1, Status: 200, Minor: 1, KeepAlive: true, ContentLength: 2, Body: []byte("ok")}, 0},
 		{"pipelined: first only", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n",
-			Response{Status: 200, Minor: 1, KeepAlive: true, ContentLength: 1, Body: []byte("a")}, len("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")},
+			Response{RetryAfter: -1, Status: 200, Minor: 1, KeepAlive: true, ContentLength: 1, Body: []byte("a")}, len("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -354,3 +354,28 @@ func BenchmarkAppendBatchRequest(b *testing.B) {
 }
 
 func upstreamReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+func TestResponseRetryAfter(t *testing.T) {
+	for _, c := range []struct {
+		header string
+		want   int
+	}{
+		{"", -1},
+		{"Retry-After: 3\r\n", 3},
+		{"retry-after: 0\r\n", 0},
+		{"Retry-After: 999999\r\n", 86400},
+		{"Retry-After: Fri, 31 Dec 1999 23:59:59 GMT\r\n", -1},
+		{"Retry-After: 1x\r\n", -1},
+	} {
+		raw := "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n" + c.header + "\r\n"
+		var p ResponseParser
+		var r Response
+		n, err := p.Parse([]byte(raw), &r)
+		if err != nil || n != len(raw) {
+			t.Fatalf("%q: n=%d err=%v", c.header, n, err)
+		}
+		if r.RetryAfter != c.want {
+			t.Errorf("%q: RetryAfter = %d, want %d", c.header, r.RetryAfter, c.want)
+		}
+	}
+}

@@ -340,12 +340,11 @@ func (c *conn) settle(now int64) (bool, error) {
 		if n == 0 {
 			break
 		}
-		raw := c.rbuf[off : off+n]
 		off += n
 		settled = true
 		i := c.queue[0]
 		c.queue = c.queue[:copy(c.queue, c.queue[1:])]
-		c.answer(i, now, raw)
+		c.answer(i, now)
 		if len(c.queue) == 0 {
 			c.idleSince = now
 		}
@@ -367,8 +366,8 @@ func (c *conn) settle(now int64) (bool, error) {
 	return settled, nil
 }
 
-// answer settles slot i with the response in c.resp; raw is its bytes.
-func (c *conn) answer(i int, now int64, raw []byte) {
+// answer settles slot i with the response in c.resp.
+func (c *conn) answer(i int, now int64) {
 	s := &c.slots[i]
 	c.st.latency.record(uint64(now-s.sentAt) / 1000)
 	c.r.targetUp()
@@ -386,7 +385,7 @@ func (c *conn) answer(i int, now int64, raw []byte) {
 		} else {
 			c.st.rejected429.Add(1)
 		}
-		c.retryOrGiveUp(i, now, retryAfter(raw))
+		c.retryOrGiveUp(i, now, retryAfter(c.resp.RetryAfter))
 	case status >= 500:
 		c.st.otherErrors.Add(1)
 		c.retryOrGiveUp(i, now, 0)

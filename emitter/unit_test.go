@@ -2,6 +2,7 @@ package emitter
 
 import (
 	"encoding/json"
+	"github.com/sluicelog/sluice/codec"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -179,8 +180,13 @@ func TestRetryAfterHeader(t *testing.T) {
 		{"HTTP/1.1 503 x\r\n\r\n", 0},
 	}
 	for _, c := range cases {
-		if got := retryAfter([]byte(c.raw)); got != c.want {
-			t.Errorf("retryAfter(%q) = %v, want %v", c.raw, got, c.want)
+		var p codec.ResponseParser
+		var r codec.Response
+		if _, err := p.Parse([]byte(c.raw), &r); err != nil {
+			t.Fatalf("parse %q: %v", c.raw, err)
+		}
+		if got := retryAfter(r.RetryAfter); got != c.want {
+			t.Errorf("retryAfter of %q = %v, want %v", c.raw, got, c.want)
 		}
 	}
 }
