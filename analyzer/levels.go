@@ -216,7 +216,7 @@ func quoteOrBackslash(w uint64) uint64 {
 	)
 	q := w ^ (ones * '"')
 	s := w ^ (ones * '\\')
-	return ((q - ones) &^ q | (s - ones) &^ s) & high
+	return ((q-ones)&^q | (s-ones)&^s) & high
 }
 
 // skipValue returns the index just past the JSON value that starts at b[i].
