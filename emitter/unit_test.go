@@ -2,12 +2,13 @@ package emitter
 
 import (
 	"encoding/json"
-	"github.com/sluicelog/sluice/codec"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicelog/sluice/codec"
 )
 
 func TestPacerScheduleFromStart(t *testing.T) {
