@@ -553,6 +553,13 @@ func (h *harness) measure(ctx context.Context, t *target, d Driver, rate float64
 		return Sample{}, load, fmt.Errorf("%s against %s: %w", d.Name(), t.name, err)
 	}
 
+	// A server that died during the run (crashed, or killed from outside) is named
+	// with its log, not reported as a missing /proc file.
+	for _, p := range append([]*proc{t.server}, t.analyzers...) {
+		if err := p.check(); err != nil {
+			return Sample{}, load, fmt.Errorf("during %s: %w", tag, err)
+		}
+	}
 	machine1, err4 := readMachineCPU()
 	server1, err1 := cpuOf(serverPIDs)
 	analyzers1, err2 := cpuOf(analyzerPIDs)
