@@ -158,6 +158,7 @@ func appendBody(body, data []byte, limit int64) []byte {
 }
 
 // hexDigit maps a byte to its hexadecimal digit value, -1 when it is not one.
+// Chunk sizes in requests and responses and JSON \u escapes all read it.
 var hexDigit = func() (t [256]int8) {
 	for c := range 256 {
 		switch {

@@ -470,7 +470,7 @@ func jsonDecodeRune(raw []byte, i int) (rune, int) {
 func jsonHex4(b []byte) rune {
 	var r rune
 	for _, c := range b[:4] {
-		r = r<<4 | rune(jsonHexDigit[c])
+		r = r<<4 | rune(hexDigit[c])
 	}
 	return r
 }
@@ -683,7 +683,7 @@ func jsonScanString(b []byte, i int) (int, error) {
 					return 0, errInvalidJSON
 				}
 				for _, h := range b[i+2 : i+6] {
-					if jsonHexDigit[h] == 0xff {
+					if hexDigit[h] < 0 {
 						return 0, errInvalidJSON
 					}
 				}
@@ -741,18 +741,3 @@ func jsonSkipSpace(b []byte, i int) int {
 	}
 	return i
 }
-
-// jsonHexDigit maps a byte to its hex digit value, 0xff for non-digits.
-var jsonHexDigit = func() (t [256]byte) {
-	for i := range t {
-		t[i] = 0xff
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = byte(c - '0')
-	}
-	for c := 'a'; c <= 'f'; c++ {
-		t[c] = byte(c-'a') + 10
-		t[c-'a'+'A'] = byte(c-'a') + 10
-	}
-	return t
-}()

@@ -362,7 +362,7 @@ func chunkLine(b []byte, i int) (line []byte, next int, err error) {
 func parseChunkSize(line []byte, room int64) (size int64, ok bool) {
 	i := 0
 	for ; i < len(line); i++ {
-		d := responseHexDigit[line[i]]
+		d := hexDigit[line[i]]
 		if d < 0 {
 			break
 		}
@@ -464,22 +464,6 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 var responseTokenChar = func() (t [256]bool) {
 	for _, c := range []byte("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
 		t[c] = true
-	}
-	return t
-}()
-
-var responseHexDigit = func() (t [256]int8) {
-	for c := range 256 {
-		switch {
-		case isDigit(byte(c)):
-			t[c] = int8(c - '0')
-		case c >= 'a' && c <= 'f':
-			t[c] = int8(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			t[c] = int8(c - 'A' + 10)
-		default:
-			t[c] = -1
-		}
 	}
 	return t
 }()

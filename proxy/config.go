@@ -297,29 +297,24 @@ func (c *Config) Limits() codec.Limits {
 }
 
 func intSetting(f func(*Config, int), lo, hi int) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil {
-			return errors.New("want a whole number")
-		}
-		if n < lo || n > hi {
-			return fmt.Errorf("want a number from %d to %d", lo, hi)
-		}
-		f(c, n)
-		return nil
-	}
+	return wholeSetting(f, lo, hi)
 }
 
 func int64Setting(f func(*Config, int64), lo, hi int64) func(*Config, string) error {
+	return wholeSetting(f, lo, hi)
+}
+
+// wholeSetting parses a whole number within [lo, hi].
+func wholeSetting[T int | int64](f func(*Config, T), lo, hi T) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		if err != nil {
 			return errors.New("want a whole number")
 		}
-		if n < lo || n > hi {
+		if n < int64(lo) || n > int64(hi) {
 			return fmt.Errorf("want a number from %d to %d", lo, hi)
 		}
-		f(c, n)
+		f(c, T(n))
 		return nil
 	}
 }

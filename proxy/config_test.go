@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestConfigSeedVariables(t *testing.T) {
+	c, err := LoadConfig(nil, env(map[string]string{
+		"PORT":                      "8081",
+		"INGEST_BUFFER_SIZE":        "500",
+		"PER_ANALYZER_QUEUE_SIZE":   "70",
+		"ANALYZERS":                 "http://analyzer-1:9001=0.5,http://analyzer-2:9002=0.3,http://analyzer-3:9003=0.2",
+		"SENDER_RETRIES":            "7",
+		"SENDER_TIMEOUT_MS":         "250",
+		"HEALTH_CHECK_INTERVAL_SEC": "3",
+		"MAX_FAILURES":              "9",
+		"METRICS_ADDR":              ":9200",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 8081 || c.IngestBufferSize != 500 || c.QueueSize != 70 || c.SenderRetries != 7 ||
+		c.SenderTimeout != 250*time.Millisecond || c.HealthInterval != 3*time.Second || c.MaxFailures != 9 || c.MetricsAddr != ":9200" {
+		t.Fatalf("seed variables not applied: %+v", c)
+	}
+	names := []string{c.Analyzers[0].Name, c.Analyzers[1].Name, c.Analyzers[2].Name}
+	if strings.Join(names, ",") != "analyzer-1,analyzer-2,analyzer-3" {
+		t.Fatalf("names %v, want the URL hosts", names)
+	}
+	if c.Analyzers[1].Addr != "analyzer-2:9002" || c.Analyzers[1].Host != "analyzer-2:9002" {
+		t.Fatalf("analyzer-2 addr %q host %q", c.Analyzers[1].Addr, c.Analyzers[1].Host)
+	}
+}
+
+func TestConfigFlagsWin(t *testing.T) {
+	c, err := LoadConfig([]string{"--port", "9999", "--analyzers", "127.0.0.1:7001=1"}, env(map[string]string{
+		"PORT": "8081", "ANALYZERS": "http://a:1=1",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 9999 || len(c.Analyzers) != 1 || c.Analyzers[0].Addr != "127.0.0.1:7001" {
+		t.Fatalf("flags did not win: port %d analyzers %+v", c.Port, c.Analyzers)
+	}
+	if c.Analyzers[0].Name != "analyzer-1" {
+		t.Fatalf("an IP address is named by position; got %q", c.Analyzers[0].Name)
+	}
+}
+
+func TestWeightsNormalised(t *testing.T) {
+	specs, err := ParseAnalyzers("http://a:1=2,http://b:1=1,http://c:1=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if specs[0].Weight != 0.5 || specs[1].Weight != 0.25 || specs[2].Weight != 0.25 {
+		t.Fatalf("weights %v %v %v, want 0.5 0.25 0.25", specs[0].Weight, specs[1].Weight, specs[2].Weight)
+	}
+	if sum, changed := WeightsNormalised("http://a:1=2,http://b:1=1,http://c:1=1"); !changed || sum != 4 {
+		t.Fatalf("WeightsNormalised = %v, %v; want 4, true", sum, changed)
+	}
+	if _, changed := WeightsNormalised("http://a:1=0.5,http://b:1=0.3,http://c:1=0.2"); changed {
+		t.Fatal("weights summing to 1 reported as normalised")
+	}
+}
+
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	for _, c := range []struct {
+		env  map[string]string
+		args []string
+		name string
+	}{
+		{map[string]string{"ANALYZERS": "http://a:1=1", "PORT": "http"}, nil, "PORT"},
+		{map[string]string{"ANALYZERS": "http://a:1=1", "PORT": "70000"}, nil, "PORT"},
+		{map[string]string{"ANALYZERS": "http://a:1=zero"}, nil, "ANALYZERS"},
+		{map[string]string{"ANALYZERS": "http://a:1=-1"}, nil, "ANALYZERS"},
+		{map[string]string{"ANALYZERS": "http://a:1=1,http://a:1=2"}, nil, "ANALYZERS"},
+		{map[string]string{"ANALYZERS": "ftp://a:1=1"}, nil, "ANALYZERS"},
+		{map[string]string{}, nil, "ANALYZERS"},
+		{map[string]string{"ANALYZERS": "http://a:1=1", "SENDER_TIMEOUT_MS": "-5"}, nil, "SENDER_TIMEOUT_MS"},
+		{map[string]string{"ANALYZERS": "http://a:1=1", "MAX_FAILURES": "0"}, nil, "MAX_FAILURES"},
+		{map[string]string{"ANALYZERS": "http://a:1=1", "METRICS_ADDR": "nonsense"}, nil, "METRICS_ADDR"},
+		{map[string]string{"ANALYZERS": "http://a:1=1", "SPILL": "maybe"}, nil, "SPILL"},
+		{map[string]string{"ANALYZERS": "http://a:1=1"}, []string{"--max-failures", "x"}, "-max-failures"},
+	} {
+		_, err := LoadConfig(c.args, env(c.env), io.Discard)
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Name != c.name {
+			t.Errorf("env %v args %v: error %v, want a ConfigError naming %s", c.env, c.args, err, c.name)
+		}
+	}
+}
+
+// The binary: bad configuration exits 2 with one line naming the variable.
+func TestDistributorBadConfigExits2(t *testing.T) {
+	if os.Getenv("SLUICE_CONFIG_CHILD") == "1" {
+		os.Exit(Main(nil))
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDistributorBadConfigExits2$")
+	cmd.Env = append(os.Environ(), "SLUICE_CONFIG_CHILD=1", "ANALYZERS=http://a:1=1", "MAX_FAILURES=lots")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("exit %v, want status 2; output %q", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `MAX_FAILURES="lots"`) || !strings.Contains(lines[0], "whole number") {
+		t.Fatalf("want one line naming the variable, value and problem; got %q", out)
+	}
+}
