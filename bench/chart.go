@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"time"
 
@@ -44,13 +45,13 @@ func WriteChart(rep *Report, w io.Writer) error {
 			series[i] = append(series[i], accepted(t, d))
 		}
 	}
-	if err := groupedBars(throughput, targets, drivers, series, func(v float64) string {
+	if err := groupedBars(throughput, targets, drivers, series, false, func(v float64) string {
 		return strconv.FormatFloat(v, 'f', 1, 64) + "k"
 	}); err != nil {
 		return err
 	}
 
-	plots := [][]*plot.Plot{{throughput}}
+	plots := [][]*plot.Plot{{throughput}} // one row of panels
 	if len(rep.Latency) > 0 {
 		lt, _ := namesOf(rep.Latency)
 		quantiles := []string{"p50", "p99", "p99.9"}
@@ -66,9 +67,9 @@ func WriteChart(rep *Report, w io.Writer) error {
 		}
 		latency := plot.New()
 		latency.Title.Text = "Half load (constant rate, vegeta): latency"
-		latency.Y.Label.Text = "milliseconds"
-		if err := groupedBars(latency, lt, quantiles, series, func(v float64) string {
-			return strconv.FormatFloat(v, 'f', 2, 64)
+		latency.Y.Label.Text = "milliseconds (log scale)"
+		if err := groupedBars(latency, lt, quantiles, series, true, func(v float64) string {
+			return strconv.FormatFloat(v, 'g', 3, 64)
 		}); err != nil {
 			return err
 		}
@@ -79,9 +80,8 @@ func WriteChart(rep *Report, w io.Writer) error {
 	img := vgimg.NewWith(vgimg.UseWH(width, 5*vg.Inch), vgimg.UseDPI(100))
 	dc := draw.New(img)
 	tiles := draw.Tiles{Rows: 1, Cols: len(plots[0]), PadX: vg.Inch / 2, PadTop: vg.Inch / 8, PadBottom: vg.Inch / 8, PadLeft: vg.Inch / 8, PadRight: vg.Inch / 8}
-	canvases := plot.Align(plots, tiles, dc)
 	for i, p := range plots[0] {
-		p.Draw(canvases[0][i])
+		p.Draw(tiles.At(dc, i, 0))
 	}
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
 		return fmt.Errorf("chart: %w", err)
@@ -90,14 +90,44 @@ func WriteChart(rep *Report, w io.Writer) error {
 }
 
 // groupedBars adds one bar series per name in legend, grouped over the categories,
-// each bar labelled with its value.
-func groupedBars(p *plot.Plot, categories, legend []string, series [][]float64, label func(float64) string) error {
+// each bar labelled with its value. With logY the value axis is logarithmic (for
+// latencies that span microseconds to seconds): gonum draws bars up from 0, which a
+// log axis cannot show, so each bar stands on an undrawn base at the axis floor.
+func groupedBars(p *plot.Plot, categories, legend []string, series [][]float64, logY bool, label func(float64) string) error {
 	const barWidth = vg.Length(22)
-	top := 0.0
+	top, floor := 0.0, math.Inf(1)
+	for _, vs := range series {
+		for _, v := range vs {
+			top = max(top, v)
+			if v > 0 {
+				floor = min(floor, v)
+			}
+		}
+	}
+	if math.IsInf(floor, 1) {
+		floor = 1
+	}
+	floor = math.Pow(10, math.Floor(math.Log10(floor))) // a power of ten at or below every value
 	for i, vs := range series {
-		bars, err := plotter.NewBarChart(plotter.Values(vs), barWidth)
+		heights := plotter.Values(vs)
+		var base *plotter.BarChart
+		if logY {
+			heights = make(plotter.Values, len(vs))
+			floors := make(plotter.Values, len(vs))
+			for j, v := range vs {
+				heights[j], floors[j] = max(0, v-floor), floor
+			}
+			var err error
+			if base, err = plotter.NewBarChart(floors, barWidth); err != nil {
+				return fmt.Errorf("chart: %w", err)
+			}
+		}
+		bars, err := plotter.NewBarChart(heights, barWidth)
 		if err != nil {
 			return fmt.Errorf("chart: %w", err)
+		}
+		if base != nil {
+			bars.StackOn(base)
 		}
 		bars.Color = plotutil.Color(i)
 		bars.LineStyle.Width = 0
@@ -105,12 +135,16 @@ func groupedBars(p *plot.Plot, categories, legend []string, series [][]float64, 
 		p.Add(bars)
 		p.Legend.Add(legend[i], bars)
 
-		xys := make(plotter.XYs, len(vs))
-		texts := make([]string, len(vs))
+		var xys plotter.XYs
+		var texts []string
 		for j, v := range vs {
-			xys[j] = plotter.XY{X: float64(j), Y: v}
-			texts[j] = label(v)
-			top = max(top, v)
+			if v > 0 {
+				xys = append(xys, plotter.XY{X: float64(j), Y: v})
+				texts = append(texts, label(v))
+			}
+		}
+		if len(xys) == 0 {
+			continue
 		}
 		labels, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: texts})
 		if err != nil {
@@ -130,8 +164,15 @@ func groupedBars(p *plot.Plot, categories, legend []string, series [][]float64, 
 	// Half a category of margin on each side, and headroom for the labels and the
 	// legend above the tallest bar.
 	p.X.Min, p.X.Max = -0.5, float64(len(categories))-0.5
-	p.Y.Min, p.Y.Max = 0, top*1.3
-	p.Y.Tick.Marker = plainTicks{}
+	if logY {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		// Whole decades at both ends, so no tick falls outside the axis.
+		p.Y.Min, p.Y.Max = floor, math.Pow(10, math.Ceil(math.Log10(max(top, floor)*3)))
+	} else {
+		p.Y.Tick.Marker = plainTicks{}
+		p.Y.Min, p.Y.Max = 0, top*1.3
+	}
 	p.Title.TextStyle.Font.Size = vg.Points(13)
 	p.Title.Padding = vg.Points(6)
 	p.Legend.Top = true

@@ -111,7 +111,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	if rep.Profile != "" {
-		fmt.Fprintf(w, "\nWhere the distributor's CPU goes (pprof -top, full load):\n%s\n", rep.Profile)
+		fmt.Fprintf(w, "\nWhere the distributor's CPU goes (pprof -top -cum, full load):\n%s\n", rep.Profile)
 	}
 	return nil
 }
@@ -144,7 +144,7 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(b, "\nNote: %s\n", n)
 	}
 	if rep.Profile != "" {
-		fmt.Fprintf(b, "\n<details><summary>Where the distributor's CPU goes (pprof -top during a full-load run)</summary>\n\n```\n%s\n```\n</details>\n", strings.TrimRight(rep.Profile, "\n"))
+		fmt.Fprintf(b, "\n<details><summary>Where the distributor's CPU goes (pprof -top -cum during a full-load run)</summary>\n\n```\n%s\n```\n</details>\n", strings.TrimRight(rep.Profile, "\n"))
 	}
 	fmt.Fprintf(b, "\n<details><summary>Exact commands</summary>\n\n```\n%s\n```\n</details>\n", strings.Join(rep.Commands, "\n"))
 	_, err := io.WriteString(w, b.String())

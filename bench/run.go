@@ -617,14 +617,14 @@ func (h *harness) profile(ctx context.Context, t *target, d Driver) (string, err
 		return "", err
 	}
 	fmt.Fprintf(h.log, "profile     %-7s %-13s %s\n", d.Name(), t.name, progressLine(s))
-	out, err := exec.CommandContext(ctx, goBin, "tool", "pprof", "-top", "-nodecount=25", h.cfg.Sluice, file).CombinedOutput()
+	out, err := exec.CommandContext(ctx, goBin, "tool", "pprof", "-top", "-cum", "-nodecount=30", h.cfg.Sluice, file).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go tool pprof: %w: %s", err, out)
 	}
 	h.commands = append(h.commands, "", "# CPU profile of the distributor: the load and, at the same time, the profile",
 		d.Command(load),
 		"curl -o "+file+" '"+url+"'",
-		"go tool pprof -top -nodecount=25 "+h.cfg.Sluice+" "+file)
+		"go tool pprof -top -cum -nodecount=30 "+h.cfg.Sluice+" "+file)
 	return strings.TrimRight(string(out), "\n"), nil
 }
 
