@@ -66,7 +66,7 @@ func WriteChart(rep *Report, w io.Writer) error {
 			}
 		}
 		latency := plot.New()
-		latency.Title.Text = "Half load (constant rate, vegeta): latency"
+		latency.Title.Text = fmt.Sprintf("Latency at %s packets/s (half sluice's maximum; vegeta, constant rate)", Count(rep.Latency[0].Rate))
 		latency.Y.Label.Text = "milliseconds (log scale)"
 		if err := groupedBars(latency, lt, quantiles, series, true, func(v float64) string {
 			return strconv.FormatFloat(v, 'g', 3, 64)

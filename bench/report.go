@@ -20,7 +20,7 @@ type Report struct {
 	Notes    []string // anything else the reader must know about this run
 	Rows     []Row    // full load: target × driver
 	Ratios   []Ratio
-	Latency  []Row // constant rate at half each target's maximum
+	Latency  []Row // every target at one constant rate: half the distributor's maximum
 	Checks   []Check
 	Commands []string // how every process was started and every load was run
 	Profile  string   // top of the distributor's CPU profile; "" when not taken
@@ -89,7 +89,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "%s\n", r.Sentence())
 	}
 	if len(rep.Latency) > 0 {
-		fmt.Fprintf(w, "\nConstant rate at half each target's measured maximum (vegeta, open loop):\n")
+		fmt.Fprintf(w, "\nConstant rate, every target at half the distributor's measured maximum (vegeta, open loop):\n")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		line = func(cells []string) { fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t") }
 		line(latencyHeader)
@@ -128,7 +128,7 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(b, "- %s\n", r.Sentence())
 	}
 	if len(rep.Latency) > 0 {
-		b.WriteString("\nConstant rate at half each target's measured maximum (vegeta, open loop):\n\n")
+		b.WriteString("\nConstant rate, every target at half the distributor's measured maximum (vegeta, open loop):\n\n")
 		mdTable(b, latencyHeader, rep.Latency, latencyCells)
 	}
 	if len(rep.Checks) > 0 {
