@@ -5,7 +5,7 @@ FUZZTIME ?= 8s
 # package:FuzzTarget pairs run briefly by `make test` (corpus under testdata/fuzz).
 FUZZ     := codec:FuzzParseRequest codec:FuzzValidatePacket codec:FuzzParseResponse sched:FuzzCredit analyzer:FuzzCountLevels analyzer:FuzzCountLevelsPackets analyzer:FuzzBatchScanner
 
-.PHONY: all build test unit fuzz lint run bench bench-peers profile clean
+.PHONY: all build test unit fuzz lint run bench bench-peers soak profile clean
 
 all: build
 
@@ -35,6 +35,12 @@ test: lint unit fuzz
 bench: build
 	$(GO) build -trimpath -o bin/sluice-bench ./bench/cmd/sluice-bench
 	./bin/sluice-bench -sluice $(BIN)
+
+# Overload at twice the measured capacity for SOAK_DURATION (default 60s): peak RSS
+# against the configured bound, and 503 latency (docs/benchmarks.md, "Soak").
+soak: build
+	$(GO) build -trimpath -o bin/sluice-soak ./bench/cmd/sluice-soak
+	./bin/sluice-soak -sluice $(BIN) -duration $${SOAK_DURATION:-60s}
 
 # The peers make bench compares against when they are installed (Debian packages).
 bench-peers:
