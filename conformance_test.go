@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -62,36 +61,7 @@ func startConfRig(t *testing.T, tune func(*proxy.Config)) *confRig {
 		r.analyzers = append(r.analyzers, a)
 		specs = append(specs, "http://"+a.Addr()+"="+w)
 	}
-	cfg := proxy.DefaultConfig()
-	var err error
-	if cfg.Analyzers, err = proxy.ParseAnalyzers(strings.Join(specs, ",")); err != nil {
-		t.Fatal(err)
-	}
-	cfg.Port = 0
-	cfg.MetricsAddr = "127.0.0.1:0"
-	cfg.Loops = 2
-	// A shared two-core machine runs the clients, the distributor and the analyzers
-	// at once (under -race too): a late answer must not count as an analyzer failure.
-	cfg.SenderTimeout = 3 * time.Second
-	if tune != nil {
-		tune(&cfg)
-	}
-	logTo := io.Discard
-	if testing.Verbose() {
-		logTo = os.Stderr
-	}
-	srv, err := proxy.New(cfg, slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	srv := startTestDistributor(t, strings.Join(specs, ","), tune)
 	_, port, err := net.SplitHostPort(srv.Addr())
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -394,36 +393,7 @@ func TestObservability(t *testing.T) {
 
 func startObservedDistributor(t *testing.T, analyzers string) *proxy.Server {
 	t.Helper()
-	cfg := proxy.DefaultConfig()
-	specs, err := proxy.ParseAnalyzers(analyzers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Analyzers = specs
-	cfg.Port = 0
-	cfg.MetricsAddr = "127.0.0.1:0"
-	cfg.Loops = 2
-	cfg.HealthInterval = 200 * time.Millisecond
-	// A shared two-core machine also runs Prometheus and the load here: a late
-	// answer must not count as a failure.
-	cfg.SenderTimeout = 3 * time.Second
-	logTo := io.Discard
-	if testing.Verbose() {
-		logTo = os.Stderr
-	}
-	srv, err := proxy.New(cfg, slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return srv
+	return startTestDistributor(t, analyzers, func(c *proxy.Config) { c.HealthInterval = 200 * time.Millisecond })
 }
 
 // --- The dashboard
