@@ -471,7 +471,7 @@ var responseTokenChar = func() (t [256]bool) {
 // AppendIngestRequest appends a POST request carrying body, a packet's original
 // bytes, to dst.
 func AppendIngestRequest(dst []byte, path, host string, body []byte) []byte {
-	dst = appendPostHead(dst, path, host, len(body))
+	dst = AppendPostHead(dst, path, host, len(body))
 	return append(dst, body...)
 }
 
@@ -493,7 +493,7 @@ func AppendBatchRequest(dst []byte, host string, packets [][]byte) []byte {
 // bodyLen bytes, for callers that write the packets themselves (from an outbox,
 // say) as '[' p1 ',' p2 ... ']'.
 func AppendBatchHead(dst []byte, host string, bodyLen int) []byte {
-	return appendPostHead(dst, BatchPath, host, bodyLen)
+	return AppendPostHead(dst, BatchPath, host, bodyLen)
 }
 
 // BatchBodyLen is the length of the batch body holding packets.
@@ -505,7 +505,9 @@ func BatchBodyLen(packets [][]byte) int {
 	return n
 }
 
-func appendPostHead(dst []byte, path, host string, bodyLen int) []byte {
+// AppendPostHead appends the head of a JSON POST to path with a body of bodyLen
+// bytes, which the caller sends after it (e.g. in the same writev).
+func AppendPostHead(dst []byte, path, host string, bodyLen int) []byte {
 	dst = append(dst, "POST "...)
 	dst = append(dst, path...)
 	dst = append(dst, " HTTP/1.1\r\nHost: "...)

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -144,17 +143,6 @@ func (s *shard) writeFlights(u *upstream, room int) {
 	for i := range iov {
 		iov[i] = nil
 	}
-}
-
-// appendHead appends a POST request head with the given body length.
-func appendHead(dst []byte, path, host string, n int) []byte {
-	dst = append(dst, "POST "...)
-	dst = append(dst, path...)
-	dst = append(dst, " HTTP/1.1\r\nHost: "...)
-	dst = append(dst, host...)
-	dst = append(dst, "\r\nContent-Type: application/json\r\nContent-Length: "...)
-	dst = strconv.AppendInt(dst, int64(n), 10)
-	return append(dst, "\r\n\r\n"...)
 }
 
 // dial opens u's connection off the loop (a blocking connect with the sender
@@ -368,9 +356,9 @@ func (s *shard) plan(d *dest, room, batchMax int) ([]byte, []span) {
 		}
 		start := len(heads)
 		if batchMax > 1 {
-			heads = appendHead(heads, "/ingest/batch", d.host, size+n+1)
+			heads = codec.AppendPostHead(heads, codec.BatchPath, d.host, size+n+1)
 		} else {
-			heads = appendHead(heads, "/ingest", d.host, size)
+			heads = codec.AppendPostHead(heads, codec.IngestPath, d.host, size)
 		}
 		spans = append(spans, span{start, len(heads), n})
 		taken += n
