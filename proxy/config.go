@@ -85,8 +85,8 @@ func settings() []setting {
 			return err
 		}},
 		{"SENDER_RETRIES", "sender-retries", "3", "re-sends of a packet after a failed attempt", intSetting(func(c *Config, n int) { c.SenderRetries = n }, 0, 100)},
-		{"SENDER_TIMEOUT_MS", "sender-timeout-ms", "500", "answer deadline of one upstream request, ms", durSetting(func(c *Config, d time.Duration) { c.SenderTimeout = d }, time.Millisecond)},
-		{"HEALTH_CHECK_INTERVAL_SEC", "health-check-interval-sec", "30", "GET /health probe interval, s", durSetting(func(c *Config, d time.Duration) { c.HealthInterval = d }, time.Second)},
+		{"SENDER_TIMEOUT_MS", "sender-timeout-ms", "500", "answer deadline of one upstream request, ms", positive(durSetting(func(c *Config, d time.Duration) { c.SenderTimeout = d }, time.Millisecond))},
+		{"HEALTH_CHECK_INTERVAL_SEC", "health-check-interval-sec", "30", "GET /health probe interval, s", positive(durSetting(func(c *Config, d time.Duration) { c.HealthInterval = d }, time.Second))},
 		{"MAX_FAILURES", "max-failures", "5", "consecutive failures that open an analyzer's breaker", intSetting(func(c *Config, n int) { c.MaxFailures = n }, 1, 1<<20)},
 		{"METRICS_ADDR", "metrics-addr", ":9100", "Prometheus /metrics, pprof and admin API address (empty: off)", func(c *Config, v string) error {
 			if v != "" {
@@ -329,6 +329,16 @@ func durSetting(f func(*Config, time.Duration), unit time.Duration) func(*Config
 		}
 		f(c, time.Duration(x*float64(unit)))
 		return nil
+	}
+}
+
+// positive refuses 0 for a duration that must pass before something happens.
+func positive(set func(*Config, string) error) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if x, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && x == 0 {
+			return errors.New("want a positive number")
+		}
+		return set(c, v)
 	}
 }
 

@@ -32,7 +32,6 @@ type member struct {
 	rejoined   time.Time // when it last closed, for slow start
 	drained    bool
 	batch      bool
-	probeErr   string
 	probing    bool
 	probeFails int // probes in a row without an answer
 	nextProbe  time.Time
@@ -157,8 +156,9 @@ func (c *controller) probed(r probeResult) {
 	defer c.mu.Unlock()
 	m := c.members[r.id]
 	m.probing = false
-	m.batch = r.batch && c.srv.cfg.BatchMax > 1
-	m.probeErr = r.err
+	if r.ok {
+		m.batch = r.batch && c.srv.cfg.BatchMax > 1
+	}
 	changed := false
 	if r.ok || r.status != 0 {
 		m.probeFails = 0

@@ -402,8 +402,11 @@ func TestHealthyProbeFailingIngest(t *testing.T) {
 	accepted := l.finish()
 	st := waitSettled(t, srv, 15*time.Second)
 	checkInvariant(t, st)
-	if !sawHalfOpen && st.Dests[1].Failures[failStatus5xx] < 2 {
-		t.Errorf("no trial traffic reached the failing analyzer (failures %+v)", st.Dests[1].Failures)
+	srv.ctl.mu.Lock()
+	opens := srv.ctl.members[1].br.opens
+	srv.ctl.mu.Unlock()
+	if !sawHalfOpen || opens < 2 {
+		t.Errorf("want trial traffic (half-open seen: %v) that re-opened the breaker (opened %d times)", sawHalfOpen, opens)
 	}
 	if st.Dests[1].DeliveredPackets != 0 {
 		t.Errorf("%d packets counted delivered by an analyzer that answers 500", st.Dests[1].DeliveredPackets)
@@ -412,4 +415,31 @@ func TestHealthyProbeFailingIngest(t *testing.T) {
 		t.Errorf("%d accepted packets dropped", tot.DroppedTotal())
 	}
 	checkDelivered(t, accepted, fakes[:1], true)
+}
+
+// A second analyzer that dies while another one ramps up after a rejoin must still
+// be tripped by its failures: the ramp republishes the view every 100 ms, and that
+// must not wipe the shards' failure streaks.
+func TestDeathDuringAnotherSlowStart(t *testing.T) {
+	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
+	srv := startDistributor(t, joinAnalyzers(fakes, 0.4, 0.3, 0.3), func(c *Config) {
+		failureConfig(c)
+		c.SlowStart = 20 * time.Second // the whole test happens inside the ramp
+		c.HealthInterval = time.Hour   // only traffic can trip the second one
+		c.MaxFailures = 10             // its streak takes several ramp steps (100 ms each) to build
+	})
+	l := startLoad(t, srv, 4, "r-", fixedSize(2))
+	fakes[0].stop()
+	waitFor(t, "analyzer-1 to open", 10*time.Second, func() bool { return stateOf(srv, 0) == StateOpen })
+	fakes[0].start(t)
+	waitFor(t, "analyzer-1 to ramp", 20*time.Second, func() bool { return stateOf(srv, 0) == StateSlowStart })
+	fakes[1].stop()
+	waitFor(t, "analyzer-2 to open during the ramp", 5*time.Second, func() bool { return stateOf(srv, 1) == StateOpen })
+	accepted := l.finish()
+	st := waitSettled(t, srv, 15*time.Second)
+	checkInvariant(t, st)
+	if tot := st.Total(); tot.DroppedTotal() != 0 {
+		t.Errorf("%d accepted packets dropped", tot.DroppedTotal())
+	}
+	checkDelivered(t, accepted, fakes, true)
 }

@@ -42,11 +42,11 @@ func (s *shard) onRequests(in *ingress, c gnet.Conn) gnet.Action {
 	s.sync()
 	buf, _ := c.Peek(-1)
 	r := s.handle(in, buf, s.out[:0])
-	switch {
-	case r.consumed < len(buf) && in.started == 0:
+	if r.consumed > 0 {
+		in.started = 0 // what is left, if anything, is a new request
+	}
+	if r.consumed < len(buf) && in.started == 0 {
 		in.started = s.now
-	case r.consumed == len(buf):
-		in.started = 0
 	}
 	if r.consumed > 0 {
 		// Never Discard(0): gnet reads n <= 0 as "discard everything", which would

@@ -40,6 +40,7 @@ type Server struct {
 	conns      atomic.Int64 // inbound connections, for MAX_CONNS
 
 	mu       sync.Mutex
+	snapMu   sync.Mutex // guards each shard's lastSnap
 	byLoop   map[gnet.EventLoop]*shard
 	shards   []*shard
 	eng      gnet.Engine
@@ -112,7 +113,9 @@ func (s *Server) Start() error {
 	go s.drainEstimator(s.ctx)
 	if s.cfg.MetricsAddr != "" {
 		if err := s.startAdmin(); err != nil {
+			s.cancel()
 			_ = s.eng.Stop(context.Background())
+			<-s.runErr
 			return err
 		}
 	}
@@ -192,12 +195,18 @@ func (s *Server) snapshotShard(sh *shard) Stats {
 	if err == nil {
 		select {
 		case st := <-ch:
+			s.snapMu.Lock()
+			sh.lastSnap = st
+			s.snapMu.Unlock()
 			return st
-		case <-time.After(2 * time.Second):
+		case <-time.After(5 * time.Second):
 		}
 	}
-	// The engine stopped under us: its loops no longer run.
-	return sh.stats.clone()
+	// The loop did not answer (engine stopping, or stalled): never read counters it
+	// may still be writing; the last consistent copy is the honest answer.
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	return sh.lastSnap.clone()
 }
 
 // View is the analyzers' current state.
@@ -268,6 +277,7 @@ stop:
 	err := s.eng.Stop(context.Background())
 	s.stopped.Store(true)
 	<-s.runErr
+	s.ctl.client.CloseIdleConnections()
 	snap := s.Snapshot()
 	tot := snap.Total()
 	s.log.Info("distributor stopped", "delivered", tot.DeliveredPackets, "dropped", tot.DroppedTotal())

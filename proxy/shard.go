@@ -46,9 +46,10 @@ type shard struct {
 	ingresses []*ingress // inbound connections, for timeouts
 	expired   int64      // nanotime of the last expire()
 
-	stats   Stats
-	reqHist *metrics.PrometheusHistogram
-	now     int64 // nanotime at the start of the current event
+	stats    Stats
+	lastSnap Stats // last copy taken on the loop; read by Server.snapshotShard under snapMu
+	reqHist  *metrics.PrometheusHistogram
+	now      int64 // nanotime at the start of the current event
 
 	closing bool // shutdown: accept nothing new
 	ticking bool // in tick(): flush whatever waits, coalescing or not
@@ -79,8 +80,6 @@ type parcel struct {
 	body     *bytebufferpool.ByteBuffer
 	msgs     int
 	attempts int // failed sends so far
-	dest     int
-	accepted int64 // nanotime
 }
 
 func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
@@ -105,6 +104,7 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 		}
 		s.dests = append(s.dests, d)
 	}
+	s.closing = srv.closing.Load()
 	s.now = nanotime()
 	s.sync()
 	return s
@@ -126,9 +126,11 @@ func (s *shard) sync() {
 	s.cred.SetWeights(s.weights)
 	for i, d := range s.dests {
 		m := &v.Members[i]
+		if m.Eligible && !d.eligible {
+			d.streak = 0 // back in: past failures are the breaker's business now
+		}
 		d.eligible, d.batch, d.trial = m.Eligible, m.Batch, m.State == StateHalfOpen
 		if d.eligible {
-			d.streak = 0
 			s.markDirty(d) // dial and flush anything that waited
 		}
 	}
@@ -173,7 +175,6 @@ func (s *shard) transfer(p *parcel, from, to *dest) {
 	to.st.RoutedPackets++
 	to.st.RoutedMessages += int64(p.msgs)
 	s.updateFull(to)
-	p.dest = to.id
 }
 
 func (s *shard) updateFull(d *dest) {
@@ -220,7 +221,7 @@ func (s *shard) accept(body []byte, msgs int) int {
 		return acceptQueueFull
 	}
 	d := s.dests[a]
-	p := s.newParcel(body, msgs, a)
+	p := s.newParcel(body, msgs)
 	size := int64(len(body))
 	s.owned++
 	d.owned++
@@ -238,7 +239,7 @@ func (s *shard) accept(body []byte, msgs int) int {
 	return acceptOK
 }
 
-func (s *shard) newParcel(body []byte, msgs, dest int) *parcel {
+func (s *shard) newParcel(body []byte, msgs int) *parcel {
 	var p *parcel
 	if n := len(s.free); n > 0 {
 		p = s.free[n-1]
@@ -248,7 +249,7 @@ func (s *shard) newParcel(body []byte, msgs, dest int) *parcel {
 	}
 	p.body = s.srv.bodies.Get()
 	p.body.B = append(p.body.B[:0], body...)
-	p.msgs, p.attempts, p.dest, p.accepted = msgs, 0, dest, s.now
+	p.msgs, p.attempts = msgs, 0
 	return p
 }
 
@@ -376,6 +377,10 @@ func (s *shard) dropAll() {
 					d.st.InFlight--
 					s.drop(p, d, dropShutdown)
 				}
+			}
+			if u.state == connOpen {
+				u.failed = failClosed // a late answer must not be read as one without a request
+				_ = s.loop.Close(u.c)
 			}
 		}
 	}

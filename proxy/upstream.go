@@ -155,9 +155,11 @@ func (s *shard) dial(u *upstream) {
 	go func() {
 		conn, err := net.DialTimeout("tcp", addr, timeout)
 		if err == nil {
-			_, err = loop.Enroll(gnet.NewContext(context.Background(), u), conn)
-			if err != nil {
+			var res <-chan gnet.RegisteredResult
+			if res, err = loop.Enroll(gnet.NewContext(context.Background(), u), conn); err != nil {
 				_ = conn.Close()
+			} else if r := <-res; r.Err != nil {
+				err = r.Err // dup, address or registration failed: gnet closed conn
 			}
 		}
 		if err != nil {
@@ -288,7 +290,9 @@ func (s *shard) closed(u *upstream, err error) {
 	if u.state == connOpen {
 		d.st.Conns--
 	}
-	unexpected := u.failed < 0 && (err != nil || u.flights.len() > 0)
+	// gnet reports even an orderly close as an error (read: EOF), so only a close
+	// with requests in flight is a failure; a dead idle analyzer shows on redial.
+	unexpected := u.failed < 0 && u.flights.len() > 0
 	if unexpected {
 		d.st.Failures[failClosed]++
 		s.failure(d)
