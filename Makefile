@@ -13,7 +13,7 @@ build:
 	$(GO) build -trimpath -o $(BIN) .
 
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
 # Unit and integration tests under the race detector (heavy end-to-end tests scale

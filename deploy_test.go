@@ -151,6 +151,7 @@ func buildDockerImage(t *testing.T) dockerImage {
 			dockerBuilt.err = err
 			return
 		}
+		dockerDir = dir // removed by TestMain once every test is done with it
 		dockerBuilt = buildDockerfile(t, dir)
 	})
 	if dockerBuilt.err != nil {
@@ -831,4 +832,16 @@ func TestParseDockerfile(t *testing.T) {
 	if _, err := parseDockerfile("RUN x\n"); err == nil {
 		t.Error("instruction before FROM accepted")
 	}
+}
+
+// dockerDir holds the copied build context and the built binary, shared by the
+// tests of this package; TestMain removes it.
+var dockerDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if dockerDir != "" {
+		_ = os.RemoveAll(dockerDir)
+	}
+	os.Exit(code)
 }

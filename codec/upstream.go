@@ -102,6 +102,10 @@ func (p *ResponseParser) Parse(buf []byte, r *Response) (n int, err error) {
 		case r.Status == 101:
 			return p.done(0, ErrResponseSwitch)
 		case r.Status < 200: // interim: skip it, the real response follows
+			if p.start+head > MaxResponseHeaderBytes {
+				// A peer sending endless 100s would otherwise keep us buffering.
+				return p.done(0, ErrResponseHeaderTooBig)
+			}
 			p.start += head
 			p.scan = p.start
 			continue
@@ -297,6 +301,11 @@ func (p *ResponseParser) dechunk(b []byte, r *Response) (int, error) {
 			}
 		}
 		end := next + int(size)
+		if int64(next)-p.decoded > MaxResponseHeaderBytes+MaxResponseBodyBytes {
+			// Framing (size lines, extensions, CRLFs) far beyond the data: tiny
+			// chunks with long extensions would make a 1 MiB body cost gigabytes.
+			return 0, ErrResponseChunk
+		}
 		switch {
 		case len(b) < end+1 || (len(b) < end+2 && b[end] == '\r'):
 			return 0, nil

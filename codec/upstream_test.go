@@ -379,3 +379,24 @@ func TestResponseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// Bounded input on the response side: endless interim responses, and chunk
+// framing out of all proportion to the data, are refused instead of buffered.
+func TestResponseInputIsBounded(t *testing.T) {
+	var p ResponseParser
+	var r Response
+	interim := []byte(strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 2000))
+	if _, err := p.Parse(interim, &r); err != ErrResponseHeaderTooBig {
+		t.Fatalf("50 KB of 100 Continue: err %v, want ErrResponseHeaderTooBig", err)
+	}
+	var b strings.Builder
+	b.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+	ext := ";x=" + strings.Repeat("y", 4000)
+	for b.Len() < MaxResponseHeaderBytes+MaxResponseBodyBytes+64<<10 {
+		b.WriteString("1" + ext + "\r\na\r\n")
+	}
+	p = ResponseParser{}
+	if _, err := p.Parse([]byte(b.String()), &r); err != ErrResponseChunk {
+		t.Fatalf("chunk framing of %d bytes for a tiny body: err %v, want ErrResponseChunk", b.Len(), err)
+	}
+}
