@@ -141,6 +141,7 @@ func (s *shard) handle(in *ingress, buf, out []byte) handled {
 		if n == 0 {
 			if in.parser.HeadersDone() && in.req.ExpectContinue && !in.continued {
 				r.out = append(r.out, codec.Continue100...)
+				s.stats.Responses[status100]++
 				in.continued = true
 			}
 			return r
@@ -248,7 +249,10 @@ func (s *shard) ingest(req *codec.Request, out []byte) []byte {
 	}
 }
 
-var status202 = statusIndex(202)
+var (
+	status100 = statusIndex(100)
+	status202 = statusIndex(202)
+)
 
 // answerBusy is the 503 that tells an emitter to come back: Retry-After carries the
 // controller's estimate of how long the queues take to drain.

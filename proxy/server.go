@@ -228,13 +228,20 @@ func (s *Server) drainEstimator(ctx context.Context) {
 			s.lastDelivered, s.lastDrainAt = tot.DeliveredPackets, now
 			s.mu.Unlock()
 			sec := int32(1)
-			if backlog := tot.Queued + tot.InFlight; rate > 0 && backlog > 0 {
+			switch backlog := tot.Queued + tot.InFlight; {
+			case backlog > 0 && rate > 0:
 				sec = int32(float64(backlog)/rate) + 1
+			case backlog > 0:
+				sec = stalledRetryAfter // a backlog and nothing delivered: no estimate, so not "now"
 			}
 			s.drainSec.Store(min(sec, maxRetryAfter))
 		}
 	}
 }
+
+// stalledRetryAfter is the Retry-After while packets wait and none was delivered in
+// the last second.
+const stalledRetryAfter = 5
 
 func (s *Server) drainSeconds() int32 { return max(s.drainSec.Load(), 1) }
 
