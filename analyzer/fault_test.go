@@ -311,3 +311,28 @@ func TestSimulateChangesOnlyItsOwnFault(t *testing.T) {
 		t.Fatalf("fault after restart %+v", f)
 	}
 }
+
+// A non-ingest answer held back only to keep order leaves with the delayed answer
+// before it, not a whole delay later.
+func TestHeldAnswerLeavesWithThePrecedingOne(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	a := startAnalyzer(t, Config{Delay: delay})
+	c := dial(t, a.Addr())
+	start := time.Now()
+	c.send(request("POST", "/ingest", packet("h-1", "INFO")))
+	// The health request arrives late in the ingest's delay, in an event of its own:
+	// it is not itself delayed, only ordered behind the held ingest answer.
+	time.Sleep(delay * 5 / 6) // the scenario's timing, not synchronisation
+	c.send(request("GET", "/health", ""))
+	if r := c.read(); !strings.Contains(r.body, `"h-1"`) {
+		t.Fatalf("first answer %s", r.body)
+	}
+	if r := c.read(); !strings.Contains(r.body, "healthy") {
+		t.Fatalf("second answer %s", r.body)
+	}
+	// Held for a delay of its own it would leave at about 550 ms; leaving with the
+	// ingest answer, at about 300 ms.
+	if took := time.Since(start); took >= delay+delay/2 {
+		t.Fatalf("health answer after %v: it was held a delay of its own", took)
+	}
+}

@@ -202,7 +202,12 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 			c.sh.observeLatency(ingestsNow, a.now()-start)
 		}
 	}
-	due := max(start+int64(delay), c.lastDue)
+	// Answers held only to stay behind earlier delayed ones leave with the last of
+	// those; only an ingest answered now is itself held for the delay.
+	due := c.lastDue
+	if ingestsLater > 0 {
+		due = max(start+int64(delay), c.lastDue)
+	}
 	c.lastDue = due
 	c.pending++
 	c.closing = closeAfter
