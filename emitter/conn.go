@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicelog/sluice/codec"
@@ -39,6 +40,10 @@ type slot struct {
 // re-sent. All its state is its own; other goroutines only read st and, to cut a
 // blocked read short at shutdown, set the socket's deadline under mu.
 type conn struct {
+	// deadlineMoved is set by interrupt, from another goroutine: the socket's read
+	// deadline is no longer the one c.deadline remembers.
+	deadlineMoved atomic.Bool
+
 	r       *run
 	st      *stats
 	gen     *generator
@@ -283,6 +288,9 @@ func (c *conn) receive(wake int64, stopped bool) error {
 	r := c.r
 	timeoutAt := c.slots[c.queue[0]].sentAt + int64(r.cfg.Timeout)
 	deadline := min(wake, timeoutAt)
+	if c.deadlineMoved.Swap(false) {
+		c.deadline = 0 // interrupt may have set a later one: set ours again
+	}
 	// A deadline later than needed could oversleep a wake-up, so it is always
 	// lowered; one that is merely early only costs an extra turn of the loop, so it
 	// is raised only when it would fire within half a timeout. Under steady load
@@ -472,6 +480,7 @@ func (c *conn) interrupt(at time.Time) {
 	c.mu.Lock()
 	if c.nc != nil {
 		_ = c.nc.SetReadDeadline(at)
+		c.deadlineMoved.Store(true)
 	}
 	c.mu.Unlock()
 }
