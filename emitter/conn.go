@@ -43,6 +43,9 @@ type conn struct {
 	// deadlineMoved is set by interrupt, from another goroutine: the socket's read
 	// deadline is no longer the one c.deadline remembers.
 	deadlineMoved atomic.Bool
+	// readDeadline mirrors the deadline the loop last set (ns on the run's clock,
+	// 0 = none), so interrupt can tell whether the drain's deadline is earlier.
+	readDeadline atomic.Int64
 
 	r       *run
 	st      *stats
@@ -233,6 +236,7 @@ func (c *conn) send() error {
 		c.nc = nc
 		c.mu.Unlock()
 		c.deadline = 0
+		c.readDeadline.Store(0)
 		c.rbuf = c.rbuf[:0]
 		c.parser.Reset()
 		if c.r.interrupted() { // the stop may have come before nc was visible to it
@@ -300,6 +304,7 @@ func (c *conn) receive(wake int64, stopped bool) error {
 			return err
 		}
 		c.deadline = deadline
+		c.readDeadline.Store(deadline)
 		if !stopped && r.interrupted() {
 			return nil // the stop raced with the deadline just set: go round again
 		}
@@ -475,11 +480,16 @@ func (c *conn) close() {
 	c.mu.Unlock()
 }
 
-// interrupt cuts a blocked read short when the run is stopped from outside.
-func (c *conn) interrupt(at time.Time) {
+// interrupt cuts a blocked read short when the run is stopped from outside: the
+// read must end by the drain's deadline, atNs. It never moves an earlier deadline
+// later (a request's own timeout must still fire on time).
+func (c *conn) interrupt(atNs int64) {
+	if d := c.readDeadline.Load(); d > 0 && d <= atNs {
+		return
+	}
 	c.mu.Lock()
 	if c.nc != nil {
-		_ = c.nc.SetReadDeadline(at)
+		_ = c.nc.SetReadDeadline(c.r.timeAt(atNs))
 		c.deadlineMoved.Store(true)
 	}
 	c.mu.Unlock()

@@ -776,3 +776,56 @@ func (s *rawServer) serve(c net.Conn, answer func(pending int) int) {
 		}
 	}
 }
+
+// A stop with a long grace must not postpone the timeout of a request already in
+// flight: the drain's deadline only ever shortens a connection's read deadline.
+func TestStopKeepsRequestTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan struct{}, 1)
+	go func() { // a target that reads requests and never answers
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+					select {
+					case got <- struct{}{}:
+					default:
+					}
+				}
+			}()
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan Report, 1)
+	go func() {
+		rep, _ := Run(ctx, Config{Target: "http://" + ln.Addr().String(), Rate: 0, Concurrency: 1, Pipeline: 1,
+			Timeout: 500 * time.Millisecond, Grace: 10 * time.Second, Retries: -1, DownTimeout: -1}, io.Discard)
+		done <- rep
+	}()
+	<-got // a request is in flight
+	stopped := time.Now()
+	cancel()
+	select {
+	case rep := <-done:
+		if took := time.Since(stopped); took > 5*time.Second {
+			t.Fatalf("run ended %v after the stop: the 500 ms request timeout waited for the 10 s grace", took)
+		}
+		if rep.Accepted != 0 {
+			t.Fatalf("accepted %d from a target that never answers", rep.Accepted)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not end")
+	}
+}

@@ -154,7 +154,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		select {
 		case <-ctx.Done():
 			r.drainBy.Store(r.now() + int64(rc.Grace))
-			at := r.timeAt(r.drainDeadline())
+			at := r.drainDeadline()
 			for _, c := range r.conns {
 				c.interrupt(at)
 			}
