@@ -34,6 +34,7 @@ type Config struct {
 	UpstreamConns     int            // UPSTREAM_CONNS: keep-alive connections per analyzer per loop
 	PipelineDepth     int            // PIPELINE_DEPTH: requests in flight per upstream connection
 	BatchMax          int            // BATCH_MAX: packets per batch request to batch-capable analyzers (1 = never batch)
+	BatchLinger       time.Duration  // BATCH_LINGER_US: longest wait for a full batch or window before a write upstream
 	SlowStart         time.Duration  // SLOW_START_SEC: weight ramp after an analyzer rejoins
 	BreakerBackoffMax time.Duration  // BREAKER_BACKOFF_MAX_SEC: cap of the re-open backoff
 	Spill             bool           // SPILL: when an analyzer's queue is full, place the packet on another (true) or answer 503 (false)
@@ -101,6 +102,7 @@ func settings() []setting {
 		{"UPSTREAM_CONNS", "upstream-conns", "2", "keep-alive connections per analyzer per event loop", intSetting(func(c *Config, n int) { c.UpstreamConns = n }, 1, 64)},
 		{"PIPELINE_DEPTH", "pipeline-depth", "32", "requests in flight per upstream connection", intSetting(func(c *Config, n int) { c.PipelineDepth = n }, 1, 1024)},
 		{"BATCH_MAX", "batch-max", "64", "packets per batch request to batch-capable analyzers (1 = never batch)", intSetting(func(c *Config, n int) { c.BatchMax = n }, 1, 4096)},
+		{"BATCH_LINGER_US", "batch-linger-us", "1000", "longest a queued packet waits for a full batch or window before it is sent to its analyzer, µs (0 = send at once)", atMost(1e6, durSetting(func(c *Config, d time.Duration) { c.BatchLinger = d }, time.Microsecond))},
 		{"SLOW_START_SEC", "slow-start-sec", "5", "weight ramp after an analyzer rejoins, s (0 = none)", durSetting(func(c *Config, d time.Duration) { c.SlowStart = d }, time.Second)},
 		{"BREAKER_BACKOFF_MAX_SEC", "breaker-backoff-max-sec", "30", "cap of the breaker's re-open backoff, s", durSetting(func(c *Config, d time.Duration) { c.BreakerBackoffMax = d }, time.Second)},
 		{"SPILL", "spill", "true", "when an analyzer's queue is full, place the packet on another analyzer (true) or answer 503 (false)", boolSetting(func(c *Config, b bool) { c.Spill = b })},
@@ -329,6 +331,16 @@ func durSetting(f func(*Config, time.Duration), unit time.Duration) func(*Config
 		}
 		f(c, time.Duration(x*float64(unit)))
 		return nil
+	}
+}
+
+// atMost refuses values above max (in the setting's own unit).
+func atMost(max float64, set func(*Config, string) error) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if x, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && x > max {
+			return fmt.Errorf("want at most %g", max)
+		}
+		return set(c, v)
 	}
 }
 

@@ -146,7 +146,35 @@ func (s *Server) shardFor(loop gnet.EventLoop) *shard {
 	s.byLoop[loop] = sh
 	s.shards = append(s.shards, sh)
 	go s.tickShard(sh)
+	if s.cfg.BatchLinger > 0 {
+		go s.lingerShard(sh)
+	}
 	return sh
+}
+
+// lingerShard flushes the shard's outboxes BATCH_LINGER_US after the loop first
+// held packets back (shard.lingering). It sleeps while nothing lingers, so an idle
+// distributor pays nothing for it.
+func (s *Server) lingerShard(sh *shard) {
+	t := time.NewTimer(s.cfg.BatchLinger)
+	t.Stop()
+	run := gnet.RunnableFunc(func(context.Context) error { sh.lingerFire(); return nil })
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-sh.lingerWake:
+		}
+		t.Reset(s.cfg.BatchLinger)
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := sh.loop.Execute(s.ctx, run); err != nil {
+			return
+		}
+	}
 }
 
 // tickShard runs the shard's timers on its own loop.

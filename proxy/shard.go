@@ -53,6 +53,10 @@ type shard struct {
 
 	closing bool // shutdown: accept nothing new
 	ticking bool // in tick(): flush whatever waits, coalescing or not
+
+	lingerWake  chan struct{} // starts the linger timer (Server.lingerShard)
+	lingerArmed bool          // the timer runs: lingerFire will follow
+	lingerDue   bool          // in lingerFire: nothing waits any longer
 }
 
 // dest is one analyzer as seen by one shard.
@@ -93,6 +97,8 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 		ingestCap: ceilDiv(cfg.IngestBufferSize, cfg.Loops),
 		queueCap:  ceilDiv(cfg.QueueSize, cfg.Loops),
 		bytesCap:  (cfg.QueueBytes + int64(cfg.Loops) - 1) / int64(cfg.Loops),
+
+		lingerWake: make(chan struct{}, 1),
 	}
 	s.stats.Dests = make([]DestStats, n)
 	s.reqHist = srv.prom.requestHist(idx)

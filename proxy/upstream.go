@@ -63,12 +63,15 @@ func (s *shard) flush(d *dest) {
 	if !d.eligible {
 		return
 	}
+	if s.lingering(d) {
+		return
+	}
 	depth := s.srv.cfg.PipelineDepth
-	// Coalescing: a connection that is still waiting for answers only takes more
-	// once a full request's worth is queued; otherwise the packets wait for an idle
-	// connection, the next answer, or the tick (10 ms). Under load that turns a
-	// writev per packet into a writev per batch; when idle nothing waits.
-	busyOK := d.outbox.len() >= coalesceMin || s.ticking || s.closing
+	// Coalescing (only when BATCH_LINGER_US is 0): a connection that is still
+	// waiting for answers only takes more once a full request's worth is queued;
+	// otherwise the packets wait for an idle connection, the next answer, or the
+	// tick (10 ms). With a linger, whatever is due goes to every open window.
+	busyOK := s.srv.cfg.BatchLinger > 0 || d.outbox.len() >= coalesceMin || s.ticking || s.closing
 	for _, u := range d.conns {
 		if d.outbox.len() == 0 {
 			return
@@ -91,6 +94,53 @@ func (s *shard) flush(d *dest) {
 		}
 		s.writeFlights(u, room)
 	}
+}
+
+// lingering reports whether d's outbox should wait for more packets instead of
+// being written now, and if so makes sure the linger timer will flush it. Every
+// write to an analyzer wakes it and costs a system call on both sides whether it
+// carries one packet or sixty; waiting up to BATCH_LINGER_US for a full batch (or a
+// full window of pipelined requests) is what lets both sides pay those once per
+// batch under load. The emitter's 202 does not wait: only delivery does. The
+// 10 ms tick does not cut a linger short; the linger timer alone ends it.
+func (s *shard) lingering(d *dest) bool {
+	if s.srv.cfg.BatchLinger <= 0 || s.closing || s.lingerDue {
+		return false
+	}
+	if d.outbox.len() >= s.lingerFill(d) {
+		return false
+	}
+	if !s.lingerArmed {
+		s.lingerArmed = true
+		select {
+		case s.lingerWake <- struct{}{}:
+		default: // already signalled
+		}
+	}
+	return true
+}
+
+// lingerFill is how many queued packets make d's outbox worth writing without
+// waiting: one full batch, or one connection's window of pipelined requests.
+func (s *shard) lingerFill(d *dest) int {
+	if d.batch {
+		return s.srv.cfg.BatchMax
+	}
+	return s.srv.cfg.PipelineDepth
+}
+
+// lingerFire runs on the loop when the linger timer ends: everything queued goes.
+func (s *shard) lingerFire() {
+	s.lingerArmed = false
+	s.lingerDue = true
+	s.now = nanotime()
+	for _, d := range s.dests {
+		if d.outbox.len() > 0 {
+			s.markDirty(d)
+		}
+	}
+	s.flushDirty()
+	s.lingerDue = false
 }
 
 // coalesceMin is how many queued packets make it worth writing to a connection

@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"strconv"
+	"testing"
+	"time"
+)
+
+// With a linger, packets wait for a full batch (sent at once) or for the linger to
+// end (sent together then); without one, every packet leaves as soon as a connection
+// can take it. The linger here is long (1 s) so that what the test sees cannot be a
+// timing accident of a slow machine: only the fill rule or the timer can send.
+func TestLingerFillsBatches(t *testing.T) {
+	const batchMax = 8
+	for _, linger := range []time.Duration{time.Second, 0} {
+		t.Run("linger="+linger.String(), func(t *testing.T) {
+			fake := newFakeAnalyzer(t, true)
+			srv := startDistributor(t, joinAnalyzers([]*fakeAnalyzer{fake}, 1), func(c *Config) {
+				c.Loops = 1
+				c.BatchMax = batchMax
+				c.BatchLinger = linger
+				c.SenderTimeout = 10 * time.Second
+			})
+			waitBatch(t, srv, true)
+			s := newSender(ingestURL(srv), 1)
+			send := func(from, to int) {
+				for i := from; i < to; i++ {
+					if code, _ := s.send(t, "l-"+strconv.Itoa(i), 2); code != 202 {
+						t.Fatalf("packet %d: status %d", i, code)
+					}
+				}
+			}
+			// One packet short of a batch: with the linger, all of it still waits.
+			send(0, batchMax-1)
+			if linger > 0 {
+				st := srv.Snapshot()
+				if q := st.Total().Queued; q != batchMax-1 {
+					t.Fatalf("queued %d right after the 202s, want all %d lingering", q, batchMax-1)
+				}
+			}
+			// The packet that fills the batch sends it.
+			send(batchMax-1, batchMax)
+			waitDelivered(t, srv, batchMax, 5*time.Second)
+			if linger > 0 {
+				if b := fake.batches.Load(); b != 1 {
+					t.Fatalf("%d batch requests for one full batch, want 1", b)
+				}
+			} else if b := fake.batches.Load(); b < 2 {
+				// One packet at a time on one connection: each leaves before the next.
+				t.Fatalf("%d batch requests without a linger, want one per packet or so", b)
+			}
+			// Less than a batch is sent when the linger ends, all together.
+			before := fake.batches.Load()
+			send(batchMax, batchMax+3)
+			waitDelivered(t, srv, batchMax+3, 5*time.Second)
+			if linger > 0 {
+				if b := fake.batches.Load() - before; b != 1 {
+					t.Fatalf("%d batch requests for 3 lingering packets, want 1", b)
+				}
+			}
+			checkInvariant(t, waitSettled(t, srv, 5*time.Second))
+			checkDelivered(t, s.accepted, []*fakeAnalyzer{fake}, false)
+		})
+	}
+}
+
+// waitDelivered waits until n packets were delivered in all.
+func waitDelivered(t *testing.T, srv *Server, n int64, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st := srv.Snapshot()
+		if got := st.Total().DeliveredPackets; got >= n {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatalf("delivered %d after %v, want %d", got, within, n)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+	}
+}
