@@ -17,33 +17,16 @@ func init() { metrics.ExposeMetadata(true) }
 
 // promSet is the Prometheus exposition. Counters and gauges are set from a
 // Snapshot at each scrape (so they are live and consistent with each other);
-// histograms are observed directly by the loops, one series per loop so that no
-// two loops share a histogram's lock.
+// the latency histograms are plain counters of each loop (hist.go), written from
+// the same snapshots.
 type promSet struct {
 	srv *Server
 	mu  sync.Mutex // one scrape at a time updates the set
 	set *metrics.Set
 }
 
-// Histogram buckets: request handling is microseconds, analyzer round trips are
-// up to the sender timeout.
-var (
-	requestBuckets  = []float64{5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3}
-	upstreamBuckets = []float64{100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5}
-)
-
 func newPromSet(srv *Server) *promSet {
 	return &promSet{srv: srv, set: metrics.NewSet()}
-}
-
-// requestHist and upstreamHist are created once per loop (and analyzer) when the
-// shard is built, on the loop that will observe them.
-func (p *promSet) requestHist(loop int) *metrics.PrometheusHistogram {
-	return p.set.GetOrCreatePrometheusHistogramExt(`distributor_request_duration_seconds{loop="`+strconv.Itoa(loop)+`"}`, requestBuckets)
-}
-
-func (p *promSet) upstreamHist(loop int, analyzer string) *metrics.PrometheusHistogram {
-	return p.set.GetOrCreatePrometheusHistogramExt(`distributor_upstream_rtt_seconds{analyzer="`+analyzer+`",loop="`+strconv.Itoa(loop)+`"}`, upstreamBuckets)
 }
 
 // help is the HELP text of every family sluice exports.
@@ -175,7 +158,8 @@ var stateCode = map[string]float64{StateHealthy: 0, StateSlowStart: 1, StateHalf
 // WritePrometheus writes the whole exposition: sluice's families, then process
 // and Go runtime metrics, every family with HELP text.
 func (p *promSet) WritePrometheus(w io.Writer) {
-	st := p.srv.Snapshot()
+	shards := p.srv.shardSnapshots()
+	st := p.srv.sumStats(shards)
 	v := p.srv.View()
 	opens := breakerOpens(p.srv.ctl)
 	var buf bytes.Buffer
@@ -183,6 +167,7 @@ func (p *promSet) WritePrometheus(w io.Writer) {
 	p.update(&st, v, opens)
 	p.set.WritePrometheus(&buf)
 	p.mu.Unlock()
+	writeHistograms(&buf, shards, v)
 	metrics.WriteProcessMetrics(&buf)
 	writeWithHelp(w, buf.Bytes())
 }
@@ -302,18 +287,35 @@ func helpFor(name string) string {
 	return runtimeHelpDefault
 }
 
-// observeRequest records how long the answers of one event took.
+// observeRequests records how long the answers of one event took.
 func (s *shard) observeRequests(n int) {
-	if n == 0 {
-		return
-	}
-	d := float64(nanotime()-s.now) / 1e9
-	for range n {
-		s.reqHist.Update(d)
+	if n > 0 {
+		s.stats.Request.observe(requestBounds, nanotime()-s.now, int64(n))
 	}
 }
 
 // observeUpstream records one analyzer round trip.
 func (s *shard) observeUpstream(d *dest, ns int64) {
-	d.rtt.Update(float64(ns) / 1e9)
+	d.st.RTT.observe(upstreamBounds, ns, 1)
+}
+
+// writeHistograms writes the latency families, one series per loop (and analyzer),
+// from the per-shard snapshots.
+func writeHistograms(w *bytes.Buffer, shards []Stats, v *sched.View) {
+	if len(shards) == 0 {
+		return
+	}
+	const reqName, rttName = "distributor_request_duration_seconds", "distributor_upstream_rtt_seconds"
+	writeHistHead(w, reqName)
+	for i := range shards {
+		writeHist(w, reqName, `loop="`+strconv.Itoa(i)+`"`, requestBounds, &shards[i].Request)
+	}
+	writeHistHead(w, rttName)
+	for i := range shards {
+		for a := range shards[i].Dests {
+			if a < len(v.Members) {
+				writeHist(w, rttName, `analyzer="`+v.Members[a].Name+`",loop="`+strconv.Itoa(i)+`"`, upstreamBounds, &shards[i].Dests[a].RTT)
+			}
+		}
+	}
 }

@@ -202,11 +202,22 @@ func (s *Server) shardList() []*shard {
 
 // Snapshot sums every shard's counters, each copied on its own loop so the
 // accounting invariant holds exactly in the result.
-func (s *Server) Snapshot() Stats {
+func (s *Server) Snapshot() Stats { return s.sumStats(s.shardSnapshots()) }
+
+// shardSnapshots copies every shard's counters, each on its own loop, in loop order.
+func (s *Server) shardSnapshots() []Stats {
+	list := s.shardList()
+	out := make([]Stats, len(list))
+	for i, sh := range list {
+		out[i] = s.snapshotShard(sh)
+	}
+	return out
+}
+
+func (s *Server) sumStats(shards []Stats) Stats {
 	total := Stats{Dests: make([]DestStats, len(s.cfg.Analyzers))}
-	for _, sh := range s.shardList() {
-		snap := s.snapshotShard(sh)
-		total.add(&snap)
+	for i := range shards {
+		total.add(&shards[i])
 	}
 	return total
 }

@@ -3,7 +3,6 @@ package proxy
 import (
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 
@@ -48,7 +47,6 @@ type shard struct {
 
 	stats    Stats
 	lastSnap Stats // last copy taken on the loop; read by Server.snapshotShard under snapMu
-	reqHist  *metrics.PrometheusHistogram
 	now      int64 // nanotime at the start of the current event
 
 	closing bool // shutdown: accept nothing new
@@ -75,7 +73,6 @@ type dest struct {
 	streak   int  // consecutive failures seen by this shard
 	dirty    bool
 	st       *DestStats
-	rtt      *metrics.PrometheusHistogram
 }
 
 // parcel is one accepted packet. It is in exactly one place at a time: a dest's
@@ -101,9 +98,8 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 		lingerWake: make(chan struct{}, 1),
 	}
 	s.stats.Dests = make([]DestStats, n)
-	s.reqHist = srv.prom.requestHist(idx)
 	for i, a := range cfg.Analyzers {
-		d := &dest{id: i, name: a.Name, host: a.Host, addr: a.Addr, st: &s.stats.Dests[i], rtt: srv.prom.upstreamHist(idx, a.Name)}
+		d := &dest{id: i, name: a.Name, host: a.Host, addr: a.Addr, st: &s.stats.Dests[i]}
 		d.conns = make([]*upstream, cfg.UpstreamConns)
 		for k := range d.conns {
 			d.conns[k] = &upstream{sh: s, d: d, failed: -1}

@@ -75,6 +75,7 @@ type DestStats struct {
 	Failures          [numFails]int64
 	Conns             int64 // open upstream connections
 	Batches           int64 // batch requests answered 2xx
+	RTT               latencyHist
 }
 
 func (d *DestStats) add(o *DestStats) {
@@ -95,6 +96,7 @@ func (d *DestStats) add(o *DestStats) {
 	}
 	d.Conns += o.Conns
 	d.Batches += o.Batches
+	d.RTT.add(&o.RTT)
 }
 
 // DroppedTotal sums drops over reasons.
@@ -115,6 +117,7 @@ type Stats struct {
 	Conns            int64 // open inbound connections
 	BytesIn          int64 // request bytes parsed
 	BytesOut         int64 // packet bytes written to analyzers
+	Request          latencyHist
 	Dests            []DestStats
 }
 
@@ -130,6 +133,7 @@ func (s *Stats) add(o *Stats) {
 	s.Conns += o.Conns
 	s.BytesIn += o.BytesIn
 	s.BytesOut += o.BytesOut
+	s.Request.add(&o.Request)
 	for len(s.Dests) < len(o.Dests) {
 		s.Dests = append(s.Dests, DestStats{})
 	}
