@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -17,7 +18,8 @@ import (
 )
 
 // WriteChart renders the report's chart as PNG: accepted packets/s at full load per
-// target and driver on the left, latency percentiles at half load on the right.
+// target and driver on the left, latency percentiles at half load per target and
+// driver on the right.
 func WriteChart(rep *Report, w io.Writer) error {
 	targets, drivers := namesOf(rep.Rows)
 	if len(targets) == 0 {
@@ -53,24 +55,8 @@ func WriteChart(rep *Report, w io.Writer) error {
 
 	plots := [][]*plot.Plot{{throughput}} // one row of panels
 	if len(rep.Latency) > 0 {
-		lt, _ := namesOf(rep.Latency)
-		quantiles := []string{"p50", "p99", "p99.9"}
-		series := make([][]float64, len(quantiles))
-		for _, t := range lt {
-			for _, r := range rep.Latency {
-				if r.Target == t {
-					series[0] = append(series[0], ms(r.P50))
-					series[1] = append(series[1], ms(r.P99))
-					series[2] = append(series[2], ms(r.P999))
-				}
-			}
-		}
-		latency := plot.New()
-		latency.Title.Text = fmt.Sprintf("Latency at %s packets/s (half sluice's maximum; vegeta, constant rate)", Count(rep.Latency[0].Rate))
-		latency.Y.Label.Text = "milliseconds (log scale)"
-		if err := groupedBars(latency, lt, quantiles, series, true, func(v float64) string {
-			return strconv.FormatFloat(v, 'g', 3, 64)
-		}); err != nil {
+		latency, err := latencyPanel(rep.Latency)
+		if err != nil {
 			return err
 		}
 		plots[0] = append(plots[0], latency)
@@ -87,6 +73,38 @@ func WriteChart(rep *Report, w io.Writer) error {
 		return fmt.Errorf("chart: %w", err)
 	}
 	return nil
+}
+
+// latencyPanel shows p50 and p99 of every target at half load, one pair of bars per
+// driver (each driver ran at its own rate, named in the title); p99.9 is in the
+// table only, so a group stays narrow enough for its labels.
+func latencyPanel(rows []Row) (*plot.Plot, error) {
+	targets, drivers := namesOf(rows)
+	var legend, rates []string
+	var series [][]float64
+	for _, d := range drivers {
+		p50, p99 := make([]float64, len(targets)), make([]float64, len(targets))
+		rate := 0.0
+		for i, t := range targets {
+			for _, r := range rows {
+				if r.Target == t && r.Driver == d {
+					p50[i], p99[i], rate = ms(r.P50), ms(r.P99), r.Rate
+				}
+			}
+		}
+		legend = append(legend, d+" p50", d+" p99")
+		series = append(series, p50, p99)
+		rates = append(rates, fmt.Sprintf("%s %s/s", d, Count(rate)))
+	}
+	p := plot.New()
+	p.Title.Text = "Latency at half load, constant rate: " + strings.Join(rates, ", ")
+	p.Y.Label.Text = "milliseconds (log scale)"
+	if err := groupedBars(p, targets, legend, series, true, func(v float64) string {
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	}); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // groupedBars adds one bar series per name in legend, grouped over the categories,

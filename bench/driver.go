@@ -246,3 +246,114 @@ func ParseWrkReport(out []byte) (Outcome, error) {
 	}
 	return Outcome{}, errors.New("no " + strings.TrimSpace(wrkReportPrefix) + " line: was the script's done() run?")
 }
+
+// Emitter drives with the project's own load generator, `sluice emitter`, run as a
+// subprocess of the sluice binary under test. It is an open loop at a constant
+// rate (closed at rate 0) on keep-alive connections, and costs a fraction of
+// vegeta's CPU per request, so on a small machine it can offer the rates vegeta
+// cannot and its own scheduling stays out of the tail. Its latency is per attempt,
+// from the moment the request is written to its answer (like vegeta's; a send the
+// pacer started late is not charged the delay).
+type Emitter struct {
+	Path string // the sluice binary
+}
+
+func (Emitter) Name() string { return "emitter" }
+
+// Args is the emitter's command line for l (without the binary). Packets are never
+// re-sent (-retries -1), so every request is a packet's only attempt and the
+// request count is the packets sent.
+func (e Emitter) Args(l Load) []string {
+	rate := "0"
+	if l.Rate > 0 {
+		rate = strconv.Itoa(max(1, int(math.Round(l.Rate))))
+	}
+	return []string{
+		"emitter", "-target", l.URL, "-rate", rate, "-concurrency", strconv.Itoa(l.Conns),
+		"-duration", l.Duration.String(), "-emitter-id", strings.TrimSuffix(l.IDPrefix, "-"),
+		"-retries", "-1", "-json",
+	}
+}
+
+func (e Emitter) Command(l Load) string {
+	return e.Path + " " + strings.Join(e.Args(l), " ")
+}
+
+func (e Emitter) Run(ctx context.Context, l Load) (Outcome, error) {
+	if l.Conns < 1 || l.Duration <= 0 {
+		return Outcome{}, fmt.Errorf("emitter: want connections and a duration, got %d and %s", l.Conns, l.Duration)
+	}
+	cmd := exec.CommandContext(ctx, e.Path, e.Args(l)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return Outcome{}, ctx.Err()
+		}
+		return Outcome{}, fmt.Errorf("emitter: %w: %s", err, lastLines(stderr.String(), 10))
+	}
+	o, err := ParseEmitterReport(stdout.Bytes())
+	if err != nil {
+		return Outcome{}, fmt.Errorf("emitter: %w; stderr: %s", err, lastLines(stderr.String(), 10))
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		o.LoadCPU = rusageCPU(ru)
+	}
+	if o.OK == 0 {
+		return Outcome{}, fmt.Errorf("emitter: no 2xx answer from %s; output: %s", l.URL, lastLines(stdout.String(), 10))
+	}
+	return o, nil
+}
+
+// emitterReport is the part of the emitter's -json report (emitter.Report) the
+// harness reads.
+type emitterReport struct {
+	Sent        *int64  `json:"sent"`
+	Accepted    int64   `json:"accepted"`
+	Rejected503 int64   `json:"rejected_503"`
+	OtherErrors int64   `json:"other_errors"`
+	DurationS   float64 `json:"duration_s"`
+	P50Ms       float64 `json:"p50_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	P999Ms      float64 `json:"p999_ms"`
+}
+
+// ParseEmitterReport reads the last line of `sluice emitter -json` output: one JSON
+// object. Requests are the packets sent (each sent once: the harness runs it
+// without re-sends), OK the packets answered 2xx.
+func ParseEmitterReport(out []byte) (Outcome, error) {
+	text := strings.TrimRight(string(out), " \t\r\n")
+	if text == "" {
+		return Outcome{}, errors.New("no output: no JSON report line")
+	}
+	line := text[strings.LastIndexByte(text, '\n')+1:]
+	line = strings.TrimSpace(line)
+	if !strings.HasPrefix(line, "{") {
+		return Outcome{}, fmt.Errorf("last line %q is not the JSON report", line)
+	}
+	var r emitterReport
+	if err := json.Unmarshal([]byte(line), &r); err != nil {
+		return Outcome{}, fmt.Errorf("report line %q: %w", line, err)
+	}
+	if r.Sent == nil || r.DurationS <= 0 {
+		return Outcome{}, fmt.Errorf("report line %q: no sent count or duration", line)
+	}
+	ms := func(x float64) time.Duration { return time.Duration(math.Round(x * float64(time.Millisecond))) }
+	return Outcome{
+		Requests: *r.Sent,
+		OK:       r.Accepted,
+		Elapsed:  ms(r.DurationS * 1000),
+		P50:      ms(r.P50Ms),
+		P99:      ms(r.P99Ms),
+		P999:     ms(r.P999Ms),
+	}, nil
+}
+
+// lastLines is the last n lines of s, trimmed, for an error message.
+func lastLines(s string, n int) string {
+	ls := strings.Split(strings.TrimSpace(s), "\n")
+	if len(ls) > n {
+		ls = ls[len(ls)-n:]
+	}
+	return strings.Join(ls, "\n")
+}

@@ -267,9 +267,12 @@ func TestChecks(t *testing.T) {
 		{Driver: "wrk", Num: TargetSluicePlain, Den: TargetNginx, Median: 1.5},
 		{Driver: "wrk", Num: TargetSluice, Den: TargetNginx, Median: 4}, // informative only
 	}, []Row{
-		{Target: TargetCeiling, Rate: 20000, P99: 700 * time.Microsecond},
-		{Target: TargetSluice, Rate: 20000, P99: 1100 * time.Microsecond},
-		{Target: TargetNginx, Rate: 20000, P99: 900 * time.Microsecond},
+		// vegeta's rows are information: no check, and its ceiling is not the floor quoted.
+		{Target: TargetCeiling, Driver: "vegeta", Rate: 10000, P99: 70 * time.Millisecond},
+		{Target: TargetSluice, Driver: "vegeta", Rate: 10000, P99: 80 * time.Millisecond},
+		{Target: TargetCeiling, Driver: "emitter", Rate: 20000, P99: 700 * time.Microsecond},
+		{Target: TargetSluice, Driver: "emitter", Rate: 20000, P99: 1100 * time.Microsecond},
+		{Target: TargetNginx, Driver: "emitter", Rate: 20000, P99: 900 * time.Microsecond},
 	})
 	got := make([]string, len(cs))
 	for i, c := range cs {
@@ -279,10 +282,22 @@ func TestChecks(t *testing.T) {
 		"met sluice ≥ 0.8 × ceiling (wrk): 0.81×",
 		"missed sluice ≥ 0.8 × ceiling (vegeta): 0.79×",
 		"met sluice over plain analyzers ≥ 1.5 × nginx (wrk): 1.50×",
-		"missed sluice p99 ≤ 1 ms at half load (20,000 pkt/s): 1.10 ms (the ceiling at the same rate: 700 µs)",
+		"missed sluice p99 ≤ 1 ms at half load (emitter, 20,000 pkt/s): 1.10 ms (the ceiling at the same rate: 700 µs)",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Met on the emitter's row however slow vegeta's is.
+	cs = Checks(nil, []Row{
+		{Target: TargetSluice, Driver: "vegeta", Rate: 10000, P99: 80 * time.Millisecond},
+		{Target: TargetSluice, Driver: "emitter", Rate: 20000, P99: 800 * time.Microsecond},
+	})
+	if len(cs) != 1 || !cs[0].Met || cs[0].Got != "800 µs" {
+		t.Errorf("got %+v, want one met check of 800 µs", cs)
+	}
+	// Without an emitter row there is nothing to check the 1 ms target on.
+	if cs := Checks(nil, []Row{{Target: TargetSluice, Driver: "vegeta", Rate: 10000, P99: 500 * time.Microsecond}}); len(cs) != 0 {
+		t.Errorf("checked vegeta's row: %+v", cs)
 	}
 }
 
@@ -311,8 +326,13 @@ func testReport() *Report {
 			{Target: TargetCeiling, Driver: "wrk", Rounds: 3, Accepted: 60000, Delivered: -1, P50: time.Millisecond, P99: 3 * time.Millisecond, P999: 5 * time.Millisecond, ProxyCPU: 10 * time.Microsecond, LoadCPU: 12 * time.Microsecond, Busy: 0.9, PeakRSS: 14 << 20},
 			{Target: TargetSluice, Driver: "wrk", Rounds: 3, Accepted: 50000, Delivered: 49900, P50: time.Millisecond, P99: 4 * time.Millisecond, P999: 6 * time.Millisecond, PerUpstream: 2.5, ProxyCPU: 15 * time.Microsecond, AnalyzerCPU: 8 * time.Microsecond, LoadCPU: 12 * time.Microsecond, Busy: 0.95, Others: 0.02, PeakRSS: 22 << 20},
 		},
-		Ratios:   []Ratio{{Driver: "wrk", Num: TargetSluice, Den: TargetCeiling, PerRound: []float64{0.8, 0.85, 0.83}, Median: 0.83}},
-		Latency:  []Row{{Target: TargetSluice, Driver: "vegeta", Rounds: 1, Rate: 25000, Accepted: 25000, Delivered: 25000, P50: 300 * time.Microsecond, P99: 800 * time.Microsecond, P999: 2 * time.Millisecond}},
+		Ratios: []Ratio{{Driver: "wrk", Num: TargetSluice, Den: TargetCeiling, PerRound: []float64{0.8, 0.85, 0.83}, Median: 0.83}},
+		Latency: []Row{
+			{Target: TargetCeiling, Driver: "vegeta", Rounds: 1, Rate: 12000, Accepted: 12000, Delivered: -1, P50: 2 * time.Millisecond, P99: 40 * time.Millisecond, P999: 60 * time.Millisecond, LoadCPU: 80 * time.Microsecond},
+			{Target: TargetSluice, Driver: "vegeta", Rounds: 1, Rate: 12000, Accepted: 12000, Delivered: 12000, P50: 3 * time.Millisecond, P99: 50 * time.Millisecond, P999: 70 * time.Millisecond, LoadCPU: 80 * time.Microsecond},
+			{Target: TargetCeiling, Driver: "emitter", Rounds: 1, Rate: 25000, Accepted: 25000, Delivered: -1, P50: 200 * time.Microsecond, P99: 600 * time.Microsecond, P999: time.Millisecond, LoadCPU: 9 * time.Microsecond},
+			{Target: TargetSluice, Driver: "emitter", Rounds: 1, Rate: 25000, Accepted: 25000, Delivered: 25000, P50: 300 * time.Microsecond, P99: 800 * time.Microsecond, P999: 2 * time.Millisecond, LoadCPU: 9 * time.Microsecond},
+		},
 		Checks:   []Check{{What: "sluice ≥ 0.8 × ceiling (wrk)", Got: "0.83×", Met: true}},
 		Skipped:  []string{"the nginx rows and ratios (nginx not installed: make bench-peers)", "every wrk row (BENCH_WRK=off)"},
 		Notes:    []string{"the machine was busy"},
@@ -333,7 +353,9 @@ func TestMarkdownSection(t *testing.T) {
 		"| ceiling | wrk | 60,000 | 300,000 | — | — | 1.00 ms | 3.00 ms | 5.00 ms | 0 % | — | 10.0 µs | — | 12.0 µs | 90.0 % | 0 % | 14.0 MiB |",
 		"| sluice | wrk | 50,000 | 250,000 | 49,900 | 249,500 | 1.00 ms | 4.00 ms | 6.00 ms | 0 % | 2.50 | 15.0 µs | 8.0 µs |",
 		"- sluice / ceiling (wrk): 0.83× (median of rounds 0.80, 0.85, 0.83)",
-		"| sluice | 25,000 | 25,000 | 300 µs | 800 µs | 2.00 ms |",
+		"| target | driver | offered pkt/s | accepted pkt/s | p50 | p99 | p99.9 | non-2xx | CPU/pkt server | CPU/pkt load gen | CPU others |\n|---|---|--:|",
+		"| sluice | vegeta | 12,000 | 12,000 | 3.00 ms | 50.0 ms | 70.0 ms | 0 % | — | 80.0 µs | 0 % |",
+		"| sluice | emitter | 25,000 | 25,000 | 300 µs | 800 µs | 2.00 ms | 0 % | — | 9.0 µs | 0 % |",
 		"- **met** sluice ≥ 0.8 × ceiling (wrk): 0.83×",
 		"\nSkipped: the nginx rows and ratios (nginx not installed: make bench-peers); every wrk row (BENCH_WRK=off).\n",
 		"\nNote: the machine was busy\n",
@@ -366,6 +388,7 @@ func TestTextReport(t *testing.T) {
 	}
 	txt := b.String()
 	for _, want := range []string{"accepted pkt/s", "60,000", "49,900", "sluice / ceiling (wrk): 0.83×", "met    sluice ≥ 0.8 × ceiling (wrk): 0.83×",
+		"offered pkt/s", " sluice  emitter         25,000", "ceiling   vegeta         12,000",
 		"\nskipped: the nginx rows and ratios (nginx not installed: make bench-peers); every wrk row (BENCH_WRK=off)\n", "\nnote: the machine was busy\n"} {
 		if !strings.Contains(txt, want) {
 			t.Errorf("text lacks %q:\n%s", want, txt)

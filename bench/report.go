@@ -20,7 +20,7 @@ type Report struct {
 	Notes    []string // anything else the reader must know about this run
 	Rows     []Row    // full load: target × driver
 	Ratios   []Ratio
-	Latency  []Row // every target at one constant rate: half the distributor's maximum
+	Latency  []Row // every target at one constant rate per driver: half the distributor's maximum
 	Checks   []Check
 	Commands []string // how every process was started and every load was run
 	Profile  string   // top of the distributor's CPU profile; "" when not taken
@@ -66,11 +66,16 @@ func fullLoadCells(r Row) []string {
 	}
 }
 
-var latencyHeader = []string{"target", "offered pkt/s", "accepted pkt/s", "p50", "p99", "p99.9", "non-2xx", "CPU/pkt server", "CPU others"}
+var latencyHeader = []string{"target", "driver", "offered pkt/s", "accepted pkt/s", "p50", "p99", "p99.9", "non-2xx", "CPU/pkt server", "CPU/pkt load gen", "CPU others"}
 
 func latencyCells(r Row) []string {
-	return []string{r.Target, Count(r.Rate), Count(r.Accepted), Latency(r.P50), Latency(r.P99), Latency(r.P999), Percent(r.Non2xx), Micros(r.ProxyCPU), Percent(r.Others)}
+	return []string{r.Target, r.Driver, Count(r.Rate), Count(r.Accepted), Latency(r.P50), Latency(r.P99), Latency(r.P999),
+		Percent(r.Non2xx), Micros(r.ProxyCPU), Micros(r.LoadCPU), Percent(r.Others)}
 }
+
+// latencyTitle introduces the constant-rate table.
+const latencyTitle = "Constant rate (open loop), every target at half the distributor's measured maximum: " +
+	"vegeta at half its vegeta throughput (information), the emitter at half its best throughput over the full-load drivers (the 1 ms check)"
 
 // WriteText prints the report for a terminal.
 func (rep *Report) WriteText(w io.Writer) error {
@@ -89,7 +94,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "%s\n", r.Sentence())
 	}
 	if len(rep.Latency) > 0 {
-		fmt.Fprintf(w, "\nConstant rate, every target at half the distributor's measured maximum (vegeta, open loop):\n")
+		fmt.Fprintf(w, "\n%s:\n", latencyTitle)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		line = func(cells []string) { fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t") }
 		line(latencyHeader)
@@ -128,7 +133,7 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(b, "- %s\n", r.Sentence())
 	}
 	if len(rep.Latency) > 0 {
-		b.WriteString("\nConstant rate, every target at half the distributor's measured maximum (vegeta, open loop):\n\n")
+		fmt.Fprintf(b, "\n%s:\n\n", latencyTitle)
 		mdTable(b, latencyHeader, rep.Latency, latencyCells)
 	}
 	if len(rep.Checks) > 0 {

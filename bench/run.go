@@ -102,22 +102,27 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		}
 	}
 
-	// Every target at one constant rate, half of what the distributor sustained under
-	// vegeta: the open-loop latency a user sees at that load when the distributor is
-	// not saturated. The ceiling's row is the floor that this load generator and
-	// machine can show at the same rate; a peer slower than the distributor is nearer
-	// its own limit there, which is the point of comparing at one rate.
+	// Every target at one constant rate, half of what the distributor sustained: the
+	// open-loop latency a user sees at that load when the distributor is not
+	// saturated. The ceiling's row is the floor that the load generator and machine
+	// can show at the same rate; a peer slower than the distributor is nearer its own
+	// limit there, which is the point of comparing at one rate. vegeta runs at half
+	// the distributor's vegeta throughput, for information: its own cost per request
+	// dominates the tail on a small machine. The emitter, far cheaper,
+	// runs at half the distributor's best throughput over the full-load drivers (the
+	// real maximum, wrk's when wrk ran), and the 1 ms check is read there.
 	vegeta := drivers[0]
 	rate := Summarize(filter(samples, TargetSluice, vegeta.Name(), false)).Accepted / 2
-	h.commands = append(h.commands, "", "# constant rate, every target: half the distributor's median vegeta throughput")
-	for _, t := range targets {
-		s, load, err := h.measure(ctx, t, vegeta, rate, cfg.LatencyDuration, "half-"+t.name)
-		if err != nil {
-			return nil, err
-		}
-		h.commands = append(h.commands, vegeta.Command(load))
-		fmt.Fprintf(log, "half load   %-7s %-13s %s\n", vegeta.Name(), t.name, progressLine(s))
-		rep.Latency = append(rep.Latency, Summarize([]Sample{s}))
+	h.commands = append(h.commands, "", "# constant rate, every target, vegeta: half the distributor's median vegeta throughput")
+	if err := h.halfLoad(ctx, rep, targets, vegeta, rate); err != nil {
+		return nil, err
+	}
+	best, bestDriver := bestThroughput(samples, TargetSluice, drivers)
+	emitter := Emitter{Path: cfg.Sluice}
+	h.commands = append(h.commands, "", fmt.Sprintf("# constant rate, every target, emitter: half the distributor's best median throughput (%s, %s pkt/s)",
+		bestDriver, Count(best)))
+	if err := h.halfLoad(ctx, rep, targets, emitter, best/2); err != nil {
+		return nil, err
 	}
 
 	if cfg.Profile {
@@ -183,18 +188,51 @@ func Checks(ratios []Ratio, latency []Row) []Check {
 			cs = append(cs, Check{What: fmt.Sprintf("sluice over plain analyzers ≥ 1.5 × nginx (%s)", r.Driver), Got: fmt.Sprintf("%.2f×", r.Median), Met: r.Median >= 1.5})
 		}
 	}
+	// The latency target is read on the emitter's rows only (half the real maximum);
+	// vegeta's rows are information.
+	driver := Emitter{}.Name()
 	floor := ""
 	for _, l := range latency {
-		if l.Target == TargetCeiling {
+		if l.Target == TargetCeiling && l.Driver == driver {
 			floor = " (the ceiling at the same rate: " + Latency(l.P99) + ")"
 		}
 	}
 	for _, l := range latency {
-		if l.Target == TargetSluice {
-			cs = append(cs, Check{What: fmt.Sprintf("sluice p99 ≤ 1 ms at half load (%s pkt/s)", Count(l.Rate)), Got: Latency(l.P99) + floor, Met: l.P99 > 0 && l.P99 <= time.Millisecond})
+		if l.Target == TargetSluice && l.Driver == driver {
+			cs = append(cs, Check{What: fmt.Sprintf("sluice p99 ≤ 1 ms at half load (%s, %s pkt/s)", driver, Count(l.Rate)),
+				Got: Latency(l.P99) + floor, Met: l.P99 > 0 && l.P99 <= time.Millisecond})
 		}
 	}
 	return cs
+}
+
+// halfLoad runs d against every target at rate and adds the rows to rep.Latency.
+func (h *harness) halfLoad(ctx context.Context, rep *Report, targets []*target, d Driver, rate float64) error {
+	if !(rate > 0) {
+		return fmt.Errorf("constant-rate run with %s: no rate (the distributor accepted nothing at full load)", d.Name())
+	}
+	for _, t := range targets {
+		s, load, err := h.measure(ctx, t, d, rate, h.cfg.LatencyDuration, "half-"+d.Name()+"-"+t.name)
+		if err != nil {
+			return err
+		}
+		h.commands = append(h.commands, d.Command(load))
+		fmt.Fprintf(h.log, "half load   %-7s %-13s %s\n", d.Name(), t.name, progressLine(s))
+		rep.Latency = append(rep.Latency, Summarize([]Sample{s}))
+	}
+	return nil
+}
+
+// bestThroughput is target's highest median full-load throughput over the drivers,
+// and the driver that gave it.
+func bestThroughput(samples []Sample, target string, drivers []Driver) (float64, string) {
+	best, name := 0.0, ""
+	for _, d := range drivers {
+		if a := Summarize(filter(samples, target, d.Name(), false)).Accepted; a > best {
+			best, name = a, d.Name()
+		}
+	}
+	return best, name
 }
 
 func filter(samples []Sample, target, driver string, constantRate bool) []Sample {
