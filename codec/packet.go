@@ -112,7 +112,7 @@ var (
 // The fuzz test holds the grammar to encoding/json.Valid in both directions.
 func ValidatePacket(body []byte, p *Packet) error {
 	*p = Packet{}
-	i, err := walkPacket(body, jsonSkipSpace(body, 0), p)
+	i, err := walkPacket(body, jsonSkipSpace(body, 0), p, nil)
 	if err != nil {
 		return err
 	}
@@ -122,9 +122,51 @@ func ValidatePacket(body []byte, p *Packet) error {
 	return nil
 }
 
+// ValidatePacketLevels is ValidatePacket that also counts the packet's messages by
+// level (ClassifyLevel of each message's "level" string) in the same pass. The
+// counts are added to lv only when the packet is valid; on an error lv is left as
+// it was. A nil lv counts nothing.
+func ValidatePacketLevels(body []byte, p *Packet, lv *Levels) error {
+	if lv == nil {
+		return ValidatePacket(body, p)
+	}
+	*p = Packet{}
+	var tally Levels
+	i, err := walkPacket(body, jsonSkipSpace(body, 0), p, &tally)
+	if err != nil {
+		return err
+	}
+	if jsonSkipSpace(body, i) != len(body) {
+		return errInvalidJSON
+	}
+	lv.Add(&tally)
+	return nil
+}
+
+// ValidatePacketAt validates the packet whose object starts at b[i] (after optional
+// whitespace) and returns the index just past its closing '}'; unlike
+// ValidatePacket, whatever follows is not looked at, so it validates a packet in
+// place inside a larger document (an element of a batch array). p is filled as by
+// ValidatePacket. With lv non-nil, the packet's messages are counted by level as by
+// ValidatePacketLevels and added to lv only when the packet is valid. On an error
+// end is 0 and lv is left as it was.
+func ValidatePacketAt(b []byte, i int, p *Packet, lv *Levels) (end int, err error) {
+	*p = Packet{}
+	if lv == nil {
+		return walkPacket(b, jsonSkipSpace(b, i), p, nil)
+	}
+	var tally Levels
+	if end, err = walkPacket(b, jsonSkipSpace(b, i), p, &tally); err != nil {
+		return 0, err
+	}
+	lv.Add(&tally)
+	return end, nil
+}
+
 // walkPacket checks the top-level object starting at b[i] and returns the index
-// past it.
-func walkPacket(b []byte, i int, p *Packet) (int, error) {
+// past it. With lv non-nil it counts the messages by level into lv as it goes, so
+// on an error lv holds a partial count.
+func walkPacket(b []byte, i int, p *Packet, lv *Levels) (int, error) {
 	switch byteAt(b, i) {
 	case '{':
 	case '[', '"', 't', 'f', 'n', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
@@ -185,7 +227,7 @@ func walkPacket(b []byte, i int, p *Packet) (int, error) {
 				if c != '[' {
 					return 0, typeError(b, i, errMessages)
 				}
-				if end, p.Messages, err = walkMessages(b, i); err != nil {
+				if end, p.Messages, err = walkMessages(b, i, lv); err != nil {
 					return 0, err
 				}
 				if p.Messages == 0 {
@@ -215,8 +257,8 @@ func walkPacket(b []byte, i int, p *Packet) (int, error) {
 }
 
 // walkMessages checks the array starting at b[i] == '[' and returns the index past
-// it and the number of messages.
-func walkMessages(b []byte, i int) (end, n int, err error) {
+// it and the number of messages; with lv non-nil it counts them by level into lv.
+func walkMessages(b []byte, i int, lv *Levels) (end, n int, err error) {
 	i = jsonSkipSpace(b, i+1)
 	if byteAt(b, i) == ']' {
 		return i + 1, 0, nil
@@ -225,7 +267,7 @@ func walkMessages(b []byte, i int) (end, n int, err error) {
 		if byteAt(b, i) != '{' {
 			return 0, 0, typeError(b, i, errMessageNotObject)
 		}
-		if i, err = walkMessage(b, i); err != nil {
+		if i, err = walkMessage(b, i, lv); err != nil {
 			return 0, 0, err
 		}
 		n++
@@ -240,10 +282,11 @@ func walkMessages(b []byte, i int) (end, n int, err error) {
 }
 
 // walkMessage checks one message object starting at b[i] == '{' and returns the
-// index past it.
-func walkMessage(b []byte, i int) (int, error) {
+// index past it; with lv non-nil it counts the message's level in lv.
+func walkMessage(b []byte, i int, lv *Levels) (int, error) {
 	i = jsonSkipSpace(b, i+1)
 	var seen [pkNumKeys]bool
+	level := LevelOther
 	if byteAt(b, i) != '}' {
 		for {
 			key, next, err := jsonScanKey(b, i, pkKeyTimestamp, pkKeyMetadata)
@@ -282,6 +325,9 @@ func walkMessage(b []byte, i int) (int, error) {
 			if err != nil {
 				return 0, err
 			}
+			if lv != nil && key == pkKeyLevel {
+				level = ClassifyLevel(b[i+1 : end-1]) // a string: checked above
+			}
 			if i, err = jsonNext(b, end, '}'); err != nil {
 				return 0, err
 			}
@@ -298,6 +344,9 @@ func walkMessage(b []byte, i int) (int, error) {
 		return 0, errLevel
 	case !seen[pkKeyMessage]:
 		return 0, errMessageText
+	}
+	if lv != nil {
+		lv[level]++
 	}
 	return i + 1, nil
 }
