@@ -157,13 +157,13 @@ func TestBatchEndpoint(t *testing.T) {
 	// All or nothing: one bad element and nothing of the batch is counted.
 	before := a.Stats()
 	bad := []struct{ body, reason string }{
-		{"[" + packet("n-1", "INFO") + `,{"packet_id":"n-2","messages":[]}]`, `"index":1`},
+		{"[" + packet("n-1", "INFO") + `,{"packet_id":"n-2","messages":[]}]`, `"error":"messages must be a non-empty array","status":400,"index":1`},
 		{"[" + packet("n-1", "INFO") + "," + packet("n-2", "INFO") + ",", "malformed batch array"},
 		{"[" + packet("n-1", "INFO") + "]]", "malformed batch array"},
 		{"[" + packet("n-1", "INFO") + " " + packet("n-2", "INFO") + "]", "malformed batch array"},
 		{packet("n-1", "INFO"), "batch must be a JSON array"},
 		{`[1]`, "batch element must be a JSON object"},
-		{`[{"packet_id":"n-1","messages":[{"timestamp":1,"level":"INFO","message":"x"}]]`, `"index":0`},
+		{`[{"packet_id":"n-1","messages":[{"timestamp":1,"level":"INFO","message":"x"}]]`, `"error":"invalid JSON","status":400,"index":0`},
 	}
 	for _, b := range bad {
 		r := c.do("POST", "/ingest/batch", b.body)

@@ -1,13 +1,14 @@
 package analyzer
 
+import "github.com/sluicelog/sluice/codec"
+
 // Batch bodies are a JSON array whose elements are packets, each exactly the bytes
 // the emitter sent (docs/analyzer.md). The analyzer never decodes the array into Go
-// values: batchScanner finds where each element starts and ends, and each element
-// then goes through codec.ValidatePacket like a single /ingest body. The scanner
-// checks only the array's own punctuation; an element's insides are the validator's
-// business, and since the validator sees exactly the bytes between the scanner's
-// boundaries, anything malformed inside an element (a stray bracket that moved the
-// boundary included) is refused by one or the other.
+// values: batchScanner checks the array's own punctuation, and each element, which
+// must start with '{', is validated in place by codec.ValidatePacketAt with the
+// rules of a single /ingest body. The validator finds where the element ends and
+// counts its messages by level in the same pass, so each packet's bytes are walked
+// once.
 
 // Batch syntax errors. Reasons are plain ASCII for the JSON error body.
 const (
@@ -25,9 +26,11 @@ type batchScanner struct {
 
 func (s *batchScanner) init(b []byte) { *s = batchScanner{b: b} }
 
-// next returns the next element, or ok == false at the end of the array. reason is
-// non-empty when the array is malformed.
-func (s *batchScanner) next() (elem []byte, ok bool, reason string) {
+// next validates the next element, fills p and lv (its messages by level, added to
+// what lv holds) and returns its bytes, or returns ok == false at the end of the
+// array. reason is non-empty when the array is malformed or the element is not a
+// valid packet (the validator's reason); lv is then unchanged.
+func (s *batchScanner) next(p *codec.Packet, lv *codec.Levels) (elem []byte, ok bool, reason string) {
 	b := s.b
 	if s.done {
 		return nil, false, ""
@@ -62,9 +65,9 @@ func (s *batchScanner) next() (elem []byte, ok bool, reason string) {
 	if b[i] != '{' {
 		return nil, false, reasonBatchElement
 	}
-	end := skipNested(b, i)
-	if end > len(b) || b[end-1] != '}' {
-		return nil, false, reasonBatchSyntax
+	end, err := codec.ValidatePacketAt(b, i, p, lv)
+	if err != nil {
+		return nil, false, reasonOf(err)
 	}
 	s.i = end
 	return b[i:end], true, ""
@@ -77,4 +80,18 @@ func (s *batchScanner) finish(i int) string {
 		return reasonBatchSyntax
 	}
 	return ""
+}
+
+// skipSpace returns the index of the first byte at or after i that is not JSON
+// whitespace.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\r', '\n':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
 }

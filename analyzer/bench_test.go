@@ -27,7 +27,7 @@ import (
 // POST /ingest requests (five messages each, unique packet ids), the way a
 // distributor does. BenchmarkAnalyzerIngest is this package's server,
 // BenchmarkNetHTTPAnalyzerIngest a plain net/http server doing the same work per
-// packet (same validator, level walk, de-duplication window and counters). Each
+// packet (same validation and level count, de-duplication window and counters). Each
 // server runs in its own process (this test binary started again), like a real
 // analyzer, and the client is the same for both.
 //
@@ -173,7 +173,7 @@ func (s *benchServer) getJSON(b *testing.B, path string, v any) {
 type netHTTPAnalyzer struct {
 	dedup                         *dedupWindow
 	packets, messages, duplicates atomic.Uint64
-	levels                        [numLevels]atomic.Uint64
+	levels                        [codec.NumLevels]atomic.Uint64
 	bufs                          sync.Pool
 }
 
@@ -198,15 +198,14 @@ func (s *netHTTPAnalyzer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var pkt codec.Packet
-	if err := codec.ValidatePacket(buf.Bytes(), &pkt); err != nil {
+	var lc codec.Levels
+	if err := codec.ValidatePacketLevels(buf.Bytes(), &pkt, &lc); err != nil {
 		http.Error(w, `{"error":"invalid"}`, 400)
 		return
 	}
 	if s.dedup.seen(s.dedup.hash(pkt.ID)) {
 		s.duplicates.Add(1)
 	} else {
-		var lc levelCounts
-		countLevels(buf.Bytes(), &lc)
 		for i, n := range lc {
 			if n != 0 {
 				s.levels[i].Add(uint64(n))

@@ -54,9 +54,8 @@ type conn struct {
 // batchElem is one validated element of a batch, kept until the whole batch is known
 // to be valid.
 type batchElem struct {
-	body     []byte
-	id       []byte
-	messages int
+	pkt    codec.Packet
+	levels codec.Levels
 }
 
 func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
@@ -294,12 +293,13 @@ func (c *conn) ingest(f *faultState, keepAlive bool) {
 		return
 	}
 	var pkt codec.Packet
-	if err := codec.ValidatePacket(body, &pkt); err != nil {
+	var levels codec.Levels
+	if err := codec.ValidatePacketLevels(body, &pkt, &levels); err != nil {
 		c.sh.invalid.Add(1)
 		c.out = codec.AppendError(c.out, 400, reasonOf(err), keepAlive, "")
 		return
 	}
-	c.process(body, &pkt)
+	c.process(&pkt, &levels)
 	c.body = append(c.body[:0], `{"status":"ok","packet_id":"`...)
 	c.body = append(c.body, pkt.ID...)
 	c.body = append(c.body, `"}`...)
@@ -330,8 +330,9 @@ func (c *conn) requestBody(keepAlive bool) ([]byte, bool) {
 	return body, true
 }
 
-// process counts one valid packet, or counts it as a duplicate, and reports which.
-func (c *conn) process(body []byte, pkt *codec.Packet) (duplicate bool) {
+// process counts one valid packet, whose messages by level are levels, or counts it
+// as a duplicate, and reports which.
+func (c *conn) process(pkt *codec.Packet, levels *codec.Levels) (duplicate bool) {
 	a := c.a
 	if a.ids != nil {
 		a.recordID(pkt.ID)
@@ -341,9 +342,7 @@ func (c *conn) process(body []byte, pkt *codec.Packet) (duplicate bool) {
 		c.sh.dupMessages.Add(uint64(pkt.Messages))
 		return true
 	}
-	var lc levelCounts
-	countLevels(body, &lc)
-	c.sh.addLevels(&lc)
+	c.sh.addLevels(levels)
 	c.sh.packets.Add(1)
 	c.sh.messages.Add(uint64(pkt.Messages))
 	return false
@@ -366,7 +365,13 @@ func (c *conn) ingestBatch(f *faultState, keepAlive bool) {
 	sc.init(body)
 	c.batch = c.batch[:0]
 	for {
-		elem, ok, reason := sc.next()
+		// Validated and counted by level in place; kept until the whole batch is.
+		c.batch = append(c.batch, batchElem{})
+		e := &c.batch[len(c.batch)-1]
+		_, ok, reason := sc.next(&e.pkt, &e.levels)
+		if !ok {
+			c.batch = c.batch[:len(c.batch)-1]
+		}
 		if reason != "" {
 			c.batchError(reason, len(c.batch), keepAlive)
 			return
@@ -374,17 +379,11 @@ func (c *conn) ingestBatch(f *faultState, keepAlive bool) {
 		if !ok {
 			break
 		}
-		var pkt codec.Packet
-		if err := codec.ValidatePacket(elem, &pkt); err != nil {
-			c.batchError(reasonOf(err), len(c.batch), keepAlive)
-			return
-		}
-		c.batch = append(c.batch, batchElem{body: elem, id: pkt.ID, messages: pkt.Messages})
 	}
 	dups := 0
 	for i := range c.batch {
 		e := &c.batch[i]
-		if c.process(e.body, &codec.Packet{ID: e.id, Messages: e.messages}) {
+		if c.process(&e.pkt, &e.levels) {
 			dups++
 		}
 	}

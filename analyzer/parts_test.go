@@ -1,225 +1,125 @@
 package analyzer
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"testing"
 
 	"github.com/sluicelog/sluice/codec"
 )
 
-// levelsByJSON is the reference for countLevels: decode with encoding/json.
-func levelsByJSON(t testing.TB, body []byte) (lc levelCounts) {
-	var p struct {
-		Messages []struct {
-			Level string `json:"level"`
-		} `json:"messages"`
-	}
-	if err := json.Unmarshal(body, &p); err != nil {
-		t.Fatalf("reference decode: %v", err)
-	}
-	for _, m := range p.Messages {
-		lc[classifyLevel([]byte(m.Level))]++
-	}
-	return lc
-}
-
-func TestCountLevelsMatchesEncodingJSON(t *testing.T) {
-	bodies := []string{
-		packet("p", "INFO"),
-		packet("p", "INFO", "ERROR", "warn", "Warning", "err", "x", "FATAL", "trace", "DEBUG"),
-		// Keys in any order, "level" inside metadata and strings, escapes, whitespace.
-		`{ "messages" : [ { "metadata" : { "level" : "ERROR" , "x" : "\"level\":\"ERROR\"" } , "message" : "level" ,
-		   "level" : "DEBUG" , "timestamp" : "2024" } , {"level":"INFO","timestamp":1,"message":"]}\"}"} ] ,
-		   "packet_id" : "p" }`,
-		`{"packet_id":"p","before":{"messages":[{"level":"FATAL"}]},"messages":[{"timestamp":-1.5e3,"message":"","level":"WARN","metadata":null}]}`,
-		`{"packet_id":"p","messages":[{"timestamp":1,"message":"m","level":"\u0049NFO"}]}`, // escaped: OTHER
-	}
-	for _, b := range bodies {
-		var pkt codec.Packet
-		if err := codec.ValidatePacket([]byte(b), &pkt); err != nil {
-			t.Fatalf("test body invalid (%v): %s", err, b)
-		}
-		var got levelCounts
-		countLevels([]byte(b), &got)
-		want := levelsByJSON(t, []byte(b))
-		if b == bodies[4] {
-			want = levelCounts{levelOther: 1} // encoding/json unescapes; we count raw bytes
-		}
-		if got != want {
-			t.Errorf("countLevels(%s) = %v, want %v", b, got, want)
-		}
-		var n uint32
-		for _, c := range got {
-			n += c
-		}
-		if int(n) != pkt.Messages {
-			t.Errorf("countLevels found %d messages, validator %d", n, pkt.Messages)
-		}
-	}
-}
-
-func FuzzCountLevels(f *testing.F) {
-	f.Add([]byte(packet("p", "INFO", "WARN")))
-	f.Add([]byte(`{"messages":[{"level":"ERROR","message":"\\\"","timestamp":1}],"packet_id":"x"}`))
-	f.Add([]byte(`{"packet_id":"x","messages":[{"level":"a","message":"[{","timestamp":"1","metadata":{"a":[]}}]}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		var got levelCounts
-		countLevels(body, &got) // must not panic or loop on anything
-		var pkt codec.Packet
-		if codec.ValidatePacket(body, &pkt) != nil {
-			return
-		}
-		var n uint32
-		for _, c := range got {
-			n += c
-		}
-		if int(n) != pkt.Messages {
-			t.Fatalf("countLevels found %d messages, validator %d: %q", n, pkt.Messages, body)
-		}
-		if !strings.Contains(string(body), `\`) { // without escapes the reference agrees exactly
-			if want := levelsByJSON(t, body); got != want {
-				t.Fatalf("countLevels = %v, encoding/json %v: %q", got, want, body)
-			}
-		}
-	})
-}
-
-// FuzzCountLevelsPackets builds valid packets around fuzzed strings (levels, text,
-// metadata keys and values that may themselves say "level"), so every input reaches
-// the comparison with encoding/json.
-func FuzzCountLevelsPackets(f *testing.F) {
-	f.Add("INFO", "warn", `"level":"ERROR"`, "level", "{[\\\"")
-	f.Add("", "WARNING", "]}", "messages", "FATAL")
-	f.Fuzz(func(t *testing.T, l1, l2, text, key, value string) {
-		q := func(s string) string {
-			b, _ := json.Marshal(s) // invalid UTF-8 becomes U+FFFD: still a valid string
-			return string(b)
-		}
-		body := fmt.Sprintf(`{"packet_id":"p","x":{%s:[%s]},"messages":[`+
-			`{"level":%s,"message":%s,"timestamp":1,"metadata":{%s:%s,"n":{%s:[%s]}}},`+
-			`{"metadata":null,%s:%s,"timestamp":"t","message":"","level":%s}]}`,
-			q(key), q(value), q(l1), q(text), q(key), q(value), q(key), q(value), q(key+"_"), q(value), q(l2))
-		var pkt codec.Packet
-		if err := codec.ValidatePacket([]byte(body), &pkt); err != nil {
-			return // a fuzzed key collided with a known one (duplicate or case variant)
-		}
-		var got levelCounts
-		countLevels([]byte(body), &got)
-		if want := levelsByJSON(t, []byte(body)); got != want {
-			t.Fatalf("countLevels = %v, encoding/json %v: %s", got, want, body)
-		}
-	})
-}
-
-func TestSkipString(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int // index past the closing quote
-	}{
-		{`""`, 2},
-		{`"a"x`, 3},
-		{`"\""x`, 4},
-		{`"\\"x`, 4},
-		{`"\\\""x`, 6},
-		{`"0123456789abcdef\"0123456789"x`, 30},
-		{`"0123456789abcdef\\"0123456789"x`, 20},
-		{`"unterminated`, 13},
-		{`"ends in a backslash\`, 21},
-	} {
-		if got := skipString([]byte(tc.in), 0); got != tc.want {
-			t.Errorf("skipString(%s) = %d, want %d", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestClassifyLevel(t *testing.T) {
-	for in, want := range map[string]int{
-		"INFO": levelInfo, "info": levelInfo, "Info": levelInfo, "WARN": levelWarn, "WARNING": levelWarn,
-		"ERROR": levelError, "ERR": levelError, "DEBUG": levelDebug, "TRACE": levelTrace, "FATAL": levelFatal,
-		"": levelOther, "INF": levelOther, "INFO ": levelOther, "CRITICAL": levelOther, "iNfO": levelInfo,
-		"I\x00FO": levelOther,
-	} {
-		if got := classifyLevel([]byte(in)); got != want {
-			t.Errorf("classifyLevel(%q) = %s, want %s", in, levelNames[got], levelNames[want])
-		}
-	}
-}
-
 func TestBatchScanner(t *testing.T) {
-	p1, p2 := packet("1", "INFO"), `{"a":"]}[{\"","b":[{}]}`
+	p1 := packet("1", "INFO")
+	// Brackets, braces and quotes inside strings, and a nested array after messages.
+	p2 := `{"packet_id":"]}[{\"","messages":[{"timestamp":1,"level":"warn","message":"]"},` +
+		`{"timestamp":2,"level":"x","message":"{"}],"b":[{}]}`
+	lv1 := codec.Levels{codec.LevelInfo: 1}
+	lv2 := codec.Levels{codec.LevelWarn: 1, codec.LevelOther: 1}
 	for _, tc := range []struct {
 		in     string
 		elems  []string
+		levels []codec.Levels
 		reason string
 	}{
-		{"[]", nil, ""},
-		{" \n[ \t]\r\n", nil, ""},
-		{"[" + p1 + "]", []string{p1}, ""},
-		{"[" + p1 + "," + p2 + "]", []string{p1, p2}, ""},
-		{" [ " + p1 + " ,\n" + p2 + " ] ", []string{p1, p2}, ""},
-		{"", nil, reasonBatchNotArray},
-		{"{}", nil, reasonBatchNotArray},
-		{"[", nil, reasonBatchSyntax},
-		{"[" + p1, []string{p1}, reasonBatchSyntax},
-		{"[" + p1 + ",", []string{p1}, reasonBatchSyntax},
-		{"[" + p1 + "," + "]", []string{p1}, reasonBatchElement},
-		{"[" + p1 + "]x", []string{p1}, reasonBatchSyntax},
-		{"[] []", nil, reasonBatchSyntax},
-		{"[" + p1 + p2 + "]", []string{p1}, reasonBatchSyntax},
-		{"[1]", nil, reasonBatchElement},
-		{`[{"a":"}]`, nil, reasonBatchSyntax},
+		{"[]", nil, nil, ""},
+		{" \n[ \t]\r\n", nil, nil, ""},
+		{"[" + p1 + "]", []string{p1}, []codec.Levels{lv1}, ""},
+		{"[" + p1 + "," + p2 + "]", []string{p1, p2}, []codec.Levels{lv1, lv2}, ""},
+		{" [ " + p1 + " ,\n" + p2 + " ] ", []string{p1, p2}, []codec.Levels{lv1, lv2}, ""},
+		{"", nil, nil, reasonBatchNotArray},
+		{"{}", nil, nil, reasonBatchNotArray},
+		{"[", nil, nil, reasonBatchSyntax},
+		{"[" + p1, []string{p1}, []codec.Levels{lv1}, reasonBatchSyntax},
+		{"[" + p1 + ",", []string{p1}, []codec.Levels{lv1}, reasonBatchSyntax},
+		{"[" + p1 + "," + "]", []string{p1}, []codec.Levels{lv1}, reasonBatchElement},
+		{"[" + p1 + "]x", []string{p1}, []codec.Levels{lv1}, reasonBatchSyntax},
+		{"[] []", nil, nil, reasonBatchSyntax},
+		{"[" + p1 + p2 + "]", []string{p1}, []codec.Levels{lv1}, reasonBatchSyntax},
+		{"[1]", nil, nil, reasonBatchElement},
+		{"[" + p1 + `,"p"]`, []string{p1}, []codec.Levels{lv1}, reasonBatchElement},
+		// An element that is not a valid packet: the validator's reason.
+		{`[{"a":"}]`, nil, nil, "invalid JSON"},
+		{"[" + p1[:len(p1)-1] + "]", nil, nil, "invalid JSON"},
+		{"[" + p1 + `,{"packet_id":"2"}]`, []string{p1}, []codec.Levels{lv1}, "messages must be a non-empty array"},
+		{"[" + p1 + "," + p1 + "1]", []string{p1, p1}, []codec.Levels{lv1, lv1}, reasonBatchSyntax},
 	} {
 		var s batchScanner
 		s.init([]byte(tc.in))
 		var got []string
+		var levels []codec.Levels
 		reason := ""
 		for {
-			e, ok, r := s.next()
+			var p codec.Packet
+			lv := codec.Levels{1} // next adds to it, only when the element is valid
+			e, ok, r := s.next(&p, &lv)
 			if r != "" {
+				reason = r
+				if lv != (codec.Levels{1}) {
+					t.Errorf("%q: levels %v after %q", tc.in, lv, r)
+				}
+				break
+			}
+			if !ok {
+				break
+			}
+			lv[0]--
+			got = append(got, string(e))
+			levels = append(levels, lv)
+		}
+		if reason != tc.reason || fmt.Sprint(got) != fmt.Sprint(tc.elems) || fmt.Sprint(levels) != fmt.Sprint(tc.levels) {
+			t.Errorf("%q: elements %q levels %v reason %q, want %q %v %q", tc.in, got, levels, reason, tc.elems, tc.levels, tc.reason)
+		}
+	}
+}
+
+// FuzzBatchScanner holds the scanner to encoding/json and codec.ValidatePacket: it
+// accepts a body exactly when encoding/json reads it as an array whose elements
+// are each a valid packet, it returns exactly those elements, and each element's
+// packet and levels are what validating it on its own gives.
+func FuzzBatchScanner(f *testing.F) {
+	f.Add([]byte("[" + packet("1", "INFO") + "," + packet("2", "WARN") + "]"))
+	f.Add([]byte(`[{"a":"]"},{}]`))
+	f.Add([]byte(` [ {"packet_id":"\"]","messages":[{"timestamp":1,"level":"err","message":""}]} ,` + "\n" + `{"packet_id":"q","messages":[{"timestamp":"1","level":"x","message":"[","metadata":null}]} ] `))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var s batchScanner
+		s.init(body)
+		var elems [][]byte
+		var pkts []codec.Packet
+		var levels []codec.Levels
+		reason := ""
+		for {
+			var p codec.Packet
+			var lv codec.Levels
+			e, ok, r := s.next(&p, &lv)
+			if r != "" {
+				if lv != (codec.Levels{}) {
+					t.Fatalf("levels %v counted for a refused element (%s): %q", lv, r, body)
+				}
 				reason = r
 				break
 			}
 			if !ok {
 				break
 			}
-			got = append(got, string(e))
+			elems, pkts, levels = append(elems, e), append(pkts, p), append(levels, lv)
 		}
-		if reason != tc.reason || fmt.Sprint(got) != fmt.Sprint(tc.elems) {
-			t.Errorf("%q: elements %q reason %q, want %q %q", tc.in, got, reason, tc.elems, tc.reason)
-		}
-	}
-}
 
-func FuzzBatchScanner(f *testing.F) {
-	f.Add([]byte("[" + packet("1", "INFO") + "," + packet("2", "WARN") + "]"))
-	f.Add([]byte(`[{"a":"]"},{}]`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		var s batchScanner
-		s.init(body)
-		var elems [][]byte
-		for {
-			e, ok, reason := s.next()
-			if reason != "" {
-				return
-			}
-			if !ok {
-				break
-			}
-			elems = append(elems, e)
-		}
-		// Accepted: when every element is valid JSON, so is the whole array, and it
-		// holds exactly those elements.
-		for _, e := range elems {
-			if !json.Valid(e) {
-				return
-			}
-		}
 		var arr []json.RawMessage
-		if err := json.Unmarshal(body, &arr); err != nil {
-			t.Fatalf("scanner accepted an array encoding/json refuses (%v): %q", err, body)
+		valid := json.Unmarshal(body, &arr) == nil && bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("["))
+		for _, e := range arr {
+			var p codec.Packet
+			if valid && codec.ValidatePacket(e, &p) != nil {
+				valid = false
+			}
+		}
+		if valid != (reason == "") {
+			t.Fatalf("scanner says %q, encoding/json and ValidatePacket valid=%v: %q", reason, valid, body)
+		}
+		if !valid {
+			return
 		}
 		if len(arr) != len(elems) {
 			t.Fatalf("%d elements, encoding/json %d: %q", len(elems), len(arr), body)
@@ -227,6 +127,12 @@ func FuzzBatchScanner(f *testing.F) {
 		for i := range arr {
 			if string(arr[i]) != string(elems[i]) {
 				t.Fatalf("element %d: %q, encoding/json %q", i, elems[i], arr[i])
+			}
+			var p codec.Packet
+			var lv codec.Levels
+			if err := codec.ValidatePacketLevels(arr[i], &p, &lv); err != nil || lv != levels[i] ||
+				string(p.ID) != string(pkts[i].ID) || p.Messages != pkts[i].Messages {
+				t.Fatalf("element %d %q: %+v %v in place, %+v %v (%v) alone", i, arr[i], pkts[i], levels[i], p, lv, err)
 			}
 		}
 	})

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sluicelog/sluice/codec"
 )
 
 // shard is the counters of one event loop. Only its loop writes them (the atomics
@@ -25,7 +27,7 @@ type shard struct {
 	failed       atomic.Uint64 // ingest requests answered 500 by the "fail" fault
 	healthFailed atomic.Uint64 // health checks answered 503 by the "health-fail" fault
 	refused      atomic.Uint64 // connections refused or closed by "down" / "flap"
-	levels       [numLevels]atomic.Uint64
+	levels       [codec.NumLevels]atomic.Uint64
 
 	// latency is per loop for the same reason as the counters: PrometheusHistogram
 	// takes a mutex per observation, which is uncontended only if one loop owns it.
@@ -34,7 +36,7 @@ type shard struct {
 	_ [64]byte
 }
 
-func (s *shard) addLevels(lc *levelCounts) {
+func (s *shard) addLevels(lc *codec.Levels) {
 	for i, n := range lc {
 		if n != 0 {
 			s.levels[i].Add(uint64(n))
@@ -94,11 +96,11 @@ type Stats struct {
 func (a *Analyzer) Stats() Stats {
 	st := Stats{
 		AnalyzerID:      a.cfg.ID,
-		MessagesByLevel: make(map[string]uint64, numLevels),
+		MessagesByLevel: make(map[string]uint64, codec.NumLevels),
 		DedupWindow:     a.dedup.size(),
 		Fault:           a.faultStatus(),
 	}
-	var levels [numLevels]uint64
+	var levels [codec.NumLevels]uint64
 	a.eachShard(func(s *shard) {
 		st.Packets += s.packets.Load()
 		st.Messages += s.messages.Load()
@@ -116,7 +118,7 @@ func (a *Analyzer) Stats() Stats {
 		}
 	})
 	for i, n := range levels {
-		st.MessagesByLevel[levelNames[i]] = n
+		st.MessagesByLevel[codec.Level(i).String()] = n
 	}
 	a.connsMu.Lock()
 	st.Connections = len(a.conns)
@@ -154,7 +156,8 @@ func (a *Analyzer) writeMetrics(w io.Writer) {
 	family("analyzer_packets_total", "counter")
 	sample("analyzer_packets_total", st.Packets)
 	family("analyzer_messages_total", "counter")
-	for _, name := range levelNames {
+	for l := range codec.NumLevels {
+		name := codec.Level(l).String()
 		sample(`analyzer_messages_total{level="`+name+`"}`, st.MessagesByLevel[name])
 	}
 	family("analyzer_duplicates_total", "counter")
