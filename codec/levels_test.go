@@ -191,6 +191,7 @@ var levelsBodies = []string{
 	`{"packet_id":"p","before":{"messages":[{"level":"FATAL"}]},"messages":[{"timestamp":-1.5e3,"message":"","level":"WARN","metadata":null}]}`,
 	`{"packet_id":"p","messages":[{"timestamp":1,"message":"m","level":"\u0049NFO"}]}`, // escaped value: OTHER
 	`{"packet_id":"p","messages":[{"timestamp":1,"message":"m","lev\u0065l":"INFO"}]}`, // escaped key: still the level
+	`{"packet_id":"p","m\u0065ssages":[{"timestamp":1,"message":"m","level":"WARN"}]}`, // and still the messages
 	`{"packet_id":"p","messages":[{"timestamp":1,"message":"m","level":"INFO\\"}]}`,
 	`{"packet_id":"p","messages":[{"timestamp":1,"message":"m","level":""},{"timestamp":1,"message":"m","level":"ınfo"}]}`,
 	string(benchPacket),
@@ -215,7 +216,8 @@ func TestValidatePacketLevels(t *testing.T) {
 		{levelsBodies[1], Levels{LevelTrace: 1, LevelDebug: 1, LevelInfo: 1, LevelWarn: 2, LevelError: 2, LevelFatal: 1, LevelOther: 1}},
 		{levelsBodies[4], Levels{LevelOther: 1}},
 		{levelsBodies[5], Levels{LevelInfo: 1}},
-		{levelsBodies[7], Levels{LevelOther: 2}},
+		{levelsBodies[6], Levels{LevelWarn: 1}},
+		{levelsBodies[8], Levels{LevelOther: 2}},
 		{string(benchPacket), Levels{LevelInfo: 2, LevelWarn: 1, LevelError: 1, LevelDebug: 1}},
 	} {
 		var p Packet
