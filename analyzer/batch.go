@@ -35,13 +35,13 @@ func (s *batchScanner) next(p *codec.Packet, lv *codec.Levels) (elem []byte, ok 
 	if s.done {
 		return nil, false, ""
 	}
-	i := skipSpace(b, s.i)
+	i := codec.SkipJSONSpace(b, s.i)
 	if !s.opened {
 		if i >= len(b) || b[i] != '[' {
 			return nil, false, reasonBatchNotArray
 		}
 		s.opened = true
-		i = skipSpace(b, i+1)
+		i = codec.SkipJSONSpace(b, i+1)
 		if i < len(b) && b[i] == ']' {
 			return nil, false, s.finish(i + 1)
 		}
@@ -54,7 +54,7 @@ func (s *batchScanner) next(p *codec.Packet, lv *codec.Levels) (elem []byte, ok 
 		case ']':
 			return nil, false, s.finish(i + 1)
 		case ',':
-			i = skipSpace(b, i+1)
+			i = codec.SkipJSONSpace(b, i+1)
 		default:
 			return nil, false, reasonBatchSyntax
 		}
@@ -76,22 +76,8 @@ func (s *batchScanner) next(p *codec.Packet, lv *codec.Levels) (elem []byte, ok 
 // finish accepts the closing bracket ending at i when only whitespace follows.
 func (s *batchScanner) finish(i int) string {
 	s.done = true
-	if skipSpace(s.b, i) != len(s.b) {
+	if codec.SkipJSONSpace(s.b, i) != len(s.b) {
 		return reasonBatchSyntax
 	}
 	return ""
-}
-
-// skipSpace returns the index of the first byte at or after i that is not JSON
-// whitespace.
-func skipSpace(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\r', '\n':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
 }

@@ -779,6 +779,11 @@ var jsonStringSpecial = func() (t [256]bool) {
 	return t
 }()
 
+// SkipJSONSpace returns the index of the first byte at or after i that is not JSON
+// whitespace (len(b) if there is none), for callers that frame JSON around packets,
+// such as the analyzer's batch arrays.
+func SkipJSONSpace(b []byte, i int) int { return jsonSkipSpace(b, i) }
+
 func jsonSkipSpace(b []byte, i int) int {
 	for i < len(b) {
 		switch b[i] {
