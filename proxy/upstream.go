@@ -107,8 +107,8 @@ func (s *shard) lingering(d *dest) bool {
 	if s.srv.cfg.BatchLinger <= 0 || s.closing || s.lingerDue {
 		return false
 	}
-	if d.outbox.len() >= s.lingerFill(d) {
-		return false
+	if n := d.outbox.len(); n == 0 || n >= s.lingerFill(d) {
+		return false // nothing to wait for, or a full request's worth
 	}
 	if !s.lingerArmed {
 		s.lingerArmed = true
