@@ -76,13 +76,9 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 
 func stateOf(srv *Server, i int) string { return srv.View().Members[i].State }
 
+// delivered is how many messages each analyzer has answered 2xx for.
 func delivered(srv *Server) []int64 {
-	st := srv.Snapshot()
-	out := make([]int64, len(st.Dests))
-	for i, d := range st.Dests {
-		out[i] = d.DeliveredMessages
-	}
-	return out
+	return perDest(srv, func(d *DestStats) int64 { return d.DeliveredMessages })
 }
 
 // routed is how many messages the shards' schedulers have placed on each analyzer
@@ -90,10 +86,14 @@ func delivered(srv *Server) []int64 {
 // plain net/http fakes can fall behind a fast distributor, and a backlog drained
 // inside a measuring window would be counted as that window's split.
 func routed(srv *Server) []int64 {
+	return perDest(srv, func(d *DestStats) int64 { return d.RoutedMessages })
+}
+
+func perDest(srv *Server, field func(*DestStats) int64) []int64 {
 	st := srv.Snapshot()
 	out := make([]int64, len(st.Dests))
-	for i, d := range st.Dests {
-		out[i] = d.RoutedMessages
+	for i := range st.Dests {
+		out[i] = field(&st.Dests[i])
 	}
 	return out
 }
