@@ -267,6 +267,18 @@ func waitSettled(t *testing.T, srv *Server, within time.Duration) Stats {
 	}
 }
 
+// settledNothingLost waits until nothing is queued or in flight, then checks the
+// accounting invariant and that no accepted packet was dropped.
+func settledNothingLost(t *testing.T, srv *Server, within time.Duration) Stats {
+	t.Helper()
+	st := waitSettled(t, srv, within)
+	checkInvariant(t, st)
+	if tot := st.Total(); tot.DroppedTotal() != 0 {
+		t.Errorf("%d accepted packets dropped", tot.DroppedTotal())
+	}
+	return st
+}
+
 func checkInvariant(t *testing.T, st Stats) {
 	t.Helper()
 	tot := st.Total()
