@@ -33,6 +33,7 @@ type breaker struct {
 	delay    time.Duration // backoff with jitter, drawn when it opened
 	trialOK  int
 	opens    int64 // times opened, for the metrics
+	trials   int64 // times moved to half-open
 	reason   string
 }
 
@@ -81,6 +82,7 @@ func (b *breaker) due(now time.Time) bool {
 func (b *breaker) probeOK(now time.Time) bool {
 	if b.due(now) {
 		b.state, b.trialOK = StateHalfOpen, 0
+		b.trials++
 		return true
 	}
 	return false

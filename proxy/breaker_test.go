@@ -27,6 +27,9 @@ func TestBreakerTransitions(t *testing.T) {
 	if !b.probeOK(t0.Add(b.delay)) || b.state != StateHalfOpen {
 		t.Fatalf("after the backoff a passing probe must half-open it; state %s", b.state)
 	}
+	if b.trials != 1 {
+		t.Fatalf("half-open entered once, counted %d", b.trials)
+	}
 	// A trial failure re-opens with a doubled backoff.
 	t1 := t0.Add(2 * time.Second)
 	b.trip(t1, "trial failed", limit)
