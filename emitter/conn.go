@@ -43,8 +43,11 @@ type conn struct {
 	// deadlineMoved is set by interrupt, from another goroutine: the socket's read
 	// deadline is no longer the one c.deadline remembers.
 	deadlineMoved atomic.Bool
-	// readDeadline mirrors the deadline the loop last set (ns on the run's clock,
-	// 0 = none), so interrupt can tell whether the drain's deadline is earlier.
+	// readDeadline is the socket's read deadline (ns on the run's clock, 0 = none),
+	// so interrupt can tell whether the drain's deadline is earlier. Setting the
+	// socket's deadline and recording it here happen together under mu: were they
+	// apart, interrupt could read the old value between them and put back a later
+	// deadline over the one just set (a request timeout then waited for the grace).
 	readDeadline atomic.Int64
 
 	r       *run
@@ -234,14 +237,16 @@ func (c *conn) send() error {
 		c.r.targetUp()
 		c.mu.Lock()
 		c.nc = nc
+		c.readDeadline.Store(0)
+		if c.r.interrupted() { // the stop may have come before nc was visible to it
+			at := c.r.drainDeadline()
+			_ = nc.SetReadDeadline(c.r.timeAt(at))
+			c.readDeadline.Store(at)
+		}
 		c.mu.Unlock()
 		c.deadline = 0
-		c.readDeadline.Store(0)
 		c.rbuf = c.rbuf[:0]
 		c.parser.Reset()
-		if c.r.interrupted() { // the stop may have come before nc was visible to it
-			_ = nc.SetReadDeadline(c.r.timeAt(c.r.drainDeadline()))
-		}
 	}
 	_, err := c.nc.Write(c.wbuf)
 	return err
@@ -300,11 +305,16 @@ func (c *conn) receive(wake int64, stopped bool) error {
 	// is raised only when it would fire within half a timeout. Under steady load
 	// that sets the socket deadline about once per Timeout/2 instead of per request.
 	if c.deadline == 0 || c.deadline > deadline || c.deadline < deadline-int64(r.cfg.Timeout)/2 {
-		if err := c.nc.SetReadDeadline(r.timeAt(deadline)); err != nil {
+		c.mu.Lock()
+		err := c.nc.SetReadDeadline(r.timeAt(deadline))
+		if err == nil {
+			c.readDeadline.Store(deadline)
+		}
+		c.mu.Unlock()
+		if err != nil {
 			return err
 		}
 		c.deadline = deadline
-		c.readDeadline.Store(deadline)
 		if !stopped && r.interrupted() {
 			return nil // the stop raced with the deadline just set: go round again
 		}
@@ -488,9 +498,11 @@ func (c *conn) interrupt(atNs int64) {
 		return
 	}
 	c.mu.Lock()
-	if c.nc != nil {
-		_ = c.nc.SetReadDeadline(c.r.timeAt(atNs))
-		c.deadlineMoved.Store(true)
+	defer c.mu.Unlock()
+	if d := c.readDeadline.Load(); c.nc == nil || (d > 0 && d <= atNs) {
+		return // checked again under mu: the loop may have just set an earlier one
 	}
-	c.mu.Unlock()
+	_ = c.nc.SetReadDeadline(c.r.timeAt(atNs))
+	c.readDeadline.Store(atNs)
+	c.deadlineMoved.Store(true)
 }
