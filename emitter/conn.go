@@ -59,7 +59,7 @@ type conn struct {
 	queue   []int // slot indexes in flight, oldest first (answers come back in order)
 	waiting int   // slots in slotWaiting
 
-	mu sync.Mutex // guards nc against interrupt; the owner reads nc freely
+	mu sync.Mutex // guards nc, and setting its read deadline with readDeadline, against interrupt; the owner reads nc freely
 	nc net.Conn
 
 	wbuf, rbuf   []byte
