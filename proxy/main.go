@@ -17,12 +17,15 @@ func Main(args []string) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	if _, check := preParse(args); check {
+		return Check(cfg, err, os.Stdout, os.Stderr)
+	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "sluice distributor: bad configuration:", err)
+		printProblems(os.Stderr, err)
 		return 2
 	}
 	log := NewLogger(cfg.LogLevel, cfg.LogFormat)
-	if sum, changed := WeightsNormalised(Getenv("ANALYZERS")); changed && Getenv("ANALYZERS") != "" {
+	if sum, changed := WeightsNormalised(cfg.raw["ANALYZERS"]); changed {
 		log.Warn("analyzer weights do not sum to 1; normalised", "sum", sum)
 	}
 	srv, err := New(cfg, log)
