@@ -68,7 +68,7 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	return fmt.Sprintf("%s=%q: %s", e.Name, e.Value, e.Problem)
+	return fmt.Sprintf("%s=%q: %s", e.Name, redacted(e.Name, e.Value), e.Problem)
 }
 
 // setting is one configuration variable: its env name, flag name, default and parser.

@@ -33,7 +33,7 @@ func (e *FileError) Error() string {
 	if e.Key == "" {
 		return fmt.Sprintf("config file %s: %s", e.File, e.Problem)
 	}
-	return fmt.Sprintf("config file %s: %s=%q: %s", e.File, e.Key, e.Value, e.Problem)
+	return fmt.Sprintf("config file %s: %s=%q: %s", e.File, e.Key, redacted(e.Key, e.Value), e.Problem)
 }
 
 // ConfigErrors is every problem LoadConfig found, in the order of the layers
@@ -289,10 +289,12 @@ func namesAnalyzers(errs []error) bool {
 }
 
 // secretName reports whether a setting's value must never be shown: tokens and
-// the like, by name, so a row added later is covered without being marked.
-func secretName(env string) bool {
+// the like, by name (env, flag or file key), so a row added later is covered
+// without being marked.
+func secretName(name string) bool {
+	name = strings.ToUpper(name)
 	for _, w := range []string{"TOKEN", "SECRET", "PASSWORD"} {
-		if strings.Contains(env, w) {
+		if strings.Contains(name, w) {
 			return true
 		}
 	}

@@ -160,6 +160,15 @@ func TestEffectiveConfigRedactsSecrets(t *testing.T) {
 	if redacted("INGEST_TOKENS", "a,b") != "[redacted]" || redacted("INGEST_TOKENS", "") != "" || redacted("PORT", "1") != "1" {
 		t.Fatal("redacted: tokens hidden, empty shown as empty, others as they are")
 	}
+	for _, err := range []error{
+		&ConfigError{"ADMIN_TOKEN", "hunter2", "too short"},
+		&ConfigError{"-admin-token", "hunter2", "too short"},
+		&FileError{File: "f.yaml", Key: "ingest_tokens", Value: "hunter2", Problem: "too short"},
+	} {
+		if msg := err.Error(); strings.Contains(msg, "hunter2") || !strings.Contains(msg, "[redacted]") {
+			t.Errorf("error %q shows a secret", msg)
+		}
+	}
 }
 
 // syncWriter lets a test read a log written by several goroutines.
@@ -246,6 +255,10 @@ func (c *mainChild) await(t *testing.T, msg string, within time.Duration) map[st
 		select {
 		case m, ok := <-c.lines:
 			if !ok {
+				select {
+				case <-c.exited:
+				case <-time.After(5 * time.Second):
+				}
 				t.Fatalf("the distributor exited (%v) before logging %q", c.cmd.ProcessState, msg)
 			}
 			if s, _ := m["msg"].(string); strings.Contains(s, msg) {
@@ -333,6 +346,8 @@ func TestSIGHUPReloadUnderLoad(t *testing.T) {
 			sent.Add(1)
 		}
 	}()
+	stopLoad := sync.OnceFunc(func() { close(stop); <-done })
+	t.Cleanup(stopLoad) // a failing test stops its client before it ends
 	waitFor(t, "100 packets sent", 20*time.Second, func() bool { return sent.Load() >= 100 })
 
 	if err := os.WriteFile(path, []byte(reloadYAML(fakes, "4", "1", "")), 0o600); err != nil {
@@ -368,8 +383,7 @@ func TestSIGHUPReloadUnderLoad(t *testing.T) {
 	}
 	after := sent.Load()
 	waitFor(t, "100 more packets sent after the reloads", 20*time.Second, func() bool { return sent.Load() >= after+100 })
-	close(stop)
-	<-done
+	stopLoad()
 	c.stop(t) // drains every queue before exiting 0
 	s.mu.Lock()
 	accepted := s.accepted
