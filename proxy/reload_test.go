@@ -231,7 +231,10 @@ func startMainChild(t *testing.T, test string, env ...string) *mainChild {
 			if testing.Verbose() {
 				fmt.Fprintln(os.Stderr, "child:", sc.Text()) // not t.Log: this may outlive the test
 			}
-			c.lines <- m
+			select {
+			case c.lines <- m:
+			default: // nobody is reading (the test ended): never block the child's stderr
+			}
 		}
 		close(c.lines)
 	}()
