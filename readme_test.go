@@ -18,8 +18,10 @@ func TestREADMEListsEveryVariable(t *testing.T) {
 	readme := string(b)
 	for _, s := range proxy.Settings() {
 		def := "`" + s.Default + "`"
-		if s.Default == "" {
+		if s.Required {
 			def = "(required)"
+		} else if s.Default == "" {
+			def = "(none)"
 		}
 		row := "| `" + s.Env + "` | `--" + s.Flag + "` | " + def + " |"
 		if !strings.Contains(readme, row) {

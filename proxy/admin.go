@@ -197,6 +197,7 @@ func (s *Server) startAdmin() error {
 		writeJSON(w, 200, s.MetricsJSON().Analyzers)
 	})
 	mux.HandleFunc("POST /admin/analyzers/{name}/{action}", s.adminAction)
+	mux.HandleFunc("GET /admin/config", s.adminConfig)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

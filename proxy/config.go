@@ -48,6 +48,9 @@ type Config struct {
 	ShutdownTimeout   time.Duration  // SHUTDOWN_TIMEOUT_SEC
 	LogLevel          string         // LOG_LEVEL: debug, info, warn, error
 	LogFormat         string         // LOG_FORMAT: text or json
+	ConfigFile        string         // CONFIG_FILE: YAML file of these settings (configfile.go)
+
+	raw map[string]string // each setting's value as written, by env name (Config.apply)
 }
 
 // AnalyzerSpec is one analyzer as configured.
@@ -65,7 +68,7 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	return fmt.Sprintf("%s=%q: %s", e.Name, e.Value, e.Problem)
+	return fmt.Sprintf("%s=%q: %s", e.Name, redacted(e.Name, e.Value), e.Problem)
 }
 
 // setting is one configuration variable: its env name, flag name, default and parser.
@@ -76,6 +79,7 @@ type setting struct {
 
 func settings() []setting {
 	return []setting{
+		{"CONFIG_FILE", "config", "", "YAML file of these settings, keys in lower case (port, analyzers, ...); the environment and flags override it", func(c *Config, v string) error { c.ConfigFile = v; return nil }},
 		{"PORT", "port", "8080", "ingest and API port", intSetting(func(c *Config, n int) { c.Port = n }, 0, 65535)},
 		{"INGEST_BUFFER_SIZE", "ingest-buffer-size", "10000", "accepted packets not yet delivered, whole distributor", intSetting(func(c *Config, n int) { c.IngestBufferSize = n }, 1, 1<<30)},
 		{"PER_ANALYZER_QUEUE_SIZE", "per-analyzer-queue-size", "10000", "packets queued or in flight per analyzer", intSetting(func(c *Config, n int) { c.QueueSize = n }, 1, 1<<30)},
@@ -141,14 +145,17 @@ func settings() []setting {
 }
 
 // Setting documents one configuration variable: its environment name, flag,
-// default and meaning.
-type Setting struct{ Env, Flag, Default, Help string }
+// default and meaning; Required when the distributor does not start without it.
+type Setting struct {
+	Env, Flag, Default, Help string
+	Required                 bool
+}
 
 // Settings lists every variable the distributor reads, in the order of --help.
 func Settings() []Setting {
 	var out []Setting
 	for _, s := range settings() {
-		out = append(out, Setting{s.env, s.flag, s.def, s.help})
+		out = append(out, Setting{s.env, s.flag, s.def, s.help, s.env == "ANALYZERS"})
 	}
 	return out
 }
@@ -160,49 +167,53 @@ func DefaultConfig() Config {
 		if s.def == "" {
 			continue
 		}
-		if err := s.set(&c, s.def); err != nil {
+		if err := c.apply(s, s.def); err != nil {
 			panic("proxy: bad default for " + s.env + ": " + err.Error())
 		}
 	}
 	return c
 }
 
-// LoadConfig reads the environment (through getenv) and then args as flags. Unset
-// variables take their defaults; a flag overrides its variable.
+// LoadConfig reads the config file (CONFIG_FILE or --config), the environment
+// (through getenv) and then args as flags. Unset variables take their defaults; a
+// flag overrides its variable, which overrides the file. The error lists every
+// problem found (ConfigErrors when there is more than one).
 func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	c := DefaultConfig()
 	all := settings()
+	errs := applyConfigFile(&c, configFilePath(args, getenv), all)
 	for _, s := range all {
 		if v := getenv(s.env); v != "" {
-			if err := s.set(&c, v); err != nil {
-				return c, &ConfigError{s.env, v, err.Error()}
+			if err := c.apply(s, v); err != nil {
+				errs = append(errs, &ConfigError{s.env, v, err.Error()})
 			}
 		}
 	}
 	fs := flag.NewFlagSet("sluice distributor", flag.ContinueOnError)
 	fs.SetOutput(usage)
-	var flagErr error
 	for _, s := range all {
 		s := s
 		fs.Func(s.flag, s.help+" (env "+s.env+", default "+strconv.Quote(s.def)+")", func(v string) error {
-			if err := s.set(&c, v); err != nil {
-				flagErr = &ConfigError{"-" + s.flag, v, err.Error()}
-				return err
+			if err := c.apply(s, v); err != nil {
+				errs = append(errs, &ConfigError{"-" + s.flag, v, err.Error()})
 			}
-			return nil
+			return nil // go on: --check lists every problem
 		})
 	}
-	if err := fs.Parse(args); err != nil {
-		if flagErr != nil {
-			return c, flagErr
-		}
+	fs.Bool("check", false, "validate the configuration (file, environment, flags) without serving: exit 0, or 2 listing every problem")
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return c, err
+	} else if err != nil {
+		errs = append(errs, err)
 	}
 	if fs.NArg() > 0 {
-		return c, &ConfigError{"arguments", strings.Join(fs.Args(), " "), "unexpected"}
+		errs = append(errs, &ConfigError{"arguments", strings.Join(fs.Args(), " "), "unexpected"})
 	}
-	if len(c.Analyzers) == 0 {
-		return c, &ConfigError{"ANALYZERS", "", "at least one analyzer is required, e.g. http://127.0.0.1:9001=0.5,http://127.0.0.1:9002=0.5"}
+	if len(c.Analyzers) == 0 && !namesAnalyzers(errs) {
+		errs = append(errs, &ConfigError{"ANALYZERS", "", "at least one analyzer is required, e.g. http://127.0.0.1:9001=0.5,http://127.0.0.1:9002=0.5"})
+	}
+	if err := configErr(errs); err != nil {
+		return c, err
 	}
 	if c.Loops == 0 {
 		c.Loops = runtime.GOMAXPROCS(0)

@@ -1,0 +1,215 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sluicelog/sluice/sched"
+)
+
+// SIGHUP re-reads the configuration (file, environment, flags: LoadConfig again)
+// and applies what can change while serving: the weights of the analyzers that are
+// running. Everything else that changed (ports, LOOPS, queue sizes, adding or
+// removing analyzers, ...) is logged by name and takes effect on restart. A file
+// that does not load or validate changes nothing. Reloads run one at a time on
+// Main's goroutine.
+
+func init() {
+	help["distributor_config_reloads_total"] = "Configuration reloads on SIGHUP, by result: success (applied what can change live) or failure (the running configuration was kept)."
+}
+
+// ReloadResult is what one reload did.
+type ReloadResult struct {
+	File     string   `json:"file"`
+	OK       bool     `json:"ok"`
+	Applied  []string `json:"applied,omitempty"`          // live changes, e.g. "weight of analyzer-1: 0.5 -> 0.8"
+	Restart  []string `json:"restart_required,omitempty"` // settings that changed and take effect on restart
+	Problems []string `json:"problems,omitempty"`         // why the file was refused
+}
+
+type reloader struct {
+	srv     *Server
+	args    []string
+	getenv  func(string) string
+	log     *slog.Logger
+	all     []setting
+	weights []float64 // by analyzer: the weight last loaded from the configuration
+	ok      *metrics.Counter
+	fail    *metrics.Counter
+}
+
+func newReloader(srv *Server, args []string, getenv func(string) string, log *slog.Logger) *reloader {
+	r := &reloader{
+		srv: srv, args: args, getenv: getenv, log: log, all: settings(),
+		ok:   srv.prom.set.GetOrCreateCounter(`distributor_config_reloads_total{result="success"}`),
+		fail: srv.prom.set.GetOrCreateCounter(`distributor_config_reloads_total{result="failure"}`),
+	}
+	for _, a := range srv.cfg.Analyzers {
+		r.weights = append(r.weights, a.Weight)
+	}
+	return r
+}
+
+// serve reloads on every SIGHUP and returns the first other signal.
+func (r *reloader) serve(sig <-chan os.Signal) os.Signal {
+	for s := range sig {
+		if s != syscall.SIGHUP {
+			return s
+		}
+		r.reload()
+	}
+	return nil
+}
+
+// reload re-reads the configuration and applies what can change live.
+func (r *reloader) reload() ReloadResult {
+	cur := r.srv.cfg
+	res := ReloadResult{File: cur.ConfigFile}
+	if cur.ConfigFile == "" {
+		r.log.Info("SIGHUP: no configuration file (CONFIG_FILE or --config), nothing to reload; still serving")
+		return res
+	}
+	next, err := LoadConfig(r.args, r.getenv, io.Discard)
+	if err != nil {
+		for _, p := range Problems(err) {
+			res.Problems = append(res.Problems, p.Error())
+		}
+		r.fail.Inc()
+		r.log.Error("config reload failed: keeping the running configuration", "file", res.File, "problems", res.Problems)
+		return res
+	}
+	res.OK = true
+	for _, s := range r.all {
+		if s.env == "ANALYZERS" {
+			continue
+		}
+		if old, now := cur.raw[s.env], next.raw[s.env]; !sameValue(s, old, now) {
+			res.Restart = append(res.Restart, s.env)
+			r.log.Warn("config reload: setting changed; it takes effect on restart", "setting", s.env,
+				"running", redacted(s.env, old), "file", redacted(s.env, now))
+		}
+	}
+	res.Applied, res.Restart = r.analyzers(cur.Analyzers, next.Analyzers, res.Restart)
+	r.ok.Inc()
+	r.log.Info("config reloaded", "file", res.File, "applied", res.Applied, "restart_required", res.Restart)
+	return res
+}
+
+// analyzers applies the new weights of the running analyzers (matched by address)
+// through the controller's operator-weight path, and lists additions, removals and
+// renames as needing a restart. A weight the file did not change is not touched,
+// so a weight set through the admin API stays until the file changes it.
+func (r *reloader) analyzers(cur, next []AnalyzerSpec, restart []string) (applied, _ []string) {
+	byAddr := map[string]int{}
+	for i, a := range cur {
+		byAddr[a.Addr] = i
+	}
+	seen := map[int]bool{}
+	var added, removed, renamed []string
+	for _, a := range next {
+		id, ok := byAddr[a.Addr]
+		if !ok {
+			added = append(added, a.URL)
+			continue
+		}
+		seen[id] = true
+		if a.Name != cur[id].Name {
+			renamed = append(renamed, cur[id].Name+" -> "+a.Name)
+		}
+		if math.Abs(a.Weight-r.weights[id]) > 1e-9 {
+			r.srv.ctl.setWeight(id, a.Weight)
+			applied = append(applied, fmt.Sprintf("weight of %s: %s -> %s", cur[id].Name, fmtWeight(r.weights[id]), fmtWeight(a.Weight)))
+			r.weights[id] = a.Weight
+		}
+	}
+	for i, a := range cur {
+		if !seen[i] {
+			removed = append(removed, a.URL)
+		}
+	}
+	if len(added)+len(removed)+len(renamed) > 0 {
+		restart = append(restart, "ANALYZERS")
+		r.log.Warn("config reload: analyzers added, removed or renamed; that takes effect on restart",
+			"added", added, "removed", removed, "renamed", renamed)
+	}
+	return applied, restart
+}
+
+func fmtWeight(w float64) string { return strconv.FormatFloat(w, 'f', -1, 64) }
+
+// sameValue reports whether two values of a setting mean the same ("500" and
+// "500.0" do), by running the setting's own parser on both.
+func sameValue(s setting, a, b string) bool {
+	if a == b {
+		return true
+	}
+	var ca, cb Config
+	if s.set(&ca, a) != nil || s.set(&cb, b) != nil {
+		return false
+	}
+	return reflect.DeepEqual(ca, cb)
+}
+
+// EffectiveConfig is GET /admin/config: every setting by its environment name with
+// the value in force (secrets "[redacted]"), the analyzers with their current
+// configured weights (admin API and reload changes included), and the file.
+type EffectiveConfig struct {
+	ConfigFile string               `json:"config_file"`
+	Settings   map[string]string    `json:"settings"`
+	Analyzers  []ConfiguredAnalyzer `json:"analyzers"`
+}
+
+// ConfiguredAnalyzer is one analyzer in EffectiveConfig.
+type ConfiguredAnalyzer struct {
+	Name   string  `json:"name"`
+	URL    string  `json:"url"`
+	Weight float64 `json:"weight"`
+}
+
+// EffectiveConfig reports the configuration in force. What a reload found changed
+// but needing a restart is not in force, so it is not shown.
+func (s *Server) EffectiveConfig() EffectiveConfig {
+	return effectiveConfig(s.cfg, s.View(), settings())
+}
+
+func effectiveConfig(cfg Config, v *sched.View, all []setting) EffectiveConfig {
+	out := EffectiveConfig{ConfigFile: cfg.ConfigFile, Settings: map[string]string{}, Analyzers: []ConfiguredAnalyzer{}}
+	items := make([]string, 0, len(cfg.Analyzers))
+	for i, a := range cfg.Analyzers {
+		w := a.Weight
+		if v != nil && i < len(v.Members) {
+			w = v.Members[i].Weight
+		}
+		out.Analyzers = append(out.Analyzers, ConfiguredAnalyzer{Name: a.Name, URL: a.URL, Weight: w})
+		items = append(items, a.URL+"="+fmtWeight(w))
+	}
+	for _, st := range all {
+		val := cfg.raw[st.env]
+		switch st.env {
+		case "ANALYZERS":
+			val = strings.Join(items, ",")
+		case "LOOPS":
+			val = strconv.Itoa(cfg.Loops) // 0 in the configuration means one per CPU
+		}
+		out.Settings[st.env] = redacted(st.env, val)
+	}
+	return out
+}
+
+// adminConfig serves GET /admin/config.
+func (s *Server) adminConfig(w http.ResponseWriter, r *http.Request) {
+	b, _ := json.MarshalIndent(s.EffectiveConfig(), "", "  ")
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(b, '\n'))
+}
