@@ -24,6 +24,7 @@ type controller struct {
 	setRetryAfter func(sec int32)  // where the Retry-After of 503s goes
 	drainSeconds  func() int32     // Retry-After while some analyzer takes packets
 	now           func() time.Time // the clock: time.Now, a fake one in tests
+	launch        func(id int)     // starts analyzer id's probe: go c.probe, a recorder in tests
 
 	// mu guards the members' controller-side fields (everything but their atomics)
 	// between the controller goroutine, admin calls (drain, weight) and metrics
@@ -92,6 +93,7 @@ func newController(cfg Config, board *sched.Board, log *slog.Logger, setRetryAft
 			Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true},
 		},
 	}
+	c.launch = func(id int) { go c.probe(id, c.members[id].spec.URL) }
 	for _, a := range cfg.Analyzers {
 		c.addLocked(a) // not yet shared: no lock needed
 	}
@@ -248,7 +250,7 @@ func (c *controller) probeDue(m *member, now time.Time) bool {
 
 func (c *controller) startProbeLocked(id int, m *member) {
 	m.probing = true
-	go c.probe(id, m.spec.URL)
+	c.launch(id)
 }
 
 // probed folds in one health probe.
@@ -290,7 +292,8 @@ func (c *controller) probed(r probeResult, now time.Time) {
 }
 
 // probe is GET /health with a timeout; 2xx is healthy. An analyzer that answers
-// "Sluice-Batch: 1" takes batches.
+// "Sluice-Batch: 1" takes batches. It runs on a goroutine of its own and hands its
+// result to the controller goroutine.
 func (c *controller) probe(id int, base string) {
 	r := probeResult{id: id}
 	resp, err := c.client.Get(base + "/health")
