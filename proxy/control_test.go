@@ -132,17 +132,9 @@ func TestSlowStartEndsThroughServer(t *testing.T) {
 	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
 	srv := startDistributor(t, joinAnalyzers(fakes, 0.5, 0.5), func(c *Config) { c.SlowStart = time.Second })
 	name := srv.View().Members[0].Name
-	admin := func(action string) AnalyzerHealth {
+	admin := func(action string) (a AnalyzerHealth) {
 		t.Helper()
-		resp, err := http.Post("http://"+srv.MetricsAddr()+"/admin/analyzers/"+name+"/"+action, "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var a AnalyzerHealth
-		if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
-			t.Fatal(err)
-		}
+		fetchJSON(t, http.MethodPost, "http://"+srv.MetricsAddr()+"/admin/analyzers/"+name+"/"+action, &a)
 		return a
 	}
 	admin("drain")
@@ -156,18 +148,29 @@ func TestSlowStartEndsThroughServer(t *testing.T) {
 	})
 }
 
-func getHealth(t *testing.T, base string) (HealthJSON, int) {
+func getHealth(t *testing.T, base string) (h HealthJSON, status int) {
 	t.Helper()
-	resp, err := http.Get(base + "/health")
+	status = fetchJSON(t, http.MethodGet, base+"/health", &h)
+	return h, status
+}
+
+// fetchJSON sends a bodiless request and decodes the JSON answer into v; it returns
+// the answer's status.
+func fetchJSON(t *testing.T, method, url string, v any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var h HealthJSON
-	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatal(err)
 	}
-	return h, resp.StatusCode
+	return resp.StatusCode
 }
 
 // deadAddr is a loopback address nothing listens on.
