@@ -86,9 +86,11 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Start listens on PORT (and METRICS_ADDR) and returns once both accept
-// connections.
+// Start probes every analyzer (waiting up to a second for the answers, so those
+// that are up take packets from the first request), listens on PORT (and
+// METRICS_ADDR) and returns once both accept connections.
 func (s *Server) Start() error {
+	s.ctl.firstProbes(min(s.ctl.client.Timeout, firstProbeWait))
 	go func() {
 		err := gnet.Run(&handler{srv: s}, "tcp://"+net.JoinHostPort("", strconv.Itoa(s.cfg.Port)),
 			gnet.WithMulticore(true),
@@ -107,7 +109,6 @@ func (s *Server) Start() error {
 	case err := <-s.runErr:
 		return fmt.Errorf("listen on port %d: %w", s.cfg.Port, err)
 	}
-	s.ctl.firstProbes(min(s.ctl.client.Timeout, firstProbeWait))
 	go s.ctl.run(s.ctx)
 	go s.drainEstimator(s.ctx, time.Now())
 	if s.cfg.MetricsAddr != "" {
