@@ -251,13 +251,14 @@ func (s *demoScreen) drawLocked() {
 // share, yellow while ramping or on trial, red when out.
 func colourDemoState(l string) string {
 	for state, colour := range map[string]string{
-		" " + proxy.StateHealthy + " ":   "32",
-		" " + proxy.StateSlowStart + " ": "33",
-		" " + proxy.StateHalfOpen + " ":  "33",
-		" " + proxy.StateOpen + " ":      "31",
-		" " + proxy.StateDrained + " ":   "31",
-		" killed ":                       "31",
-		" failing ":                      "31",
+		" " + proxy.StateHealthy.String() + " ":   "32",
+		" " + proxy.StateSlowStart.String() + " ": "33",
+		" " + proxy.StateHalfOpen.String() + " ":  "33",
+		" " + proxy.StateOpen.String() + " ":      "31",
+		" " + proxy.StateDrained.String() + " ":   "31",
+		" " + proxy.StateUnknown.String() + " ":   "31",
+		" killed ":                                "31",
+		" failing ":                               "31",
 	} {
 		if i := strings.Index(l, state); i >= 0 {
 			word := state[1 : len(state)-1]

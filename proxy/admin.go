@@ -81,7 +81,7 @@ func (s *Server) Health() (h HealthJSON, ok bool) {
 	v := s.View()
 	h = HealthJSON{Status: "healthy", HealthyAnalyzers: v.Healthy(), TotalAnalyzers: len(v.Members), Timestamp: time.Now().UTC().Format(time.RFC3339)}
 	for _, m := range v.Members {
-		h.Analyzers = append(h.Analyzers, AnalyzerHealth{Name: m.Name, URL: m.URL, State: m.State, Reason: m.Reason, Weight: m.Weight, EffectiveWeight: m.Effective, Batch: m.Batch})
+		h.Analyzers = append(h.Analyzers, AnalyzerHealth{Name: m.Name, URL: m.URL, State: m.State.String(), Reason: m.Reason, Weight: m.Weight, EffectiveWeight: m.Effective, Batch: m.Batch})
 	}
 	switch {
 	case h.HealthyAnalyzers == 0:
@@ -114,7 +114,7 @@ func (s *Server) MetricsJSON() MetricsJSON {
 		m.MessagesByAnalyzer[mem.Name] = d.RoutedMessages
 		m.QueueDepthByAnalyzer[mem.Name] = d.Queued
 		a := AnalyzerStats{
-			State: mem.State, Weight: mem.Weight, EffectiveWeight: mem.Effective,
+			State: mem.State.String(), Weight: mem.Weight, EffectiveWeight: mem.Effective,
 			RoutedPackets: d.RoutedPackets, DeliveredPackets: d.DeliveredPackets, DeliveredMessages: d.DeliveredMessages,
 			Queued: d.Queued, InFlight: d.InFlight, QueuedBytes: d.QueuedBytes, Rerouted: d.Rerouted, Retries: d.Retries,
 			Dropped: map[string]int64{}, Failures: map[string]int64{}, Connections: d.Conns,

@@ -3,30 +3,39 @@ package proxy
 import (
 	"math/rand/v2"
 	"time"
+
+	"github.com/sluicelog/sluice/sched"
 )
 
-// Breaker states, as exported in the View, /health and the metrics.
+// Analyzer states, as exported in the View, /health and the metrics. The type and
+// its names live in sched (sched.State); these are the same constants.
 const (
-	StateHealthy   = "healthy"    // closed, full weight
-	StateSlowStart = "slow_start" // closed, weight still ramping after a rejoin
-	StateOpen      = "open"       // taking nothing; waiting out its backoff
-	StateHalfOpen  = "half_open"  // a probe passed; a trickle of trial packets decides
-	StateDrained   = "drained"    // taken out by an operator
+	StateHealthy   = sched.StateHealthy   // closed, full weight
+	StateSlowStart = sched.StateSlowStart // closed, weight still ramping after a rejoin
+	StateOpen      = sched.StateOpen      // taking nothing; probed every DOWN_PROBE_INTERVAL_MS
+	StateHalfOpen  = sched.StateHalfOpen  // a probe passed; a trickle of trial packets decides
+	StateDrained   = sched.StateDrained   // taken out by an operator
+	StateUnknown   = sched.StateUnknown   // not probed yet: takes nothing until a probe answers
 )
 
-// breaker is one analyzer's circuit breaker.
+// breaker is one analyzer's circuit breaker. Its state is one of StateUnknown,
+// StateHealthy (closed), StateOpen and StateHalfOpen; slow start and drained are
+// the controller's, not the breaker's.
 //
-// closed → open: MAX_FAILURES failures in a row seen by one shard (connect errors,
-// timeouts, 5xx, malformed answers, lost connections), or a failed health probe.
+// unknown → closed: the first health probe answers 2xx. unknown → open: it does not.
+// closed → open: MAX_FAILURES failures in a row across all loops (connect errors,
+// timeouts, 5xx, malformed answers, lost connections), or failed health probes.
 // open → half-open: the backoff has passed and a GET /health probe succeeds. A
 // probe alone never closes it, so an analyzer whose /health is fine but whose
 // /ingest fails goes straight back to open on its first trial failure.
 // half-open → closed: trialNeeded trial packets were answered 2xx.
 // half-open → open: any failure; the backoff doubles (with jitter) up to a cap, so
-// a flapping analyzer is tried less and less often. It returns to its base after
-// the analyzer has stayed closed for calm.
+// a flapping analyzer gets trial traffic less and less often. It returns to its base
+// after the analyzer has stayed closed for calm. Failed probes while open do not
+// double it: the controller probes an open analyzer at the steady
+// DOWN_PROBE_INTERVAL_MS once the backoff has passed.
 type breaker struct {
-	state    string
+	state    sched.State
 	openedAt time.Time
 	closedAt time.Time
 	backoff  time.Duration // doubles per re-open, up to the cap
@@ -42,20 +51,21 @@ const (
 	trialNeeded = 3
 )
 
-// trip opens the breaker. It reports whether the state changed.
-func (b *breaker) trip(now time.Time, reason string, max time.Duration) bool {
+// trip opens the breaker; limit caps the backoff. It reports whether the state
+// changed.
+func (b *breaker) trip(now time.Time, reason string, limit time.Duration) bool {
 	b.reason = reason
 	if b.state == StateOpen {
 		return false
 	}
-	calm := 2 * max
+	calm := 2 * limit
 	switch {
 	case b.state == StateHalfOpen:
-		b.backoff = min(2*b.backoff, max)
+		b.backoff = min(2*b.backoff, limit)
 	case b.backoff == 0 || now.Sub(b.closedAt) > calm:
 		b.backoff = breakerBase
 	default:
-		b.backoff = min(2*b.backoff, max)
+		b.backoff = min(2*b.backoff, limit)
 	}
 	// ±20 % jitter, so analyzers that failed together are not retried together.
 	b.delay = time.Duration(float64(b.backoff) * (0.8 + 0.4*rand.Float64()))
@@ -64,23 +74,22 @@ func (b *breaker) trip(now time.Time, reason string, max time.Duration) bool {
 	return true
 }
 
-// rearm restarts an open breaker's wait with a doubled backoff: its trial probe
-// failed, so the analyzer is still down.
-func (b *breaker) rearm(now time.Time, reason string, limit time.Duration) {
-	b.reason = reason
-	b.backoff = min(2*max(b.backoff, breakerBase/2), limit)
-	b.delay = time.Duration(float64(b.backoff) * (0.8 + 0.4*rand.Float64()))
-	b.openedAt = now
-}
+// readyAt is when an open breaker has waited out its backoff.
+func (b *breaker) readyAt() time.Time { return b.openedAt.Add(b.delay) }
 
 // due reports whether an open breaker has waited out its backoff.
 func (b *breaker) due(now time.Time) bool {
-	return b.state == StateOpen && now.Sub(b.openedAt) >= b.delay
+	return b.state == StateOpen && !now.Before(b.readyAt())
 }
 
-// probeOK moves an open breaker whose backoff has passed to half-open.
+// probeOK folds in a passing health probe: an unknown breaker closes, an open one
+// whose backoff has passed moves to half-open. It reports whether the state changed.
 func (b *breaker) probeOK(now time.Time) bool {
-	if b.due(now) {
+	switch {
+	case b.state == StateUnknown:
+		b.state, b.closedAt = StateHealthy, now
+		return true
+	case b.due(now):
 		b.state, b.trialOK = StateHalfOpen, 0
 		b.trials++
 		return true
@@ -102,4 +111,4 @@ func (b *breaker) success(now time.Time) bool {
 }
 
 // closed reports whether packets may flow normally.
-func (b *breaker) closed() bool { return b.state == StateHealthy || b.state == "" }
+func (b *breaker) closed() bool { return b.state == StateHealthy }

@@ -3,6 +3,8 @@ package proxy
 import (
 	"testing"
 	"time"
+
+	"github.com/sluicelog/sluice/sched"
 )
 
 func TestBreakerTransitions(t *testing.T) {
@@ -64,15 +66,33 @@ func TestBreakerTransitions(t *testing.T) {
 	}
 }
 
-func TestBreakerRearmOnFailedProbe(t *testing.T) {
+func TestBreakerUnknownUntilProbed(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	b := breaker{state: StateHealthy}
-	b.trip(t0, "down", 10*time.Second)
-	b.rearm(t0.Add(time.Second), "probe failed", 10*time.Second)
-	if b.state != StateOpen || b.backoff != 2*breakerBase || !b.openedAt.Equal(t0.Add(time.Second)) {
-		t.Fatalf("rearm: state %s backoff %v openedAt %v", b.state, b.backoff, b.openedAt)
+	b := breaker{state: StateUnknown}
+	if b.closed() {
+		t.Fatalf("a new breaker is %s, want unknown and not closed", b.state)
 	}
-	if b.due(t0.Add(time.Second + b.delay - time.Millisecond)) {
-		t.Fatal("due before the rearmed delay ran out")
+	if !b.probeOK(t0) || !b.closed() {
+		t.Fatalf("an answered first probe must close an unknown breaker; state %s", b.state)
+	}
+	down := breaker{state: StateUnknown}
+	if !down.trip(t0, "connection refused", 10*time.Second) || down.state != StateOpen || down.backoff != breakerBase {
+		t.Fatalf("a failed first probe: state %s backoff %v, want open with %v", down.state, down.backoff, breakerBase)
+	}
+}
+
+func TestStateNames(t *testing.T) {
+	want := map[sched.State]string{StateHealthy: "healthy", StateSlowStart: "slow_start", StateHalfOpen: "half_open", StateOpen: "open", StateDrained: "drained", StateUnknown: "unknown"}
+	for s, name := range want {
+		if s.String() != name {
+			t.Errorf("%d.String() = %q, want %q", s, s.String(), name)
+		}
+		var back sched.State
+		if err := back.UnmarshalText([]byte(name)); err != nil || back != s {
+			t.Errorf("UnmarshalText(%q) = %v, %v", name, back, err)
+		}
+		if s.Healthy() != (s == StateHealthy || s == StateSlowStart) {
+			t.Errorf("%s.Healthy() = %v: healthy means closed (full weight or slow start) and not drained", s, s.Healthy())
+		}
 	}
 }

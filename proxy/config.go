@@ -37,6 +37,7 @@ type Config struct {
 	BatchLinger       time.Duration  // BATCH_LINGER_US: longest wait for a full batch or window before a write upstream
 	SlowStart         time.Duration  // SLOW_START_SEC: weight ramp after an analyzer rejoins
 	BreakerBackoffMax time.Duration  // BREAKER_BACKOFF_MAX_SEC: cap of the re-open backoff
+	DownProbeInterval time.Duration  // DOWN_PROBE_INTERVAL_MS: health probe interval while an analyzer is down
 	Spill             bool           // SPILL: when an analyzer's queue is full, place the packet on another (true) or answer 503 (false)
 	MaxBodyBytes      int64          // MAX_BODY_BYTES
 	MaxHeaderBytes    int            // MAX_HEADER_BYTES
@@ -109,6 +110,7 @@ func settings() []setting {
 		{"BATCH_LINGER_US", "batch-linger-us", "1000", "longest a queued packet waits for a full batch or window before it is sent to its analyzer, µs (0 = send at once)", atMost(1e6, durSetting(func(c *Config, d time.Duration) { c.BatchLinger = d }, time.Microsecond))},
 		{"SLOW_START_SEC", "slow-start-sec", "5", "weight ramp after an analyzer rejoins, s (0 = none)", durSetting(func(c *Config, d time.Duration) { c.SlowStart = d }, time.Second)},
 		{"BREAKER_BACKOFF_MAX_SEC", "breaker-backoff-max-sec", "30", "cap of the breaker's re-open backoff, s", durSetting(func(c *Config, d time.Duration) { c.BreakerBackoffMax = d }, time.Second)},
+		{"DOWN_PROBE_INTERVAL_MS", "down-probe-interval-ms", "1000", "GET /health probe interval while an analyzer is down or not yet heard from, ms", positive(durSetting(func(c *Config, d time.Duration) { c.DownProbeInterval = d }, time.Millisecond))},
 		{"SPILL", "spill", "true", "when an analyzer's queue is full, place the packet on another analyzer (true) or answer 503 (false)", boolSetting(func(c *Config, b bool) { c.Spill = b })},
 		{"MAX_BODY_BYTES", "max-body-bytes", "1048576", "largest accepted request body", int64Setting(func(c *Config, n int64) { c.MaxBodyBytes = n }, 64, 1<<30)},
 		{"MAX_HEADER_BYTES", "max-header-bytes", "16384", "largest accepted request header block", intSetting(func(c *Config, n int) { c.MaxHeaderBytes = n }, 256, 1<<20)},

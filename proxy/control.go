@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -13,35 +14,53 @@ import (
 
 // controller owns everything about analyzers that is not per packet: breakers,
 // health probes, slow start, operator overrides. It runs on one goroutine and
-// speaks to the loops only by publishing Views; loops speak to it through trip and
-// success, which set a flag and nudge it without blocking.
+// speaks to the loops only by publishing Views; loops speak to it through failed
+// and answered, which touch an atomic counter and, when something changed, set a
+// flag and nudge it without blocking.
 type controller struct {
-	srv     *Server
-	mu      sync.Mutex // guards members against admin calls
+	cfg           Config
+	board         *sched.Board
+	log           *slog.Logger
+	setRetryAfter func(sec int32)  // where the Retry-After of 503s goes
+	drainSeconds  func() int32     // Retry-After while some analyzer takes packets
+	now           func() time.Time // the clock: time.Now, a fake one in tests
+	launch        func(id int)     // starts analyzer id's probe: go c.probe, a recorder in tests
+
+	// mu guards the members' controller-side fields (everything but their atomics)
+	// between the controller goroutine, admin calls (drain, weight) and metrics
+	// reads. The slice itself is fixed once Start runs: loops index it unlocked.
+	mu      sync.Mutex
 	members []*member
 	wake    chan struct{}
 	probes  chan probeResult
 	client  *http.Client
 }
 
-// member is the controller's record of one analyzer.
+// member is the controller's record of one analyzer. The atomics are written by
+// the loops; everything else is guarded by controller.mu.
 type member struct {
 	spec       AnalyzerSpec
 	weight     float64 // configured (or operator-set) weight before normalisation
 	br         breaker
-	rejoined   time.Time // when it last closed, for slow start
+	rejoined   time.Time // when it last closed or was undrained, for slow start
+	ramping    bool      // in slow start: each step republishes until the ramp's end is published
 	drained    bool
 	batch      bool
 	probing    bool
-	probeFails int // probes in a row without an answer
-	nextProbe  time.Time
-	tripped    atomic.Bool  // set by a loop: MAX_FAILURES in a row
-	trialOK    atomic.Int32 // set by loops: trial packets answered while half-open
+	probeFails int       // probes in a row without an answer
+	nextProbe  time.Time // no probe starts before this
+	shown      sched.State
+	why        string // what made the last transition, for its log line
+
+	streak  atomic.Int32 // failures in a row across all loops; any 2xx answer resets it
+	tripped atomic.Bool  // MAX_FAILURES in a row (or a trial failure): open the breaker
+	trialOK atomic.Int32 // trial packets answered while half-open
 }
 
 // probeErrorsToOpen is how many probes in a row must fail to connect or time out
-// before they alone open a breaker. An analyzer that answers /health with an error
-// status is taken out at once: it said so itself.
+// before they alone open a closed breaker. An analyzer that answers /health with an
+// error status is taken out at once: it said so itself. One that was never heard
+// from (unknown) or is open gets no benefit of the doubt.
 const probeErrorsToOpen = 2
 
 type probeResult struct {
@@ -56,36 +75,66 @@ type probeResult struct {
 // timers and Retry-After without being nudged.
 const controlInterval = 100 * time.Millisecond
 
-func newController(srv *Server) *controller {
+// firstProbeWait bounds how long Start waits for the first probe round.
+const firstProbeWait = time.Second
+
+func newController(cfg Config, board *sched.Board, log *slog.Logger, setRetryAfter func(int32), drainSeconds func() int32) *controller {
 	c := &controller{
-		srv:    srv,
-		wake:   make(chan struct{}, 1),
-		probes: make(chan probeResult, len(srv.cfg.Analyzers)),
+		cfg:           cfg,
+		board:         board,
+		log:           log,
+		setRetryAfter: setRetryAfter,
+		drainSeconds:  drainSeconds,
+		now:           time.Now,
+		wake:          make(chan struct{}, 1),
+		probes:        make(chan probeResult, len(cfg.Analyzers)),
 		client: &http.Client{
-			Timeout:   max(srv.cfg.SenderTimeout, 2*time.Second),
+			Timeout:   max(cfg.SenderTimeout, 2*time.Second),
 			Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true},
 		},
 	}
-	now := time.Now()
-	for _, a := range srv.cfg.Analyzers {
-		m := &member{spec: a, weight: a.Weight, nextProbe: now}
-		m.br.state = StateHealthy
-		c.members = append(c.members, m)
+	c.launch = func(id int) { go c.probe(id, c.members[id].spec.URL) }
+	for _, a := range cfg.Analyzers {
+		c.addLocked(a) // not yet shared: no lock needed
 	}
 	return c
 }
 
-// trip is called by a loop when an analyzer failed MAX_FAILURES times in a row on
-// it (or once during its trial). It never blocks.
-func (c *controller) trip(id int) {
-	c.members[id].tripped.Store(true)
-	c.nudge()
+// addLocked makes spec a member: unknown, taking nothing, with its first probe due
+// at once (firstProbes or the next step starts it), so it becomes eligible as soon
+// as a probe answers. This is the path of every membership change; membership is
+// fixed once Start runs (shards have one dest per configured analyzer), so today
+// only newController calls it.
+func (c *controller) addLocked(spec AnalyzerSpec) {
+	m := &member{spec: spec, weight: spec.Weight, shown: StateUnknown}
+	m.br.state = StateUnknown
+	c.members = append(c.members, m)
 }
 
-// success is called by a loop for each trial packet answered 2xx while half-open.
-func (c *controller) success(id int) {
-	c.members[id].trialOK.Add(1)
-	c.nudge()
+// failed is called by a loop for each failed flight to analyzer id: MAX_FAILURES in
+// a row across all loops, or one while trial says the analyzer is half-open, open
+// its breaker. One atomic add per failure; it never blocks.
+func (c *controller) failed(id int, trial bool) {
+	m := c.members[id]
+	if n := m.streak.Add(1); n >= int32(c.cfg.MaxFailures) || trial {
+		m.streak.Store(0)
+		m.tripped.Store(true)
+		c.nudge()
+	}
+}
+
+// answered is called by a loop for each flight answered 2xx: it ends the failure
+// streak (one atomic load, a store only when there was a streak) and counts a
+// trial success while half-open. It never blocks.
+func (c *controller) answered(id int, trial bool) {
+	m := c.members[id]
+	if m.streak.Load() != 0 {
+		m.streak.Store(0)
+	}
+	if trial {
+		m.trialOK.Add(1)
+		c.nudge()
+	}
 }
 
 func (c *controller) nudge() {
@@ -95,95 +144,156 @@ func (c *controller) nudge() {
 	}
 }
 
+// firstProbes starts every due probe (at Start: every analyzer, all at once) and
+// folds in the answers that arrive within wait, so analyzers that are up are
+// eligible when Start returns. It runs before run; later answers reach run.
+func (c *controller) firstProbes(wait time.Duration) {
+	c.mu.Lock()
+	n := 0
+	now := c.now()
+	for id, m := range c.members {
+		if c.probeDue(m, now) {
+			c.startProbeLocked(id, m)
+			n++
+		}
+	}
+	c.mu.Unlock()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for ; n > 0; n-- {
+		select {
+		case r := <-c.probes:
+			c.probed(r, c.now())
+		case <-timer.C:
+			return
+		}
+	}
+}
+
 // run is the controller's goroutine.
 func (c *controller) run(ctx context.Context) {
 	t := time.NewTicker(controlInterval)
 	defer t.Stop()
-	c.publish(time.Now())
 	for {
+		c.step(c.now())
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.wake:
 		case r := <-c.probes:
-			c.probed(r)
+			c.probed(r, c.now())
 		case <-t.C:
 		}
-		c.step(time.Now())
 	}
 }
 
 // step folds in what the loops reported, starts due probes and publishes a View
-// when anything an event loop cares about changed (always while a ramp runs).
+// when anything an event loop cares about changed (always while a ramp runs, and
+// once more when it ends).
 func (c *controller) step(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	changed := false
 	for id, m := range c.members {
-		if m.tripped.Swap(false) && m.br.trip(now, "failing requests", c.srv.cfg.BreakerBackoffMax) {
-			c.srv.log.Warn("analyzer breaker opened", "analyzer", m.spec.Name, "reason", m.br.reason, "backoff", m.br.delay.String())
+		if m.tripped.Swap(false) && c.tripLocked(m, now, "failing requests") {
 			changed = true
 		}
 		if n := m.trialOK.Swap(0); n > 0 {
 			for range n {
 				if m.br.success(now) {
-					m.rejoined = now
-					c.srv.log.Info("analyzer breaker closed", "analyzer", m.spec.Name, "slow_start", c.srv.cfg.SlowStart.String())
+					c.rejoinLocked(m, now, "trial requests answered")
 					changed = true
 					break
 				}
 			}
 		}
-		if m.br.state == StateHealthy && now.Sub(m.rejoined) < c.srv.cfg.SlowStart {
+		if m.ramping {
 			changed = true // the ramp moves
+			if now.Sub(m.rejoined) >= c.cfg.SlowStart {
+				m.ramping, m.why = false, "slow start over"
+			}
 		}
-		if !m.probing && (now.After(m.nextProbe) || m.br.due(now)) {
-			m.probing = true
-			m.nextProbe = now.Add(c.srv.cfg.HealthInterval)
-			go c.probe(id, m.spec.URL)
+		if c.probeDue(m, now) {
+			c.startProbeLocked(id, m)
 		}
 	}
 	if changed {
 		c.publishLocked(now)
 	}
-	c.srv.updateRetryAfter(c.retryAfterLocked(now))
+	c.setRetryAfter(c.retryAfterLocked(now))
+}
+
+// tripLocked opens m's breaker; it reports whether it was not open already.
+func (c *controller) tripLocked(m *member, now time.Time, reason string) bool {
+	if !m.br.trip(now, reason, c.cfg.BreakerBackoffMax) {
+		return false
+	}
+	m.ramping, m.why = false, reason+"; trial after "+m.br.delay.Round(time.Millisecond).String()
+	m.nextProbe = now // probed as soon as the backoff has passed
+	return true
+}
+
+// rejoinLocked starts slow start for m (a closed breaker or an undrain).
+func (c *controller) rejoinLocked(m *member, now time.Time, why string) {
+	m.rejoined, m.ramping, m.why = now, c.cfg.SlowStart > 0, why
+	m.streak.Store(0)
+}
+
+// probeDue reports whether m's next probe should start: its interval has passed
+// and, while its breaker is open, so has the backoff.
+func (c *controller) probeDue(m *member, now time.Time) bool {
+	if m.probing || now.Before(m.nextProbe) {
+		return false
+	}
+	return m.br.state != StateOpen || m.br.due(now)
+}
+
+func (c *controller) startProbeLocked(id int, m *member) {
+	m.probing = true
+	c.launch(id)
 }
 
 // probed folds in one health probe.
-func (c *controller) probed(r probeResult) {
-	now := time.Now()
+func (c *controller) probed(r probeResult, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := c.members[r.id]
 	m.probing = false
-	if r.ok {
-		m.batch = r.batch && c.srv.cfg.BatchMax > 1
-	}
 	changed := false
-	if r.ok || r.status != 0 {
+	switch {
+	case r.ok:
+		m.batch = r.batch && c.cfg.BatchMax > 1
 		m.probeFails = 0
-	} else if m.probeFails++; m.probeFails < probeErrorsToOpen && m.br.state != StateOpen {
-		return // one lost probe on a busy machine is not an outage; traffic would show one
-	}
-	if !r.ok && m.br.state == StateOpen {
-		m.br.rearm(now, "health check failed: "+r.err, c.srv.cfg.BreakerBackoffMax)
-		changed = true
-	} else if !r.ok {
-		if m.br.trip(now, "health check failed: "+r.err, c.srv.cfg.BreakerBackoffMax) {
-			c.srv.log.Warn("analyzer breaker opened", "analyzer", m.spec.Name, "reason", m.br.reason, "backoff", m.br.delay.String())
+		if m.br.probeOK(now) {
+			m.streak.Store(0)
+			m.why = "health probe answered"
+			changed = true
 		}
-		changed = true
-	} else if m.br.probeOK(now) {
-		c.srv.log.Info("analyzer half-open: trial traffic", "analyzer", m.spec.Name)
-		changed = true
+	case r.status == 0 && (m.br.closed() || m.br.state == StateHalfOpen) && m.probeFails+1 < probeErrorsToOpen:
+		m.probeFails++ // one lost probe on a busy machine is not an outage; traffic would show one
+	default:
+		m.probeFails = 0
+		if c.tripLocked(m, now, "health check failed: "+r.err) {
+			changed = true
+		} else {
+			c.log.Debug("analyzer still down", "analyzer", m.spec.Name, "reason", m.br.reason)
+		}
 	}
-	if changed || m.batch != c.srv.board.Load().Members[r.id].Batch {
+	// An analyzer that is down (or was never heard from) is probed at the steady
+	// DOWN_PROBE_INTERVAL_MS, so one that returns is back within about that long.
+	if m.br.state == StateOpen || m.br.state == StateUnknown {
+		m.nextProbe = now.Add(c.cfg.DownProbeInterval)
+	} else {
+		m.nextProbe = now.Add(c.cfg.HealthInterval)
+	}
+	if changed || m.batch != c.board.Load().Members[r.id].Batch {
 		c.publishLocked(now)
 	}
 }
 
 // probe is GET /health with a timeout; 2xx is healthy. An analyzer that answers
-// "Sluice-Batch: 1" takes batches.
+// "Sluice-Batch: 1" takes batches. It runs on a goroutine of its own and hands its
+// result to the controller goroutine.
 func (c *controller) probe(id int, base string) {
 	r := probeResult{id: id}
 	resp, err := c.client.Get(base + "/health")
@@ -208,9 +318,11 @@ func (c *controller) publish(now time.Time) {
 	c.publishLocked(now)
 }
 
-// publishLocked builds and publishes the View. Weights are normalised over all
-// configured analyzers (not only the healthy ones), so shares among survivors keep
-// their ratios and /metrics-json shows what was configured.
+// publishLocked builds and publishes the View, and logs each analyzer whose state
+// changed since the last one (so every state change is logged exactly once).
+// Weights are normalised over all configured analyzers (not only the healthy ones),
+// so shares among survivors keep their ratios and /metrics-json shows what was
+// configured.
 func (c *controller) publishLocked(now time.Time) {
 	sum := 0.0
 	for _, m := range c.members {
@@ -223,22 +335,31 @@ func (c *controller) publishLocked(now time.Time) {
 		switch {
 		case m.drained:
 			mv.State, mv.Reason = StateDrained, "drained by operator"
+		case m.br.state == StateUnknown:
+			mv.State, mv.Reason = StateUnknown, "no health probe answered yet"
 		case m.br.state == StateOpen:
 			mv.State, mv.Reason = StateOpen, m.br.reason
 		case m.br.state == StateHalfOpen:
 			mv.State, mv.Reason = StateHalfOpen, "trial after: "+m.br.reason
 			mv.Effective = w * trialFraction
+		case m.ramping:
+			mv.State = StateSlowStart
+			mv.Effective = sched.Ramp(w, now.Sub(m.rejoined), c.cfg.SlowStart, slowStartFloor)
 		default:
 			mv.State, mv.Effective = StateHealthy, w
-			if since := now.Sub(m.rejoined); since < c.srv.cfg.SlowStart {
-				mv.State = StateSlowStart
-				mv.Effective = sched.Ramp(w, since, c.srv.cfg.SlowStart, slowStartFloor)
-			}
 		}
 		mv.Eligible = mv.Effective > 0
 		v.Members[i] = mv
+		if mv.State != m.shown {
+			level := slog.LevelInfo
+			if mv.State == StateOpen {
+				level = slog.LevelWarn
+			}
+			c.log.Log(context.Background(), level, "analyzer state changed", "analyzer", m.spec.Name, "from", m.shown.String(), "to", mv.State.String(), "reason", m.why)
+			m.shown = mv.State
+		}
 	}
-	c.srv.board.Publish(v)
+	c.board.Publish(v)
 }
 
 const (
@@ -246,27 +367,55 @@ const (
 	slowStartFloor = 0.1  // slow start begins at this fraction of the weight
 )
 
-// retryAfterLocked is the Retry-After for 503s: with nowhere to send, the time
-// until the next breaker trial; otherwise how long the queued packets take to
-// drain at the recent delivery rate. One second at least.
+// retryAfterLocked is the Retry-After for 503s. With nowhere to send, the whole
+// seconds until the soonest analyzer that is not drained can be back: its next
+// probe (and, while its backoff runs, the end of the backoff), 1 while a probe is
+// under way or none was answered yet. It only counts down between probes and is
+// never below 1. Otherwise how long the queued packets take to drain at the
+// recent delivery rate.
 func (c *controller) retryAfterLocked(now time.Time) int32 {
-	eligible := false
-	var soonest time.Duration = -1
-	for _, m := range c.members {
-		if !m.drained && m.br.state != StateOpen {
-			eligible = true
+	v := c.board.Load()
+	soonest := time.Duration(-1)
+	for i, m := range c.members {
+		if v.Members[i].Eligible {
+			return c.drainSeconds()
 		}
-		if m.br.state == StateOpen {
-			left := m.br.delay - now.Sub(m.br.openedAt)
-			if soonest < 0 || left < soonest {
-				soonest = left
+		if m.drained {
+			continue
+		}
+		left := time.Duration(0)
+		if m.br.state == StateOpen && !m.probing {
+			next := m.nextProbe
+			if r := m.br.readyAt(); r.After(next) {
+				next = r
 			}
+			left = next.Sub(now)
+		}
+		if soonest < 0 || left < soonest {
+			soonest = left
 		}
 	}
-	if !eligible && soonest > 0 {
-		return int32(soonest/time.Second) + 1
+	if soonest < 0 {
+		return c.drainSeconds() // everything drained: no probe brings one back
 	}
-	return c.srv.drainSeconds()
+	return int32(max((soonest+time.Second-1)/time.Second, 1))
+}
+
+// breakerCounts is what the metrics read of one analyzer's breaker.
+type breakerCounts struct {
+	opens  int64 // times opened
+	trials int64 // times moved to half-open
+}
+
+// breakerCounts copies every breaker's counters, in member order.
+func (c *controller) breakerCounts() []breakerCounts {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]breakerCounts, len(c.members))
+	for i, m := range c.members {
+		out[i] = breakerCounts{opens: m.br.opens, trials: m.br.trials}
+	}
+	return out
 }
 
 // setDrained takes an analyzer out of (or back into) rotation.
@@ -277,11 +426,12 @@ func (c *controller) setDrained(id int, drained bool) {
 	if m.drained == drained {
 		return
 	}
-	m.drained = drained
+	now := c.now()
+	m.drained, m.why = drained, "drained by operator"
 	if !drained {
-		m.rejoined = time.Now()
+		c.rejoinLocked(m, now, "undrained by operator")
 	}
-	c.publishLocked(time.Now())
+	c.publishLocked(now)
 }
 
 // setWeight changes an analyzer's configured weight at run time.
@@ -289,5 +439,5 @@ func (c *controller) setWeight(id int, w float64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.members[id].weight = w
-	c.publishLocked(time.Now())
+	c.publishLocked(c.now())
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"strconv"
@@ -8,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluicelog/sluice/sched"
 )
 
 // load sends packets from several goroutines until stopped, each over its own
@@ -74,7 +77,7 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 	}
 }
 
-func stateOf(srv *Server, i int) string { return srv.View().Members[i].State }
+func stateOf(srv *Server, i int) sched.State { return srv.View().Members[i].State }
 
 // delivered is how many messages each analyzer has answered 2xx for.
 func delivered(srv *Server) []int64 {
@@ -185,12 +188,24 @@ func TestFlappingAnalyzer(t *testing.T) {
 	}
 }
 
-// blackhole accepts TCP connections and never answers.
-func blackhole(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// listenOn listens on addr, retrying a moment while the old socket lingers.
+func listenOn(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	for i := 0; i < 100; i++ {
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			return ln
+		}
+		time.Sleep(10 * time.Millisecond) // the old socket may linger for a moment
 	}
+	t.Fatalf("listen on %s: %v", addr, err)
+	return nil
+}
+
+// blackhole accepts TCP connections on addr and never answers.
+func blackhole(t *testing.T, addr string) {
+	ln := listenOn(t, addr)
 	var mu sync.Mutex
 	var conns []net.Conn
 	go func() {
@@ -212,16 +227,18 @@ func blackhole(t *testing.T) string {
 		}
 		mu.Unlock()
 	})
-	return "http://" + ln.Addr().String()
 }
 
 // A blackholed analyzer (accepts TCP, never answers): what was sent to it times
-// out and goes to the others; its breaker opens; nothing is lost.
+// out and goes to the others; its breaker opens; nothing is lost. It is up at
+// first: one that never answered its first probe gets no traffic at all.
 func TestBlackholedAnalyzer(t *testing.T) {
-	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
-	hole := blackhole(t)
-	srv := startDistributor(t, fakes[0].url()+"=0.5,"+fakes[1].url()+"=0.3,"+hole+"=0.2", failureConfig)
+	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
+	srv := startDistributor(t, joinAnalyzers(fakes, 0.5, 0.3, 0.2), failureConfig)
 	l := startLoad(t, srv, 4, "b-", fixedSize(2))
+	waitFor(t, "traffic to the third analyzer", 10*time.Second, func() bool { return delivered(srv)[2] > 0 })
+	fakes[2].stop()
+	blackhole(t, fakes[2].addr)
 	waitFor(t, "the blackholed analyzer's breaker to open", 10*time.Second, func() bool { return stateOf(srv, 2) == StateOpen })
 	waitFor(t, "traffic to continue", 10*time.Second, func() bool {
 		d := delivered(srv)
@@ -318,7 +335,8 @@ func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 	checkDelivered(t, accepted, fakes, true)
 }
 
-// garbage accepts connections and answers every read with bytes that are not HTTP.
+// garbage accepts connections and answers every read with bytes that are not HTTP,
+// except health probes, which pass: the analyzer is up, its answers are broken.
 func garbage(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -334,10 +352,15 @@ func garbage(t *testing.T) string {
 				defer c.Close()
 				buf := make([]byte, 64<<10)
 				for {
-					if _, err := c.Read(buf); err != nil {
+					n, err := c.Read(buf)
+					if err != nil {
 						return
 					}
-					if _, err := c.Write([]byte("SPDY/9 what\r\n\r\n")); err != nil {
+					answer := "SPDY/9 what\r\n\r\n"
+					if bytes.HasPrefix(buf[:n], []byte("GET /health ")) {
+						answer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+					}
+					if _, err := c.Write([]byte(answer)); err != nil {
 						return
 					}
 				}
@@ -388,9 +411,8 @@ func TestHealthyProbeFailingIngest(t *testing.T) {
 	}
 	accepted := l.finish()
 	st := settledNothingLost(t, srv, 15*time.Second)
-	srv.ctl.mu.Lock()
-	opens, trials := srv.ctl.members[1].br.opens, srv.ctl.members[1].br.trials
-	srv.ctl.mu.Unlock()
+	b := srv.ctl.breakerCounts()[1]
+	opens, trials := b.opens, b.trials
 	if trials < 1 || opens < 2 {
 		t.Errorf("want trial traffic (half-open %d times) that re-opened the breaker (opened %d times)", trials, opens)
 	}

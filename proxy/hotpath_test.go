@@ -29,6 +29,7 @@ func benchShard(tb testing.TB, analyzers int) *shard {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	answerProbes(srv)
 	return newShard(srv, 0, nil)
 }
 

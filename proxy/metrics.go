@@ -36,7 +36,7 @@ var help = map[string]string{
 	"distributor_packets_by_analyzer_total":  "Packets routed to each analyzer, re-routes included.",
 	"distributor_messages_by_analyzer_total": "Messages routed to each analyzer, re-routes included.",
 	"distributor_queue_depth":                "Packets waiting in each analyzer's outboxes, not yet written.",
-	"distributor_healthy_analyzers":          "Analyzers that can take packets now.",
+	"distributor_healthy_analyzers":          "Healthy analyzers: breaker closed (full weight or slow start), not drained; half-open ones are not counted.",
 	"distributor_total_analyzers":            "Configured analyzers.",
 	"distributor_delivered_packets_total":    "Packets answered 2xx by each analyzer.",
 	"distributor_delivered_messages_total":   "Messages in packets answered 2xx by each analyzer.",
@@ -53,7 +53,7 @@ var help = map[string]string{
 	"distributor_analyzer_weight":            "Configured weight of each analyzer, normalised to sum to 1.",
 	"distributor_analyzer_effective_weight":  "Weight the scheduler uses now (0 while out, ramping during slow start).",
 	"distributor_analyzer_message_share":     "Each analyzer's share of delivered messages since start.",
-	"distributor_breaker_state":              "Breaker state per analyzer: 0 closed, 1 slow start, 2 half-open, 3 open, 4 drained.",
+	"distributor_breaker_state":              "Breaker state per analyzer: 0 closed, 1 slow start, 2 half-open, 3 open, 4 drained, 5 unknown (not yet probed).",
 	"distributor_breaker_opens_total":        "Times each analyzer's breaker opened (a flapping analyzer opens again and again).",
 	"distributor_connections":                "Open inbound connections.",
 	"distributor_accounting_outstanding":     "accepted - delivered - queued - in_flight - dropped; always 0.",
@@ -153,18 +153,16 @@ var counterTypes = map[string]bool{
 	"process_io_storage_written_bytes_total": true,
 }
 
-var stateCode = map[string]float64{StateHealthy: 0, StateSlowStart: 1, StateHalfOpen: 2, StateOpen: 3, StateDrained: 4}
-
 // WritePrometheus writes the whole exposition: sluice's families, then process
 // and Go runtime metrics, every family with HELP text.
 func (p *promSet) WritePrometheus(w io.Writer) {
 	shards := p.srv.shardSnapshots()
 	st := p.srv.sumStats(shards)
 	v := p.srv.View()
-	opens := breakerOpens(p.srv.ctl)
+	breakers := p.srv.ctl.breakerCounts()
 	var buf bytes.Buffer
 	p.mu.Lock()
-	p.update(&st, v, opens)
+	p.update(&st, v, breakers)
 	p.set.WritePrometheus(&buf)
 	p.mu.Unlock()
 	writeHistograms(&buf, shards, v)
@@ -172,19 +170,7 @@ func (p *promSet) WritePrometheus(w io.Writer) {
 	writeWithHelp(w, buf.Bytes())
 }
 
-// breakerOpens reads how often each analyzer's breaker opened, under the
-// controller's lock (the breakers are the controller's).
-func breakerOpens(c *controller) []int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]int64, len(c.members))
-	for i, m := range c.members {
-		out[i] = m.br.opens
-	}
-	return out
-}
-
-func (p *promSet) update(st *Stats, v *sched.View, opens []int64) {
+func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 	c := func(name string, n int64) { p.set.GetOrCreateCounter(name).Set(uint64(max(n, 0))) }
 	g := func(name string, x float64) { p.set.GetOrCreateGauge(name, nil).Set(x) }
 	tot := st.Total()
@@ -225,9 +211,9 @@ func (p *promSet) update(st *Stats, v *sched.View, opens []int64) {
 		g("distributor_upstream_connections"+l, float64(d.Conns))
 		g("distributor_analyzer_weight"+l, m.Weight)
 		g("distributor_analyzer_effective_weight"+l, m.Effective)
-		g("distributor_breaker_state"+l, stateCode[m.State])
-		if i < len(opens) {
-			c("distributor_breaker_opens_total"+l, opens[i])
+		g("distributor_breaker_state"+l, float64(m.State)) // the State's number is the documented code
+		if i < len(breakers) {
+			c("distributor_breaker_opens_total"+l, breakers[i].opens)
 		}
 		share := 0.0
 		if tot.DeliveredMessages > 0 {

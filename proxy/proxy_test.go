@@ -154,6 +154,16 @@ func (f *fakeAnalyzer) counts() (packets, messages int, ids map[string]int) {
 // startDistributor runs a distributor on loopback ports chosen by the kernel.
 func startDistributor(t *testing.T, analyzers string, tweak func(*Config)) *Server {
 	t.Helper()
+	logTo := io.Discard
+	if testing.Verbose() {
+		logTo = os.Stderr
+	}
+	return startDistributorLog(t, analyzers, tweak, slog.New(slog.NewTextHandler(logTo, nil)))
+}
+
+// startDistributorLog is startDistributor logging to log.
+func startDistributorLog(t *testing.T, analyzers string, tweak func(*Config), log *slog.Logger) *Server {
+	t.Helper()
 	cfg := DefaultConfig()
 	specs, err := ParseAnalyzers(analyzers)
 	if err != nil {
@@ -168,11 +178,7 @@ func startDistributor(t *testing.T, analyzers string, tweak func(*Config)) *Serv
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	logTo := io.Discard
-	if testing.Verbose() {
-		logTo = os.Stderr
-	}
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(logTo, nil)))
+	srv, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

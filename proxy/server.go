@@ -39,7 +39,7 @@ type Server struct {
 	drainSec   atomic.Int32 // backlog ÷ delivery rate, refreshed every second
 	conns      atomic.Int64 // inbound connections, for MAX_CONNS
 
-	mu       sync.Mutex
+	mu       sync.Mutex // guards byLoop and shards (loops add their shard on first use)
 	snapMu   sync.Mutex // guards each shard's lastSnap
 	byLoop   map[gnet.EventLoop]*shard
 	shards   []*shard
@@ -54,11 +54,9 @@ type Server struct {
 	adminSrv *http.Server
 	adminLn  net.Listener
 
-	lastDelivered int64
-	lastDrainAt   time.Time
-	dropLog       rateLog
-	upLog         rateLog
-	inLog         rateLog
+	dropLog rateLog
+	upLog   rateLog
+	inLog   rateLog
 }
 
 // New checks cfg and builds a Server; Start runs it.
@@ -81,16 +79,18 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.limit = newEmitterLimit(cfg.EmitterRate, cfg.EmitterBurst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.ctl = newController(s)
+	s.ctl = newController(cfg, &s.board, log, s.updateRetryAfter, s.drainSeconds)
 	s.ctl.publish(time.Now())
 	s.prom = newPromSet(s)
 	s.retryAfter.Store(1)
 	return s, nil
 }
 
-// Start listens on PORT (and METRICS_ADDR) and returns once both accept
-// connections.
+// Start probes every analyzer (waiting up to a second for the answers, so those
+// that are up take packets from the first request), listens on PORT (and
+// METRICS_ADDR) and returns once both accept connections.
 func (s *Server) Start() error {
+	s.ctl.firstProbes(min(s.ctl.client.Timeout, firstProbeWait))
 	go func() {
 		err := gnet.Run(&handler{srv: s}, "tcp://"+net.JoinHostPort("", strconv.Itoa(s.cfg.Port)),
 			gnet.WithMulticore(true),
@@ -110,7 +110,7 @@ func (s *Server) Start() error {
 		return fmt.Errorf("listen on port %d: %w", s.cfg.Port, err)
 	}
 	go s.ctl.run(s.ctx)
-	go s.drainEstimator(s.ctx)
+	go s.drainEstimator(s.ctx, time.Now())
 	if s.cfg.MetricsAddr != "" {
 		if err := s.startAdmin(); err != nil {
 			s.cancel()
@@ -251,10 +251,12 @@ func (s *Server) snapshotShard(sh *shard) Stats {
 // View is the analyzers' current state.
 func (s *Server) View() *sched.View { return s.board.Load() }
 
-// drainEstimator keeps the delivery rate that Retry-After is derived from.
-func (s *Server) drainEstimator(ctx context.Context) {
+// drainEstimator keeps the delivery rate that Retry-After is derived from. Its
+// clock starts at start (Start's time), when nothing had been delivered.
+func (s *Server) drainEstimator(ctx context.Context, start time.Time) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	lastDelivered, lastAt := int64(0), start
 	for {
 		select {
 		case <-ctx.Done():
@@ -262,20 +264,23 @@ func (s *Server) drainEstimator(ctx context.Context) {
 		case now := <-t.C:
 			st := s.Snapshot()
 			tot := st.Total()
-			s.mu.Lock()
-			rate := float64(tot.DeliveredPackets-s.lastDelivered) / now.Sub(s.lastDrainAt).Seconds()
-			s.lastDelivered, s.lastDrainAt = tot.DeliveredPackets, now
-			s.mu.Unlock()
-			sec := int32(1)
-			switch backlog := tot.Queued + tot.InFlight; {
-			case backlog > 0 && rate > 0:
-				sec = int32(float64(backlog)/rate) + 1
-			case backlog > 0:
-				sec = stalledRetryAfter // a backlog and nothing delivered: no estimate, so not "now"
-			}
-			s.drainSec.Store(min(sec, maxRetryAfter))
+			s.drainSec.Store(drainEstimate(tot.Queued+tot.InFlight, tot.DeliveredPackets-lastDelivered, now.Sub(lastAt)))
+			lastDelivered, lastAt = tot.DeliveredPackets, now
 		}
 	}
+}
+
+// drainEstimate is the seconds a backlog takes to drain when delivered packets
+// were delivered in the last elapsed: at least 1, at most maxRetryAfter.
+func drainEstimate(backlog, delivered int64, elapsed time.Duration) int32 {
+	switch {
+	case backlog <= 0:
+		return 1
+	case delivered <= 0 || elapsed <= 0:
+		return stalledRetryAfter // a backlog and nothing delivered: no estimate, so not "now"
+	}
+	sec := float64(backlog)*elapsed.Seconds()/float64(delivered) + 1
+	return int32(min(sec, float64(maxRetryAfter)))
 }
 
 // stalledRetryAfter is the Retry-After while packets wait and none was delivered in

@@ -70,7 +70,6 @@ type dest struct {
 	eligible bool
 	batch    bool
 	trial    bool // breaker half-open: every answer is reported to the controller
-	streak   int  // consecutive failures seen by this shard
 	dirty    bool
 	st       *DestStats
 }
@@ -128,9 +127,6 @@ func (s *shard) sync() {
 	s.cred.SetWeights(s.weights)
 	for i, d := range s.dests {
 		m := &v.Members[i]
-		if m.Eligible && !d.eligible {
-			d.streak = 0 // back in: past failures are the breaker's business now
-		}
 		d.eligible, d.batch, d.trial = m.Eligible, m.Batch, m.State == StateHalfOpen
 		if d.eligible {
 			s.markDirty(d) // dial and flush anything that waited

@@ -272,10 +272,7 @@ func (s *shard) onResponses(u *upstream, c gnet.Conn) gnet.Action {
 			if f.batch {
 				d.st.Batches++
 			}
-			d.streak = 0
-			if d.trial {
-				s.srv.ctl.success(d.id)
-			}
+			s.srv.ctl.answered(d.id, d.trial)
 		default:
 			kind := failStatus5xx
 			if status >= 400 && status < 500 && status != 429 && status != 408 {
@@ -358,15 +355,9 @@ func (s *shard) closed(u *upstream, err error) {
 	s.markDirty(d)
 }
 
-// failure counts one failure against d on this shard; MAX_FAILURES in a row trip
-// the analyzer's breaker.
-func (s *shard) failure(d *dest) {
-	d.streak++
-	if d.streak >= s.srv.cfg.MaxFailures || d.trial {
-		d.streak = 0
-		s.srv.ctl.trip(d.id)
-	}
-}
+// failure counts one failure against d; MAX_FAILURES in a row, counted across
+// all loops, trip the analyzer's breaker.
+func (s *shard) failure(d *dest) { s.srv.ctl.failed(d.id, d.trial) }
 
 // span is one planned request: its head in shard.heads and how many packets it carries.
 type span struct{ start, end, n int }

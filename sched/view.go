@@ -1,6 +1,53 @@
 package sched
 
-import "sync/atomic"
+import (
+	"errors"
+	"strconv"
+	"sync/atomic"
+)
+
+// State is an analyzer's state as every surface reports it: the View, /health,
+// /metrics-json and the distributor_breaker_state gauge, whose value is the State's
+// number (so the order below is part of the metrics contract).
+type State uint8
+
+const (
+	StateHealthy   State = iota // breaker closed, full weight
+	StateSlowStart              // breaker closed, weight still ramping after a rejoin
+	StateHalfOpen               // a probe passed; a trickle of trial packets decides
+	StateOpen                   // taking nothing; probed until it answers again
+	StateDrained                // taken out by an operator
+	StateUnknown                // not yet probed: taking nothing until a probe answers
+)
+
+var stateNames = [...]string{"healthy", "slow_start", "half_open", "open", "drained", "unknown"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "State(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Healthy is the one definition of a healthy analyzer, used by /health's
+// healthy_analyzers, the distributor_healthy_analyzers gauge and /metrics-json: its
+// breaker is closed (full weight or ramping up in slow start) and no operator
+// drained it. Half-open (trial traffic only), open, drained and unknown are not.
+func (s State) Healthy() bool { return s == StateHealthy || s == StateSlowStart }
+
+// MarshalText writes the State's name, so JSON carries "healthy", not a number.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a State's name.
+func (s *State) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if n == string(b) {
+			*s = State(i)
+			return nil
+		}
+	}
+	return errors.New("sched: unknown analyzer state " + strconv.Quote(string(b)))
+}
 
 // Member is one analyzer as every shard sees it in a View. Index in View.Members is
 // the analyzer's id for the life of the process.
@@ -12,8 +59,8 @@ type Member struct {
 	// Effective is the weight the scheduler uses now: Weight while the analyzer is
 	// healthy, a ramp during slow start, 0 while it must not take new packets.
 	Effective float64
-	Eligible  bool   // Effective > 0
-	State     string // "healthy", "slow_start", "open", "half_open", "drained", "unknown"
+	Eligible  bool // Effective > 0
+	State     State
 	Reason    string // why it is out, for /health; empty when healthy
 	Batch     bool   // analyzer accepts POST /ingest/batch
 }
@@ -38,11 +85,12 @@ func (v *View) Effective(dst []float64) []float64 {
 	return dst
 }
 
-// Healthy counts members that can take packets.
+// Healthy counts healthy members (State.Healthy). Half-open members can take
+// trial packets (Eligible) but are not counted.
 func (v *View) Healthy() int {
 	n := 0
 	for i := range v.Members {
-		if v.Members[i].Eligible {
+		if v.Members[i].State.Healthy() {
 			n++
 		}
 	}
