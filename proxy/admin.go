@@ -242,6 +242,15 @@ func (s *Server) guard(rt adminRoute) http.HandlerFunc {
 	}
 }
 
+// adminHandler is the admin listener's mux, every route behind its guard.
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range s.adminRoutes() {
+		mux.HandleFunc(rt.pattern, s.guard(rt))
+	}
+	return mux
+}
+
 // startAdmin serves Prometheus, JSON, probes, pprof and the admin API on
 // METRICS_ADDR with net/http: nothing here is on the data path.
 func (s *Server) startAdmin() error {
@@ -250,11 +259,7 @@ func (s *Server) startAdmin() error {
 		return &ConfigError{"METRICS_ADDR", s.cfg.MetricsAddr, err.Error()}
 	}
 	s.adminLn = ln
-	mux := http.NewServeMux()
-	for _, rt := range s.adminRoutes() {
-		mux.HandleFunc(rt.pattern, s.guard(rt))
-	}
-	s.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.adminSrv = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = s.adminSrv.Serve(ln) }()
 	s.log.Info("admin API listening", "addr", ln.Addr().String(), "access", adminAccess(&s.cfg))
 	return nil

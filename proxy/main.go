@@ -12,8 +12,9 @@ import (
 
 // Main is `sluice distributor`: configuration from the environment and flags, run
 // until SIGINT/SIGTERM, then drain. Exit status 2 means bad configuration.
+// A variable set to "" counts as set (METRICS_ADDR="" turns the admin port off).
 func Main(args []string) int {
-	cfg, err := LoadConfig(args, Getenv, os.Stderr)
+	cfg, err := LoadConfigLookup(args, LookupEnv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -46,3 +47,6 @@ func Main(args []string) int {
 	}
 	return 0
 }
+
+// LookupEnv is os.LookupEnv, named for LoadConfigLookup's callers.
+var LookupEnv = os.LookupEnv
