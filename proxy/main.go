@@ -31,12 +31,14 @@ func Main(args []string) int {
 		fmt.Fprintln(os.Stderr, "sluice distributor:", err)
 		return 2
 	}
+	// Catch the signals before announcing the listeners: a SIGTERM sent as soon as
+	// "distributor listening" is logged must drain, not kill.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	if err := srv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "sluice distributor:", err)
 		return 1
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	got := <-sig
 	log.Info("signal received: draining", "signal", got.String(), "timeout", cfg.ShutdownTimeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
