@@ -45,37 +45,32 @@ func trimNewline(v string) string { return strings.TrimRight(v, "\r\n") }
 // printed in the configuration error, and this one must never be printed.
 func adminTokenSetting(c *Config, v string) error {
 	c.AdminToken = Secret{v: trimNewline(v)}
-	c.adminTokenInline = c.AdminToken.IsSet()
 	return nil
 }
 
-// adminTokenFileSetting is ADMIN_TOKEN_FILE: the token is read once, at start, so a
-// file that cannot be read or holds nothing stops the distributor from starting.
+// adminTokenFileSetting is ADMIN_TOKEN_FILE; LoadConfig reads the file once all
+// settings are in (resolveAdminToken).
 func adminTokenFileSetting(c *Config, path string) error {
 	c.AdminTokenFile = path
-	if path == "" {
-		if !c.adminTokenInline {
-			c.AdminToken = Secret{} // a flag's "" overrides the variable's file
-		}
-		return nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("cannot read the admin token: %w", err)
-	}
-	tok := trimNewline(string(b))
-	if tok == "" {
-		return errors.New("the admin token file is empty")
-	}
-	c.AdminToken = Secret{v: tok}
 	return nil
 }
 
-// checkAdminToken refuses ADMIN_TOKEN and ADMIN_TOKEN_FILE together: which one was
-// meant is a guess sluice does not make.
-func (c *Config) checkAdminToken() error {
-	if c.adminTokenInline && c.AdminTokenFile != "" {
+// resolveAdminToken reads ADMIN_TOKEN_FILE into AdminToken. A file that cannot be
+// read or holds nothing stops the start, and so does ADMIN_TOKEN set as well:
+// which one was meant is a guess sluice does not make.
+func (c *Config) resolveAdminToken() error {
+	if c.AdminTokenFile == "" {
+		return nil
+	}
+	if c.AdminToken.IsSet() {
 		return &ConfigError{"ADMIN_TOKEN_FILE", c.AdminTokenFile, "ADMIN_TOKEN is set too; set one of them"}
+	}
+	b, err := os.ReadFile(c.AdminTokenFile)
+	if err != nil {
+		return &ConfigError{"ADMIN_TOKEN_FILE", c.AdminTokenFile, "cannot read the admin token: " + err.Error()}
+	}
+	if c.AdminToken = (Secret{v: trimNewline(string(b))}); !c.AdminToken.IsSet() {
+		return &ConfigError{"ADMIN_TOKEN_FILE", c.AdminTokenFile, "the admin token file is empty"}
 	}
 	return nil
 }

@@ -32,8 +32,7 @@ type Config struct {
 	MetricsAddr       string         // METRICS_ADDR: Prometheus, pprof and admin API
 	ListenAddr        string         // LISTEN_ADDR: ingest host:port; wins over PORT when set
 	AdminToken        Secret         // ADMIN_TOKEN, or the contents of ADMIN_TOKEN_FILE
-	AdminTokenFile    string         // ADMIN_TOKEN_FILE: path of a file holding the admin token
-	adminTokenInline  bool           // ADMIN_TOKEN was given (with ADMIN_TOKEN_FILE too is an error)
+	AdminTokenFile    string         // ADMIN_TOKEN_FILE: path of a file holding the admin token (LoadConfig reads it)
 	Loops             int            // LOOPS: event loops (shards); default GOMAXPROCS
 	UpstreamConns     int            // UPSTREAM_CONNS: keep-alive connections per analyzer per loop
 	PipelineDepth     int            // PIPELINE_DEPTH: requests in flight per upstream connection
@@ -213,7 +212,7 @@ func LoadConfigLookup(args []string, lookup func(string) (string, bool), usage i
 	if c.Loops == 0 {
 		c.Loops = runtime.GOMAXPROCS(0)
 	}
-	return c, c.checkAdminToken()
+	return c, c.resolveAdminToken()
 }
 
 // ParseAnalyzers parses "url=weight,url=weight". Weights must be positive; they are
