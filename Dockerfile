@@ -13,7 +13,13 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/sluice .
+# What `sluice version` and distributor_build_info report (the context has no .git):
+#   docker build --build-arg VERSION=$(git describe --tags --always --dirty) \
+#                --build-arg COMMIT=$(git rev-parse --short HEAD) .
+# Left empty they read "dev" and "unknown".
+ARG VERSION=
+ARG COMMIT=
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/sluicelog/sluice/buildinfo.version=${VERSION} -X github.com/sluicelog/sluice/buildinfo.commit=${COMMIT}" -o /out/sluice .
 
 # distroless/static: CA certificates, /etc/passwd with a nonroot user, tzdata and
 # nothing else; no shell, no package manager.

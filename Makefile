@@ -10,7 +10,7 @@ FUZZ     := codec:FuzzParseRequest codec:FuzzValidatePacket codec:FuzzValidatePa
 all: build
 
 build:
-	$(GO) build -trimpath -o $(BIN) .
+	$(GO) build -trimpath -ldflags "-X github.com/sluicelog/sluice/buildinfo.version=$$(git describe --tags --always --dirty 2>/dev/null) -X github.com/sluicelog/sluice/buildinfo.commit=$$(git rev-parse --short HEAD 2>/dev/null)" -o $(BIN) .
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

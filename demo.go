@@ -380,7 +380,7 @@ func (d *demo) printWhereToLook() {
 	fmt.Fprintf(&b, "  curl -s %s/metrics-json\n", d.ingestURL)
 	fmt.Fprintf(&b, "  curl -s %s/metrics\n", d.adminURL)
 	fmt.Fprintf(&b, "  curl -s http://%s/stats          (what %s itself counted)\n", d.members[0].a.Addr(), d.members[0].name)
-	fmt.Fprintf(&b, "  curl -s -X POST %s/admin/analyzers/%s/drain\n", d.adminURL, d.members[0].name)
+	fmt.Fprintf(&b, "  curl -s -X POST -H 'Content-Type: application/json' %s/admin/analyzers/%s/drain\n", d.adminURL, d.members[0].name)
 	d.scr.print(b.String())
 }
 
@@ -477,7 +477,7 @@ func (d *demo) member(s string) *demoAnalyzer {
 // admin calls the distributor's admin API, as an operator would with curl.
 func (d *demo) admin(name, action string) {
 	url := d.adminURL + "/admin/analyzers/" + name + "/" + action
-	resp, err := d.client.Post(url, "", nil)
+	resp, err := d.client.Post(url, "application/json", nil)
 	if err != nil {
 		d.scr.event("demo: POST " + url + ": " + err.Error())
 		return

@@ -6,6 +6,7 @@
 //	sluice analyzer      the reference analyzer
 //	sluice emitter       the load generator
 //	sluice demo          distributor + three analyzers + emitter + live view on loopback
+//	sluice version       version, commit and Go version of this build
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"os"
 
 	"github.com/sluicelog/sluice/analyzer"
+	"github.com/sluicelog/sluice/buildinfo"
 	"github.com/sluicelog/sluice/emitter"
 	"github.com/sluicelog/sluice/proxy"
 )
@@ -24,6 +26,7 @@ commands:
   analyzer      the reference analyzer
   emitter       generate load against a distributor
   demo          run a local pipeline with a live view (what "make run" starts)
+  version       print the version, commit and Go version (also --version)
 
 "sluice <command> -h" lists a command's flags; each also reads environment variables.
 `
@@ -46,6 +49,9 @@ func run(args []string) int {
 		return emitter.Main(args[1:])
 	case "demo":
 		return demoMain(args[1:])
+	case "version", "-version", "--version":
+		fmt.Fprintln(os.Stdout, buildinfo.Get())
+		return 0
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return 0

@@ -21,7 +21,7 @@ func TestREADMEListsEveryVariable(t *testing.T) {
 		if s.Required {
 			def = "(required)"
 		} else if s.Default == "" {
-			def = "(none)"
+			def = "(unset)" // optional, nothing by default
 		}
 		row := "| `" + s.Env + "` | `--" + s.Flag + "` | " + def + " |"
 		if !strings.Contains(readme, row) {

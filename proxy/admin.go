@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -146,6 +148,10 @@ func (s *Server) render(page int) (int, []byte, string) {
 	case pageMetricsJSON:
 		b, _ := sonic.Marshal(s.MetricsJSON())
 		return 200, b, "application/json"
+	case pageLivez:
+		return probeAnswer("not_live", s.Live())
+	case pageReadyz:
+		return probeAnswer("not_ready", s.Ready())
 	default:
 		var buf bytes.Buffer
 		s.prom.WritePrometheus(&buf)
@@ -173,15 +179,17 @@ func (s *Server) renderAsync(c gnet.Conn, in *ingress, page int, keep, head bool
 	}()
 }
 
-// startAdmin serves Prometheus, JSON, pprof and the admin API on METRICS_ADDR with
-// net/http: nothing here is on the data path.
-func (s *Server) startAdmin() error {
-	ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
-	if err != nil {
-		return &ConfigError{"METRICS_ADDR", s.cfg.MetricsAddr, err.Error()}
-	}
-	s.adminLn = ln
-	mux := http.NewServeMux()
+// adminRoute is one path of the admin listener.
+type adminRoute struct {
+	pattern string // net/http ServeMux pattern, without a method
+	allow   string // methods answered, as in an Allow header; "" = no such page (404)
+	open    bool   // scrapers and probes: any peer, no token
+	serve   http.HandlerFunc
+}
+
+// adminRoutes is every path of the admin listener. What is not open is closed:
+// the admin API, pprof and unknown paths need the token (or a loopback peer).
+func (s *Server) adminRoutes() []adminRoute {
 	page := func(p int) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			status, body, ctype := s.render(p)
@@ -190,53 +198,118 @@ func (s *Server) startAdmin() error {
 			_, _ = w.Write(body)
 		}
 	}
-	mux.HandleFunc("GET /metrics", page(pageMetrics))
-	mux.HandleFunc("GET /metrics-json", page(pageMetricsJSON))
-	mux.HandleFunc("GET /health", page(pageHealth))
-	mux.HandleFunc("GET /admin/analyzers", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, s.MetricsJSON().Analyzers)
-	})
-	mux.HandleFunc("POST /admin/analyzers/{name}/{action}", s.adminAction)
-	mux.HandleFunc("GET /admin/config", s.adminConfig)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	const get = "GET, HEAD"
+	return []adminRoute{
+		{"/metrics", get, true, page(pageMetrics)},
+		{"/metrics-json", get, true, page(pageMetricsJSON)},
+		{"/health", get, true, page(pageHealth)},
+		{"/livez", get, true, page(pageLivez)},
+		{"/readyz", get, true, page(pageReadyz)},
+		{"/admin/analyzers", get, false, func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, 200, s.MetricsJSON().Analyzers)
+		}},
+		{"/admin/analyzers/{name}/{action}", "POST", false, s.adminAction},
+		{"/admin/config", get, false, s.adminConfig},
+		{"/debug/pprof/", get, false, pprof.Index},
+		{"/debug/pprof/cmdline", get, false, pprof.Cmdline},
+		{"/debug/pprof/profile", get, false, pprof.Profile},
+		{"/debug/pprof/symbol", get, false, pprof.Symbol},
+		{"/debug/pprof/trace", get, false, pprof.Trace},
+		{"/", "", false, nil},
+	}
+}
+
+// guard runs a route's checks in order: who (401/403), which method (405 with
+// Allow), whether a browser on another site could have sent it (403/415).
+func (s *Server) guard(rt adminRoute) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !rt.open && !s.authorize(w, r) {
+			return
+		}
+		if rt.allow == "" {
+			writeError(w, http.StatusNotFound, "not found")
+			return
+		}
+		if !slices.Contains(strings.Split(rt.allow, ", "), r.Method) {
+			w.Header().Set("Allow", rt.allow)
+			first, _, _ := strings.Cut(rt.allow, ",")
+			writeError(w, http.StatusMethodNotAllowed, "method not allowed, use "+first)
+			return
+		}
+		if !rt.open && !sameSiteJSON(w, r) {
+			return
+		}
+		rt.serve(w, r)
+	}
+}
+
+// adminHandler is the admin listener's mux, every route behind its guard.
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range s.adminRoutes() {
+		mux.HandleFunc(rt.pattern, s.guard(rt))
+	}
+	return mux
+}
+
+// startAdmin serves Prometheus, JSON, probes, pprof and the admin API on
+// METRICS_ADDR with net/http: nothing here is on the data path.
+func (s *Server) startAdmin() error {
+	ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+	if err != nil {
+		return &ConfigError{"METRICS_ADDR", s.cfg.MetricsAddr, err.Error()}
+	}
+	s.adminLn = ln
+	s.adminSrv = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = s.adminSrv.Serve(ln) }()
+	s.log.Info("admin API listening", "addr", ln.Addr().String(), "access", adminAccess(&s.cfg))
 	return nil
 }
 
-// adminAction is POST /admin/analyzers/{name}/drain|undrain|weight?value=W.
+// adminAction is POST /admin/analyzers/{name}/drain|undrain|weight. The weight comes
+// from ?value=W or a JSON body {"value":W}; drain and undrain take an empty body.
 func (s *Server) adminAction(w http.ResponseWriter, r *http.Request) {
-	id := -1
-	for i, a := range s.cfg.Analyzers {
-		if a.Name == r.PathValue("name") {
-			id = i
-		}
-	}
+	name, action := r.PathValue("name"), r.PathValue("action")
+	id := slices.IndexFunc(s.cfg.Analyzers, func(a AnalyzerSpec) bool { return a.Name == name })
 	if id < 0 {
-		writeJSON(w, 404, map[string]string{"error": "no analyzer named " + strconv.Quote(r.PathValue("name"))})
+		writeError(w, http.StatusNotFound, "no analyzer named "+strconv.Quote(name))
 		return
 	}
-	switch r.PathValue("action") {
+	var body struct {
+		Value *float64 `json:"value"`
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<10))
+	if err == nil && len(bytes.TrimSpace(raw)) > 0 {
+		err = sonic.Unmarshal(raw, &body)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, `body must be empty or a JSON object such as {"value":0.4}`)
+		return
+	}
+	before := s.View().Members[id]
+	switch action {
 	case "drain":
 		s.ctl.setDrained(id, true)
 	case "undrain":
 		s.ctl.setDrained(id, false)
 	case "weight":
 		v, err := strconv.ParseFloat(strings.TrimSpace(r.URL.Query().Get("value")), 64)
-		if err != nil || v <= 0 || v > 1e9 {
-			writeJSON(w, 400, map[string]string{"error": "value must be a positive number"})
+		if body.Value != nil && !r.URL.Query().Has("value") {
+			v, err = *body.Value, nil
+		}
+		if err != nil || !(v > 0 && v <= 1e9) {
+			writeError(w, http.StatusBadRequest, "value must be a positive number")
 			return
 		}
 		s.ctl.setWeight(id, v)
 	default:
-		writeJSON(w, 404, map[string]string{"error": "unknown action; use drain, undrain or weight?value=W"})
+		writeError(w, http.StatusNotFound, "unknown action; use drain, undrain or weight")
 		return
 	}
-	s.log.Info("admin action", "analyzer", s.cfg.Analyzers[id].Name, "action", r.PathValue("action"), "value", r.URL.Query().Get("value"))
+	after := s.View().Members[id]
+	s.log.Info("admin change", "client", r.RemoteAddr, "analyzer", name, "action", action,
+		"state", before.State.String()+" -> "+after.State.String(),
+		"weight", strconv.FormatFloat(before.Weight, 'g', 4, 64)+" -> "+strconv.FormatFloat(after.Weight, 'g', 4, 64))
 	h, _ := s.Health()
 	writeJSON(w, 200, h.Analyzers[id])
 }

@@ -30,6 +30,9 @@ type Config struct {
 	HealthInterval    time.Duration  // HEALTH_CHECK_INTERVAL_SEC
 	MaxFailures       int            // MAX_FAILURES: consecutive failures that open a breaker
 	MetricsAddr       string         // METRICS_ADDR: Prometheus, pprof and admin API
+	ListenAddr        string         // LISTEN_ADDR: ingest host:port; wins over PORT when set
+	AdminToken        Secret         // ADMIN_TOKEN, or the contents of ADMIN_TOKEN_FILE
+	AdminTokenFile    string         // ADMIN_TOKEN_FILE: path of a file holding the admin token (LoadConfig reads it)
 	Loops             int            // LOOPS: event loops (shards); default GOMAXPROCS
 	UpstreamConns     int            // UPSTREAM_CONNS: keep-alive connections per analyzer per loop
 	PipelineDepth     int            // PIPELINE_DEPTH: requests in flight per upstream connection
@@ -69,7 +72,7 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	return fmt.Sprintf("%s=%q: %s", e.Name, redacted(e.Name, e.Value), e.Problem)
+	return fmt.Sprintf("%s=%q: %s", e.Name, redactSetting(e.Name, e.Value), e.Problem)
 }
 
 // setting is one configuration variable: its env name, flag name, default and parser.
@@ -94,15 +97,10 @@ func settings() []setting {
 		{"SENDER_TIMEOUT_MS", "sender-timeout-ms", "500", "answer deadline of one upstream request, ms", positive(durSetting(func(c *Config, d time.Duration) { c.SenderTimeout = d }, time.Millisecond))},
 		{"HEALTH_CHECK_INTERVAL_SEC", "health-check-interval-sec", "30", "GET /health probe interval, s", positive(durSetting(func(c *Config, d time.Duration) { c.HealthInterval = d }, time.Second))},
 		{"MAX_FAILURES", "max-failures", "5", "consecutive failures that open an analyzer's breaker", intSetting(func(c *Config, n int) { c.MaxFailures = n }, 1, 1<<20)},
-		{"METRICS_ADDR", "metrics-addr", ":9100", "Prometheus /metrics, pprof and admin API address (empty: off)", func(c *Config, v string) error {
-			if v != "" {
-				if _, _, err := net.SplitHostPort(v); err != nil {
-					return errors.New("want host:port or :port")
-				}
-			}
-			c.MetricsAddr = v
-			return nil
-		}},
+		{"METRICS_ADDR", "metrics-addr", ":9100", "Prometheus /metrics, pprof and admin API address (empty: off)", addrSetting(func(c *Config, v string) { c.MetricsAddr = v })},
+		{"LISTEN_ADDR", "listen-addr", "", "ingest address host:port, e.g. 127.0.0.1:8080 (wins over PORT; empty: all interfaces on PORT)", addrSetting(func(c *Config, v string) { c.ListenAddr = v })},
+		{"ADMIN_TOKEN", "admin-token", "", "bearer token the admin API and pprof require (empty: loopback clients only); prefer ADMIN_TOKEN_FILE", adminTokenSetting},
+		{"ADMIN_TOKEN_FILE", "admin-token-file", "", "file holding ADMIN_TOKEN (a trailing newline is ignored)", adminTokenFileSetting},
 		{"LOOPS", "loops", "0", "event loops (shards); 0 = one per CPU", intSetting(func(c *Config, n int) { c.Loops = n }, 0, 1024)},
 		{"UPSTREAM_CONNS", "upstream-conns", "2", "keep-alive connections per analyzer per event loop", intSetting(func(c *Config, n int) { c.UpstreamConns = n }, 1, 64)},
 		{"PIPELINE_DEPTH", "pipeline-depth", "32", "requests in flight per upstream connection", intSetting(func(c *Config, n int) { c.PipelineDepth = n }, 1, 1024)},
@@ -177,16 +175,23 @@ func DefaultConfig() Config {
 }
 
 // LoadConfig reads the config file (CONFIG_FILE or --config), the environment
-// (through getenv) and then args as flags. Unset variables take their defaults; a
-// flag overrides its variable, which overrides the file. The error lists every
-// problem found (ConfigErrors when there is more than one).
+// (through getenv) and then args as flags. Unset and empty variables take their
+// defaults; a flag overrides its variable, which overrides the file. The error lists
+// every problem found (ConfigErrors when there is more than one).
 func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	return LoadConfigLookup(args, func(k string) (string, bool) { v := getenv(k); return v, v != "" }, usage)
+}
+
+// LoadConfigLookup is LoadConfig with os.LookupEnv semantics: a variable set to ""
+// applies "" to a setting that accepts it (METRICS_ADDR="" turns the admin port
+// off) and counts as unset for the others.
+func LoadConfigLookup(args []string, lookup func(string) (string, bool), usage io.Writer) (Config, error) {
 	c := DefaultConfig()
 	all := settings()
-	errs := applyConfigFile(&c, configFilePath(args, getenv), all)
+	errs := applyConfigFile(&c, configFilePath(args, lookup), all)
 	for _, s := range all {
-		if v := getenv(s.env); v != "" {
-			if err := c.apply(s, v); err != nil {
+		if v, ok := lookup(s.env); ok {
+			if err := c.apply(s, v); err != nil && v != "" {
 				errs = append(errs, &ConfigError{s.env, v, err.Error()})
 			}
 		}
@@ -220,7 +225,7 @@ func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Con
 	if c.Loops == 0 {
 		c.Loops = runtime.GOMAXPROCS(0)
 	}
-	return c, nil
+	return c, c.resolveAdminToken()
 }
 
 // ParseAnalyzers parses "url=weight,url=weight". Weights must be positive; they are

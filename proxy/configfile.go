@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,7 +35,7 @@ func (e *FileError) Error() string {
 	if e.Key == "" {
 		return fmt.Sprintf("config file %s: %s", e.File, e.Problem)
 	}
-	return fmt.Sprintf("config file %s: %s=%q: %s", e.File, e.Key, redacted(e.Key, e.Value), e.Problem)
+	return fmt.Sprintf("config file %s: %s=%q: %s", e.File, e.Key, redactSetting(e.Key, e.Value), e.Problem)
 }
 
 // ConfigErrors is every problem LoadConfig found, in the order of the layers
@@ -81,13 +83,19 @@ func printProblems(w io.Writer, err error) {
 }
 
 // apply runs one setting's setter and records the value as written, for
-// GET /admin/config and reload's comparison.
+// GET /admin/config and reload's comparison. A secret is recorded only as a
+// fingerprint: %+v of a Config prints the unexported raw map entry by entry, past
+// any String method, and reload only needs to know whether a secret changed.
 func (c *Config) apply(s setting, v string) error {
 	if err := s.set(c, v); err != nil {
 		return err
 	}
 	if c.raw == nil {
 		c.raw = map[string]string{}
+	}
+	if v != "" && secretName(s.env) {
+		sum := sha256.Sum256([]byte(v))
+		v = "sha256:" + hex.EncodeToString(sum[:8])
 	}
 	c.raw[s.env] = v
 	return nil
@@ -115,11 +123,12 @@ func preParse(args []string) (configFile string, check bool) {
 }
 
 // configFilePath is --config, else CONFIG_FILE.
-func configFilePath(args []string, getenv func(string) string) string {
+func configFilePath(args []string, lookup func(string) (string, bool)) string {
 	if p, _ := preParse(args); p != "" {
 		return p
 	}
-	return getenv("CONFIG_FILE")
+	v, _ := lookup("CONFIG_FILE")
+	return v
 }
 
 // analyzerName's rule for a name given in the file: it becomes a metric label and
@@ -301,10 +310,10 @@ func secretName(name string) bool {
 	return false
 }
 
-// redacted is v, or "[redacted]" for a secret setting with a value.
-func redacted(env, v string) string {
+// redactSetting is v, or redacted for a secret setting with a value.
+func redactSetting(env, v string) string {
 	if v != "" && secretName(env) {
-		return "[redacted]"
+		return redacted
 	}
 	return v
 }

@@ -29,6 +29,8 @@ const (
 	pageHealth
 	pageMetricsJSON
 	pageMetrics
+	pageLivez
+	pageReadyz
 )
 
 // onRequests parses and answers every complete request buffered on c, in order,
@@ -191,6 +193,10 @@ func (s *shard) serve(req *codec.Request, out []byte) ([]byte, int) {
 		return s.page(out, method, keep, pageMetricsJSON)
 	case "/metrics":
 		return s.page(out, method, keep, pageMetrics)
+	case "/livez":
+		return s.page(out, method, keep, pageLivez)
+	case "/readyz":
+		return s.page(out, method, keep, pageReadyz)
 	}
 	return s.answerError(out, 404, "not found", keep, ""), pageNone
 }

@@ -12,9 +12,10 @@ import (
 
 // Main is `sluice distributor`: configuration from the file, environment and flags,
 // run until SIGINT/SIGTERM (reloading on SIGHUP), then drain. Exit status 2 means bad
-// configuration; --check only validates it.
+// configuration; --check only validates it. A variable set to "" counts as set
+// (METRICS_ADDR="" turns the admin port off).
 func Main(args []string) int {
-	cfg, err := LoadConfig(args, Getenv, os.Stderr)
+	cfg, err := LoadConfigLookup(args, LookupEnv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -34,13 +35,15 @@ func Main(args []string) int {
 		fmt.Fprintln(os.Stderr, "sluice distributor:", err)
 		return 2
 	}
+	// Catch the signals before announcing the listeners: a SIGTERM sent as soon as
+	// "distributor listening" is logged must drain, not kill, and SIGHUP never kills.
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP) // before Start: SIGHUP never kills
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	if err := srv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "sluice distributor:", err)
 		return 1
 	}
-	got := newReloader(srv, args, Getenv, log).serve(sig) // reloads on SIGHUP (reload.go)
+	got := newReloader(srv, args, LookupEnv, log).serve(sig) // reloads on SIGHUP (reload.go)
 	log.Info("signal received: draining", "signal", got.String(), "timeout", cfg.ShutdownTimeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -50,3 +53,6 @@ func Main(args []string) int {
 	}
 	return 0
 }
+
+// LookupEnv is os.LookupEnv, named for LoadConfigLookup's callers.
+var LookupEnv = os.LookupEnv

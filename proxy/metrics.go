@@ -66,6 +66,7 @@ var help = map[string]string{
 	"distributor_delivered_total":            "Packets answered 2xx, all analyzers.",
 	"distributor_queued":                     "Packets waiting in outboxes, all analyzers.",
 	"distributor_in_flight":                  "Packets written and not yet answered, all analyzers.",
+	"distributor_build_info":                 "Always 1; the labels say which build runs (sluice version).",
 }
 
 // runtimeHelp is the HELP text of the Go runtime and process families that
@@ -185,6 +186,7 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 	g("distributor_connections", float64(st.Conns))
 	g("distributor_accounting_outstanding", float64(st.AcceptedPackets-tot.DeliveredPackets-tot.Queued-tot.InFlight-tot.DroppedTotal()))
 	g("distributor_retry_after_seconds", float64(p.srv.retryAfter.Load()))
+	g(buildInfoSeries, 1)
 	c("distributor_bytes_in_total", st.BytesIn)
 	c("distributor_bytes_out_total", st.BytesOut)
 	for i, name := range rejectNames {

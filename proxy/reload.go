@@ -41,7 +41,7 @@ type ReloadResult struct {
 type reloader struct {
 	srv     *Server
 	args    []string
-	getenv  func(string) string
+	lookup  func(string) (string, bool)
 	log     *slog.Logger
 	all     []setting
 	weights []float64 // by analyzer: the weight last loaded from the configuration
@@ -49,9 +49,9 @@ type reloader struct {
 	fail    *metrics.Counter
 }
 
-func newReloader(srv *Server, args []string, getenv func(string) string, log *slog.Logger) *reloader {
+func newReloader(srv *Server, args []string, lookup func(string) (string, bool), log *slog.Logger) *reloader {
 	r := &reloader{
-		srv: srv, args: args, getenv: getenv, log: log, all: settings(),
+		srv: srv, args: args, lookup: lookup, log: log, all: settings(),
 		ok:   srv.prom.set.GetOrCreateCounter(`distributor_config_reloads_total{result="success"}`),
 		fail: srv.prom.set.GetOrCreateCounter(`distributor_config_reloads_total{result="failure"}`),
 	}
@@ -80,7 +80,7 @@ func (r *reloader) reload() ReloadResult {
 		r.log.Info("SIGHUP: no configuration file (CONFIG_FILE or --config), nothing to reload; still serving")
 		return res
 	}
-	next, err := LoadConfig(r.args, r.getenv, io.Discard)
+	next, err := LoadConfigLookup(r.args, r.lookup, io.Discard)
 	if err != nil {
 		for _, p := range Problems(err) {
 			res.Problems = append(res.Problems, p.Error())
@@ -97,7 +97,7 @@ func (r *reloader) reload() ReloadResult {
 		if old, now := cur.raw[s.env], next.raw[s.env]; !sameValue(s, old, now) {
 			res.Restart = append(res.Restart, s.env)
 			r.log.Warn("config reload: setting changed; it takes effect on restart", "setting", s.env,
-				"running", redacted(s.env, old), "file", redacted(s.env, now))
+				"running", redactSetting(s.env, old), "file", redactSetting(s.env, now))
 		}
 	}
 	res.Applied, res.Restart = r.analyzers(cur.Analyzers, next.Analyzers, res.Restart)
@@ -202,7 +202,7 @@ func effectiveConfig(cfg Config, v *sched.View, all []setting) EffectiveConfig {
 		case "LOOPS":
 			val = strconv.Itoa(cfg.Loops) // 0 in the configuration means one per CPU
 		}
-		out.Settings[st.env] = redacted(st.env, val)
+		out.Settings[st.env] = redactSetting(st.env, val)
 	}
 	return out
 }

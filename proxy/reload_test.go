@@ -44,7 +44,7 @@ func loadedServer(t *testing.T, path string, logTo io.Writer) (*Server, *reloade
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})
-	return srv, newReloader(srv, nil, e, log)
+	return srv, newReloader(srv, nil, func(k string) (string, bool) { v := e(k); return v, v != "" }, log)
 }
 
 func reloadYAML(fakes []*fakeAnalyzer, w0, w1 string, extra string) string {
@@ -157,7 +157,7 @@ func TestEffectiveConfigRedactsSecrets(t *testing.T) {
 	if strings.Contains(string(b), "hunter2") || ec.Settings["ADMIN_TOKEN"] != "[redacted]" || ec.Settings["PORT"] != "8080" {
 		t.Fatalf("effective config %s: the token must read [redacted]", b)
 	}
-	if redacted("INGEST_TOKENS", "a,b") != "[redacted]" || redacted("INGEST_TOKENS", "") != "" || redacted("PORT", "1") != "1" {
+	if redactSetting("INGEST_TOKENS", "a,b") != "[redacted]" || redactSetting("INGEST_TOKENS", "") != "" || redactSetting("PORT", "1") != "1" {
 		t.Fatal("redacted: tokens hidden, empty shown as empty, others as they are")
 	}
 	for _, err := range []error{

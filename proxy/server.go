@@ -87,12 +87,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 }
 
 // Start probes every analyzer (waiting up to a second for the answers, so those
-// that are up take packets from the first request), listens on PORT (and
-// METRICS_ADDR) and returns once both accept connections.
+// that are up take packets from the first request), listens on LISTEN_ADDR or PORT
+// (and METRICS_ADDR) and returns once both accept connections.
 func (s *Server) Start() error {
 	s.ctl.firstProbes(min(s.ctl.client.Timeout, firstProbeWait))
 	go func() {
-		err := gnet.Run(&handler{srv: s}, "tcp://"+net.JoinHostPort("", strconv.Itoa(s.cfg.Port)),
+		err := gnet.Run(&handler{srv: s}, "tcp://"+s.cfg.IngestAddr(),
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(s.cfg.Loops),
 			gnet.WithReusePort(false),
@@ -107,7 +107,7 @@ func (s *Server) Start() error {
 	select {
 	case <-s.booted:
 	case err := <-s.runErr:
-		return fmt.Errorf("listen on port %d: %w", s.cfg.Port, err)
+		return fmt.Errorf("listen on %s: %w", s.cfg.IngestAddr(), err)
 	}
 	go s.ctl.run(s.ctx)
 	go s.drainEstimator(s.ctx, time.Now())
