@@ -154,14 +154,15 @@ func getHealth(t *testing.T, base string) (h HealthJSON, status int) {
 	return h, status
 }
 
-// fetchJSON sends a bodiless request and decodes the JSON answer into v; it returns
-// the answer's status.
+// fetchJSON sends a bodiless request (declared JSON, as the admin API wants of a
+// change) and decodes the JSON answer into v; it returns the answer's status.
 func fetchJSON(t *testing.T, method, url string, v any) int {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
