@@ -294,7 +294,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	for _, sh := range s.shardList() {
-		sh := sh
 		_ = sh.loop.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
 			sh.closing = true
 			return nil
@@ -334,7 +333,6 @@ stop:
 func (s *Server) dropRemaining() {
 	var wg sync.WaitGroup
 	for _, sh := range s.shardList() {
-		sh := sh
 		wg.Add(1)
 		err := sh.loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			defer wg.Done()
@@ -395,6 +393,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
 		s.conns.Add(-1)
 		sh.stats.Rejected[rejectConns]++
+		sh.stats.Responses[statusIndex(503)]++
 		c.SetContext(nil)
 		return codec.AppendError(nil, 503, "too many connections", false, "Retry-After: 1\r\n"), gnet.Close
 	}

@@ -2,7 +2,7 @@ package proxy
 
 // Counters are plain integers written only by the shard's own event loop, so the
 // data path pays for no atomic instruction and shares no cache line. Readers take a
-// Snapshot by running a copy on each loop (Shard.snapshot via EventLoop.Execute), so
+// Snapshot by running a copy on each loop (Server.snapshotShard via EventLoop.Execute), so
 // every scrape sees each shard at one instant and the accounting invariant holds
 // exactly in what is exported:
 //
