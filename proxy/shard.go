@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -102,7 +103,7 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 		d := &dest{id: i, name: a.Name, host: a.Host, addr: a.Addr, st: &s.stats.Dests[i]}
 		d.conns = make([]*upstream, cfg.UpstreamConns)
 		for k := range d.conns {
-			d.conns[k] = &upstream{sh: s, d: d, failed: -1}
+			d.conns[k] = &upstream{sh: s, d: d, failed: failNone}
 		}
 		s.dests = append(s.dests, d)
 	}
@@ -187,19 +188,31 @@ func (s *shard) updateFull(d *dest) {
 	}
 }
 
-// Outcome of offering a packet to the shard.
+// acceptResult is the outcome of offering a packet to the shard.
+type acceptResult uint8
+
 const (
-	acceptOK = iota
-	acceptFull
-	acceptNoAnalyzer
-	acceptQueueFull
-	acceptShutdown
+	acceptOK         acceptResult = iota
+	acceptFull                    // INGEST_BUFFER_SIZE reached
+	acceptNoAnalyzer              // no analyzer eligible
+	acceptQueueFull               // the analyzer's queue is full, nowhere to spill
+	acceptShutdown                // the distributor is stopping
+	numAcceptResults
 )
+
+var acceptNames = [numAcceptResults]string{"ok", "full", "no_analyzer", "queue_full", "shutdown"}
+
+func (r acceptResult) String() string {
+	if r < numAcceptResults {
+		return acceptNames[r]
+	}
+	return "acceptResult(" + strconv.Itoa(int(r)) + ")"
+}
 
 // accept places a validated packet: route, copy into the chosen outbox, account.
 // This is the whole hot path after parsing; it does not allocate once the free
 // list and rings have warmed up.
-func (s *shard) accept(body []byte, msgs int) int {
+func (s *shard) accept(body []byte, msgs int) acceptResult {
 	if s.closing {
 		return acceptShutdown
 	}
@@ -300,7 +313,7 @@ func (s *shard) retry(p *parcel, d *dest) {
 }
 
 // drop gives up on a parcel that d owned and was not queued.
-func (s *shard) drop(p *parcel, d *dest, reason int) {
+func (s *shard) drop(p *parcel, d *dest, reason dropReason) {
 	size := int64(p.body.Len())
 	d.owned--
 	d.bytes -= size
@@ -308,7 +321,7 @@ func (s *shard) drop(p *parcel, d *dest, reason int) {
 	s.updateFull(d)
 	d.st.QueuedBytes -= size
 	d.st.Dropped[reason]++
-	s.srv.logDrop(d.name, dropNames[reason], p)
+	s.srv.logDrop(d.name, reason.String(), p)
 	s.release(p)
 }
 

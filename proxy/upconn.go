@@ -7,6 +7,7 @@ package proxy
 import (
 	"context"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -14,12 +15,24 @@ import (
 	"github.com/sluicelog/sluice/codec"
 )
 
-// Upstream connection states.
+// connState is where an upstream connection is in its life.
+type connState uint8
+
 const (
-	connIdle = iota
-	connDialing
-	connOpen
+	connIdle    connState = iota // no connection; dialled when packets wait and redialAt passed
+	connDialing                  // dial's goroutine is connecting; OnOpen or dialFailed follows
+	connOpen                     // registered on the loop, carrying requests
+	numConnStates
 )
+
+var connStateNames = [numConnStates]string{"idle", "dialing", "open"}
+
+func (c connState) String() string {
+	if c < numConnStates {
+		return connStateNames[c]
+	}
+	return "connState(" + strconv.Itoa(int(c)) + ")"
+}
 
 // upstream is one keep-alive connection from a shard to an analyzer. Requests are
 // pipelined: each flight is one request (one packet, or a batch) and responses
@@ -28,13 +41,13 @@ type upstream struct {
 	sh      *shard
 	d       *dest
 	c       gnet.Conn
-	state   int
+	state   connState
 	flights ring[flight]
 	parcels ring[*parcel] // in flight, in the order they were written
 	parser  codec.ResponseParser
 	resp    codec.Response
-	closing bool // answered "Connection: close" or failed: no new requests
-	failed  int  // failure kind that closed it, -1 for a clean close
+	closing bool     // answered "Connection: close" or failed: no new requests
+	failed  failKind // failure that closed it, failNone for a clean close
 
 	progress int64 // nanotime of the last answer: the deadline runs from here or the oldest send, whichever is later
 	redialAt int64 // nanotime before which no new dial is tried
@@ -88,7 +101,7 @@ func (s *shard) dialFailed(u *upstream, err error) {
 
 // opened runs on the loop when an enrolled upstream connection is registered.
 func (s *shard) opened(u *upstream, c gnet.Conn) {
-	u.c, u.state, u.closing, u.failed = c, connOpen, false, -1
+	u.c, u.state, u.closing, u.failed = c, connOpen, false, failNone
 	u.backoff = 0
 	u.parser = codec.ResponseParser{}
 	u.d.st.Conns++
@@ -168,7 +181,7 @@ func (u *upstream) stalled(now, timeout int64) bool {
 
 // fail closes u because of a failure of the given kind. What was in flight goes
 // back through the scheduler when OnClose runs.
-func (u *upstream) fail(kind int) {
+func (u *upstream) fail(kind failKind) {
 	if u.markFailed(kind) {
 		_ = u.sh.loop.Close(u.c)
 	}
@@ -176,8 +189,8 @@ func (u *upstream) fail(kind int) {
 
 // markFailed records a failure that is about to close u; false if u is already
 // closing because of one.
-func (u *upstream) markFailed(kind int) bool {
-	if u.state != connOpen || u.failed >= 0 {
+func (u *upstream) markFailed(kind failKind) bool {
+	if u.state != connOpen || u.failed != failNone {
 		return false
 	}
 	u.failed = kind
@@ -195,7 +208,7 @@ func (s *shard) closed(u *upstream, err error) {
 	}
 	// gnet reports even an orderly close as an error (read: EOF), so only a close
 	// with requests in flight is a failure; a dead idle analyzer shows on redial.
-	unexpected := u.failed < 0 && u.flights.len() > 0
+	unexpected := u.failed == failNone && u.flights.len() > 0
 	if unexpected {
 		d.st.Failures[failClosed]++
 		s.failure(d)
@@ -207,7 +220,7 @@ func (s *shard) closed(u *upstream, err error) {
 			s.retry(u.parcels.pop(), d)
 		}
 	}
-	u.c, u.state, u.closing, u.failed = nil, connIdle, false, -1
+	u.c, u.state, u.closing, u.failed = nil, connIdle, false, failNone
 	s.markDirty(d)
 }
 
