@@ -132,15 +132,12 @@ func (s *shard) writeFlights(u *upstream, room int) {
 			iov = append(iov, batchOpen)
 		}
 		for k := 0; k < sp.n; k++ {
-			p := d.outbox.pop()
-			d.st.Queued--
-			d.st.InFlight++
+			p := s.send(d, u)
 			if batch && k > 0 {
 				iov = append(iov, batchComma)
 			}
 			iov = append(iov, p.body.B)
 			s.stats.BytesOut += int64(p.body.Len())
-			u.parcels.push(p)
 		}
 		if batch {
 			iov = append(iov, batchClose)

@@ -1,45 +1,23 @@
 package proxy
 
 import (
-	"io"
-	"log/slog"
 	"runtime/debug"
 	"strconv"
 	"testing"
 )
 
-// benchShard is a shard with no event loop behind it: handle() can be driven
-// directly, and drain() plays the analyzers' part by settling what was queued.
-func benchShard(tb testing.TB, analyzers int) *shard {
-	tb.Helper()
-	cfg := DefaultConfig()
-	spec := ""
-	for i := 0; i < analyzers; i++ {
-		if i > 0 {
-			spec += ","
-		}
-		spec += "http://127.0.0.1:" + strconv.Itoa(9001+i) + "=" + strconv.Itoa(1+i%5)
-	}
-	var err error
-	if cfg.Analyzers, err = ParseAnalyzers(spec); err != nil {
-		tb.Fatal(err)
-	}
-	cfg.Loops = 1
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return newShard(srv, 0, nil)
-}
+// benchShard is a shard with no event loop behind it (the fake-upstream harness,
+// harness_test.go): handle() can be driven directly, and drain() plays the
+// analyzers' part by settling what was queued.
+func benchShard(tb testing.TB, analyzers int) *shard { return testShard(tb, analyzers, nil) }
 
 // drain settles everything queued, as if every analyzer answered 2xx at once.
 func (s *shard) drain() {
 	for _, d := range s.dests {
+		u := d.conns[0]
 		for d.outbox.len() > 0 {
-			p := d.outbox.pop()
-			d.st.Queued--
-			d.st.InFlight++
-			s.settle(p, d)
+			s.send(d, u)
+			s.settle(u.parcels.pop(), d)
 		}
 		d.dirty = false
 	}

@@ -30,6 +30,8 @@ type Server struct {
 	ctl   *controller
 	prom  *promSet
 	limit *emitterLimit // nil when EMITTER_RATE_LIMIT is 0
+	// budget holds the whole distributor's packets against its buffer limits; every loop uses it.
+	budget *budget
 	// bodies holds packet buffers. Its own pool, not the package default: the pool
 	// calibrates the buffer size it keeps to what this distributor's packets need
 	// (buffers far above the 95th percentile are let go rather than pinned).
@@ -80,6 +82,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		runErr: make(chan error, 1),
 	}
 	s.limit = newEmitterLimit(cfg.EmitterRate, cfg.EmitterBurst)
+	s.budget = newBudget(len(cfg.Analyzers))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ctl = newController(s)
 	s.ctl.publish(time.Now())
