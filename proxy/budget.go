@@ -40,7 +40,14 @@ func (b *budget) reserve(limit int) bool {
 }
 
 // full reports whether analyzer i holds its queue limit in packets or bytes.
-func (b *budget) full(i, limit int, bytesLimit int64) bool {
+func (b *budget) full(i int, cfg *Config) bool {
 	d := &b.dests[i]
-	return d.n.Load() >= int64(limit) || d.bytes.Load() >= bytesLimit
+	return d.n.Load() >= int64(cfg.QueueSize) || d.bytes.Load() >= cfg.QueueBytes
+}
+
+// nearFull reports whether one more packet of about size bytes would bring analyzer
+// i to its queue limit.
+func (b *budget) nearFull(i int, cfg *Config, size int) bool {
+	d := &b.dests[i]
+	return d.n.Load()+1 >= int64(cfg.QueueSize) || d.bytes.Load()+int64(size) >= cfg.QueueBytes
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"testing"
@@ -44,6 +45,11 @@ func testShard(tb testing.TB, analyzers int, tweak func(*Config)) *shard {
 	}
 	s := newShard(srv, 0, &fakeLoop{})
 	s.loop.(*fakeLoop).sh = s
+	for _, d := range s.dests {
+		for _, u := range d.conns {
+			u.redialAt = math.MaxInt64 // never dial: connections are opened by open()
+		}
+	}
 	return s
 }
 

@@ -221,9 +221,8 @@ func (s *shard) release(p *parcel, d *dest, at heldAt) {
 // reached (other loops change it, so it is read afresh for every packet).
 func (s *shard) refreshFull() {
 	s.full.Clear()
-	cfg := &s.srv.cfg
 	for i := range s.dests {
-		if s.srv.budget.full(i, cfg.QueueSize, cfg.QueueBytes) {
+		if s.srv.budget.full(i, &s.srv.cfg) {
 			s.full.Add(i)
 		}
 	}
