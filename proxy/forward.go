@@ -15,11 +15,22 @@ type flight struct {
 	sent  int64
 }
 
-var (
-	batchOpen  = []byte("[")
-	batchComma = []byte(",")
-	batchClose = []byte("]")
-)
+// The batch framing is codec's, taken from codec.AppendBatchRequest itself: a
+// batch of two empty packets is its head followed by "[,]", which gives the bytes
+// that open a batch, separate its packets and close it. So the bytes that go out
+// are the ones codec's tests check, while the packets themselves still go out from
+// their buffers with Writev (no second copy). TestShardLingerFill compares a
+// written batch with codec.AppendBatchRequest byte for byte.
+var batchOpen, batchComma, batchClose = batchFraming()
+
+func batchFraming() (open, comma, close []byte) {
+	b := codec.AppendBatchRequest(nil, "", [][]byte{nil, nil})
+	body := b[len(codec.AppendBatchHead(nil, "", codec.BatchBodyLen([][]byte{nil, nil}))):]
+	if len(body) != 3 {
+		panic("proxy: codec's batch framing is not one byte before, between and after packets: " + string(body))
+	}
+	return body[0:1], body[1:2], body[2:3]
+}
 
 // flush writes as much of d's outbox as its open connections' windows take, each
 // connection in one Writev. Closed slots are redialled.
@@ -181,8 +192,10 @@ func (s *shard) plan(d *dest, room, batchMax int) ([]byte, []span) {
 		// A flight costs one iovec for its head and one per packet; a batch adds
 		// its brackets and commas. Stop before one Writev would pass IOV_MAX.
 		n, size := 0, 0
+		bodies := s.bodies[:0]
 		for n < batchMax && taken+n < d.outbox.len() {
-			b := d.outbox.at(taken + n).body.Len()
+			body := d.outbox.at(taken + n).body.B
+			b := len(body)
 			cost := 2
 			if batchMax > 1 {
 				cost = 2*(n+1) + 2 // head, [, bodies, commas, ]
@@ -194,8 +207,10 @@ func (s *shard) plan(d *dest, room, batchMax int) ([]byte, []span) {
 				break
 			}
 			size += b
+			bodies = append(bodies, body)
 			n++
 		}
+		s.bodies = bodies
 		if n == 0 {
 			break
 		}
@@ -206,7 +221,7 @@ func (s *shard) plan(d *dest, room, batchMax int) ([]byte, []span) {
 		}
 		start := len(heads)
 		if batchMax > 1 {
-			heads = codec.AppendPostHead(heads, codec.BatchPath, d.host, size+n+1)
+			heads = codec.AppendBatchHead(heads, d.host, codec.BatchBodyLen(bodies))
 		} else {
 			heads = codec.AppendPostHead(heads, codec.IngestPath, d.host, size)
 		}
@@ -214,6 +229,7 @@ func (s *shard) plan(d *dest, room, batchMax int) ([]byte, []span) {
 		taken += n
 		room--
 	}
+	clear(s.bodies[:cap(s.bodies)]) // hold no packet buffer past the plan
 	s.heads, s.spans = heads, spans
 	return heads, spans
 }

@@ -37,6 +37,7 @@ type shard struct {
 	heads  []byte          // scratch: request heads of one flush
 	iov    [][]byte        // scratch: what one Writev sends
 	spans  []span          // scratch: the requests of one Writev
+	bodies [][]byte        // scratch: the packets of one planned batch, for codec.BatchBodyLen
 
 	ingresses []*ingress // inbound connections, for timeouts
 	expired   int64      // nanotime of the last expire()
