@@ -73,7 +73,7 @@ func (l *fakeLoop) Close(c gnet.Conn) error {
 // waiting to be read.
 type fakeConn struct {
 	gnet.Conn
-	u      *upstream
+	u       *upstream
 	wrote   bytes.Buffer
 	in      []byte
 	closed  bool
