@@ -164,7 +164,7 @@ func (s *shard) handle(in *ingress, buf, out []byte) handled {
 		in.continued, in.need = false, 0
 		s.stats.BytesIn += int64(n)
 		var page int
-		r.out, page = s.serve(&in.req, r.out)
+		r.out, page = s.serve(&in.req, buf[r.consumed-n:r.consumed], r.out)
 		if page != pageNone {
 			r.page, r.keepAlive, r.head = page, in.req.KeepAlive, string(in.req.Method) == "HEAD"
 			return r
@@ -206,14 +206,19 @@ func asCodecError(err error) *codec.Error {
 	return errInternal
 }
 
-// serve answers one request into out, or names the admin page to render off-loop.
-func (s *shard) serve(req *codec.Request, out []byte) ([]byte, int) {
+// serve answers one request (raw is its bytes) into out, or names the admin page
+// to render off-loop.
+func (s *shard) serve(req *codec.Request, raw, out []byte) ([]byte, int) {
 	keep := req.KeepAlive
 	method := string(req.Method)
 	switch string(req.Path) {
 	case "/ingest":
 		if method != "POST" {
 			return s.answerError(out, 405, "method not allowed, use POST", keep, "Allow: POST\r\n"), pageNone
+		}
+		if a := s.srv.auth; a != nil && !a.allow(raw) {
+			s.stats.Rejected[rejectUnauthorized]++
+			return s.answerError(out, 401, "missing or invalid bearer token", keep, "WWW-Authenticate: Bearer\r\n"), pageNone
 		}
 		return s.ingest(req, out), pageNone
 	case "/health":

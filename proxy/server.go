@@ -32,6 +32,7 @@ type Server struct {
 	limit *emitterLimit // nil when EMITTER_RATE_LIMIT is 0
 	// budget holds the whole distributor's packets against its buffer limits; every loop uses it.
 	budget *budget
+	auth   *ingestAuth // nil when no INGEST_TOKENS: /ingest is open
 	// bodies holds packet buffers. Its own pool, not the package default: the pool
 	// calibrates the buffer size it keeps to what this distributor's packets need
 	// (buffers far above the 95th percentile are let go rather than pinned).
@@ -83,6 +84,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.limit = newEmitterLimit(cfg.EmitterRate, cfg.EmitterBurst)
 	s.budget = newBudget(len(cfg.Analyzers))
+	var err error
+	if s.auth, err = newIngestAuth(&cfg); err != nil {
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ctl = newController(s)
 	s.ctl.publish(time.Now())

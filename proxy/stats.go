@@ -16,20 +16,21 @@ type rejectReason uint8
 
 // Rejection reasons for packets that were never accepted.
 const (
-	rejectFull        rejectReason = iota // INGEST_BUFFER_SIZE reached
-	rejectNoAnalyzer                      // no analyzer eligible
-	rejectQueueFull                       // chosen analyzer's queue full and no spill target
-	rejectShutdown                        // distributor is stopping
-	rejectInvalid                         // failed validation (400)
-	rejectTooLarge                        // body over the limit (413)
-	rejectProtocol                        // any other malformed request (4xx/5xx from the parser)
-	rejectConns                           // MAX_CONNS reached
-	rejectRateLimited                     // EMITTER_RATE_LIMIT (429)
+	rejectFull         rejectReason = iota // INGEST_BUFFER_SIZE reached
+	rejectNoAnalyzer                       // no analyzer eligible
+	rejectQueueFull                        // chosen analyzer's queue full and no spill target
+	rejectShutdown                         // distributor is stopping
+	rejectInvalid                          // failed validation (400)
+	rejectTooLarge                         // body over the limit (413)
+	rejectProtocol                         // any other malformed request (4xx/5xx from the parser)
+	rejectConns                            // MAX_CONNS reached
+	rejectRateLimited                      // EMITTER_RATE_LIMIT (429)
+	rejectUnauthorized                     // INGEST_TOKENS set, no valid bearer token (401)
 	numRejects
 )
 
 // rejectNames are the metrics' reason labels, in rejectReason order.
-var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited"}
+var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited", "unauthorized"}
 
 func (r rejectReason) String() string {
 	if r < numRejects {
@@ -88,7 +89,7 @@ func (k failKind) String() string {
 }
 
 // Response status codes counted by code; anything else is counted as "other".
-var statusCodes = [...]int{100, 200, 202, 400, 404, 405, 408, 411, 413, 414, 415, 417, 429, 431, 500, 501, 503, 505}
+var statusCodes = [...]int{100, 200, 202, 400, 401, 404, 405, 408, 411, 413, 414, 415, 417, 429, 431, 500, 501, 503, 505}
 
 func statusIndex(code int) int {
 	for i, c := range statusCodes {
