@@ -149,10 +149,9 @@ func TestShardRetry(t *testing.T) {
 			if r := offer(s, "r-1", 3); r != acceptOK {
 				t.Fatal(r)
 			}
-			for i, d := range s.dests[1:] {
+			for _, d := range s.dests[1:] {
 				d.eligible = true
 				hold(d) // the retried packet stays where it lands
-				_ = i
 			}
 			s.cred.SetWeights(append([]float64{1}, onesN(tc.analyzers-1)...))
 			queuedBefore := int64(0)
