@@ -117,52 +117,38 @@ func TestSaturationThenRecovery(t *testing.T) {
 }
 
 // The buffer limits hold for the whole distributor, not a 1/LOOPS part per loop: one
-// keep-alive connection (so one loop) may fill INGEST_BUFFER_SIZE by itself. It got
-// 5 of 10 with two loops when each loop held half.
-func TestIngestBufferIsWholeDistributor(t *testing.T) {
-	slow := newFakeAnalyzer(t, false)
-	slow.delay.Store(int64(300 * time.Millisecond))
-	srv := startDistributor(t, slow.url()+"=1", func(c *Config) {
-		c.Loops = 2
-		c.IngestBufferSize = 10
-		c.SenderTimeout = 5 * time.Second
-	})
-	s := newSender(ingestURL(srv), 1)
-	var codes []int
-	for i := 0; i < 12; i++ {
-		code, _ := s.send(t, "w-"+strconv.Itoa(i), 1)
-		codes = append(codes, code)
+// keep-alive connection (so one loop) may fill each limit by itself. With two loops
+// it got 5 of INGEST_BUFFER_SIZE=10 and 3 of PER_ANALYZER_QUEUE_SIZE=6 when each
+// loop held half.
+func TestLimitsAreWholeDistributor(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit func(*Config)
+		want  int
+	}{
+		{"INGEST_BUFFER_SIZE", func(c *Config) { c.IngestBufferSize = 10 }, 10},
+		{"PER_ANALYZER_QUEUE_SIZE", func(c *Config) { c.QueueSize = 6 }, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			slow := newFakeAnalyzer(t, false)
+			slow.delay.Store(int64(300 * time.Millisecond))
+			srv := startDistributor(t, slow.url()+"=1", func(c *Config) {
+				c.Loops = 2
+				c.SenderTimeout = 5 * time.Second
+				tc.limit(c)
+			})
+			s := newSender(ingestURL(srv), 1)
+			var codes []int
+			for i := 0; i < tc.want+2; i++ {
+				code, _ := s.send(t, "w-"+strconv.Itoa(i), 1)
+				codes = append(codes, code)
+			}
+			for i, code := range codes {
+				if want := map[bool]int{true: 202, false: 503}[i < tc.want]; code != want {
+					t.Fatalf("answers %v: POST %d got %d, want %d× 202 then 503", codes, i+1, code, tc.want)
+				}
+			}
+			checkInvariant(t, waitSettled(t, srv, 10*time.Second))
+		})
 	}
-	for i, code := range codes {
-		want := 202
-		if i >= 10 {
-			want = 503
-		}
-		if code != want {
-			t.Fatalf("answers %v: POST %d got %d, want 10× 202 then 503", codes, i+1, code)
-		}
-	}
-	checkInvariant(t, waitSettled(t, srv, 10*time.Second))
-}
-
-// The per-analyzer queue limit holds for the whole distributor too.
-func TestAnalyzerQueueIsWholeDistributor(t *testing.T) {
-	slow := newFakeAnalyzer(t, false)
-	slow.delay.Store(int64(300 * time.Millisecond))
-	srv := startDistributor(t, slow.url()+"=1", func(c *Config) {
-		c.Loops = 2
-		c.QueueSize = 6
-		c.SenderTimeout = 5 * time.Second
-	})
-	s := newSender(ingestURL(srv), 1)
-	accepted := 0
-	for i := 0; i < 8; i++ {
-		if code, _ := s.send(t, "q-"+strconv.Itoa(i), 1); code == 202 {
-			accepted++
-		}
-	}
-	if accepted != 6 {
-		t.Fatalf("%d of 8 accepted with PER_ANALYZER_QUEUE_SIZE=6, want 6", accepted)
-	}
-	checkInvariant(t, waitSettled(t, srv, 10*time.Second))
 }

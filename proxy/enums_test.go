@@ -2,47 +2,41 @@ package proxy
 
 import "testing"
 
+// names lists String() of every value of an enum from 0 to past (excluded).
+func names[T ~uint8 | ~int8](past T, str func(T) string) []string {
+	var out []string
+	for v := T(0); v < past; v++ {
+		out = append(out, str(v))
+	}
+	return out
+}
+
 // Every value of the shard's enums has its own name, and one past the last says
 // which type it is instead of indexing out of range.
 func TestEnumNames(t *testing.T) {
-	check := func(what string, names []string, past string) {
-		t.Helper()
+	for _, tc := range []struct {
+		what  string
+		names []string
+		past  string
+	}{
+		{"rejectReason", names(numRejects, rejectReason.String), numRejects.String()},
+		{"dropReason", names(numDrops, dropReason.String), numDrops.String()},
+		{"failKind", append(names(numFails, failKind.String), failNone.String()), numFails.String()},
+		{"acceptResult", names(numAcceptResults, acceptResult.String), numAcceptResults.String()},
+		{"connState", names(numConnStates, connState.String), numConnStates.String()},
+		{"heldAt", names(heldInFlight+1, heldAt.String), ""},
+	} {
 		seen := map[string]bool{}
-		for i, n := range names {
+		for i, n := range tc.names {
 			if n == "" || seen[n] {
-				t.Errorf("%s %d: name %q empty or repeated", what, i, n)
+				t.Errorf("%s %d: name %q empty or repeated", tc.what, i, n)
 			}
 			seen[n] = true
 		}
-		if seen[past] || past == "" {
-			t.Errorf("%s: out-of-range value named %q", what, past)
+		if seen[tc.past] {
+			t.Errorf("%s: the out-of-range value is named %q like a real one", tc.what, tc.past)
 		}
 	}
-	var rs []string
-	for r := rejectReason(0); r < numRejects; r++ {
-		rs = append(rs, r.String())
-	}
-	check("rejectReason", rs, numRejects.String())
-	var ds []string
-	for r := dropReason(0); r < numDrops; r++ {
-		ds = append(ds, r.String())
-	}
-	check("dropReason", ds, numDrops.String())
-	fs := []string{failNone.String()}
-	for k := failKind(0); k < numFails; k++ {
-		fs = append(fs, k.String())
-	}
-	check("failKind", fs, numFails.String())
-	var as []string
-	for r := acceptResult(0); r < numAcceptResults; r++ {
-		as = append(as, r.String())
-	}
-	check("acceptResult", as, numAcceptResults.String())
-	var cs []string
-	for c := connState(0); c < numConnStates; c++ {
-		cs = append(cs, c.String())
-	}
-	check("connState", cs, numConnStates.String())
 	if rejectQueueFull.String() != "queue_full" || dropShutdown.String() != "shutdown_timeout" || failMalformed.String() != "malformed_response" {
 		t.Errorf("metric labels changed: %v %v %v", rejectQueueFull, dropShutdown, failMalformed)
 	}
