@@ -10,8 +10,9 @@ import "sync/atomic"
 // atomic adds, no lock: a shard reserves with Add and gives back on settle or drop.
 //
 // The shards' Stats stay the source of truth for accounting (exact per shard, read
-// in snapshots); the budget is the limit's view of the same holdings, kept by the
-// same three helpers (shard.enqueue, shard.release and accept/settle/drop for held).
+// in snapshots); the budget is the limits' view of the same holdings, changed only
+// where those Stats change: per analyzer by shard.enqueue and shard.release, held
+// by accept (reserve) and settle and drop (unreserve).
 type budget struct {
 	held  atomic.Int64 // accepted, not yet delivered or dropped
 	_     [56]byte     // held is touched on every accept and settle: its own cache line
@@ -38,6 +39,9 @@ func (b *budget) reserve(limit int) bool {
 	}
 	return true
 }
+
+// unreserve gives back one packet's place: it was refused, delivered or dropped.
+func (b *budget) unreserve() { b.held.Add(-1) }
 
 // full reports whether analyzer i holds its queue limit in packets or bytes.
 func (b *budget) full(i int, cfg *Config) bool {

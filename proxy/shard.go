@@ -257,13 +257,13 @@ func (s *shard) accept(body []byte, msgs int) acceptResult {
 	if s.closing {
 		return acceptShutdown
 	}
-	// The packet takes its place in INGEST_BUFFER_SIZE first (as the old per-shard
-	// count did), and gives it back if it is refused below.
+	// The packet takes its place in INGEST_BUFFER_SIZE first, with an add that no
+	// other loop can race past, and gives it back if it is refused below.
 	if !s.srv.budget.reserve(s.srv.cfg.IngestBufferSize) {
 		return acceptFull
 	}
 	if s.cred.Eligible() == 0 {
-		s.srv.budget.held.Add(-1)
+		s.srv.budget.unreserve()
 		return acceptNoAnalyzer
 	}
 	s.refreshFull()
@@ -278,7 +278,7 @@ func (s *shard) accept(body []byte, msgs int) acceptResult {
 		s.cred.Pick(msgs, nil)
 	}
 	if a < 0 {
-		s.srv.budget.held.Add(-1)
+		s.srv.budget.unreserve()
 		return acceptQueueFull
 	}
 	d := s.dests[a]
@@ -319,7 +319,7 @@ func (s *shard) settle(p *parcel, d *dest) {
 	s.release(p, d, heldInFlight)
 	d.st.DeliveredPackets++
 	d.st.DeliveredMessages += int64(p.msgs)
-	s.srv.budget.held.Add(-1)
+	s.srv.budget.unreserve()
 	s.recycle(p)
 }
 
@@ -348,7 +348,7 @@ func (s *shard) retry(p *parcel, d *dest) {
 // logged (rate-limited), freed.
 func (s *shard) drop(p *parcel, d *dest, reason dropReason) {
 	d.st.Dropped[reason]++
-	s.srv.budget.held.Add(-1)
+	s.srv.budget.unreserve()
 	s.srv.logDrop(d.name, reason.String(), p)
 	s.recycle(p)
 }
