@@ -175,6 +175,27 @@ func (s *shard) writeFlights(u *upstream, room int) {
 	}
 }
 
+// batchFraming is how many bytes codec's framing adds to the bodies of an n-packet
+// batch. codec.BatchBodyLen is the packets' bytes plus the framing, so the framing
+// of n packets is BatchBodyLen of n empty ones; newShard tabulates it up to
+// BATCH_MAX so plan pays a lookup, not a pass over the batch.
+func (s *shard) batchFraming(n int) int {
+	if n < len(s.framing) {
+		return s.framing[n]
+	}
+	return codec.BatchBodyLen(make([][]byte, n)) // more than BATCH_MAX: only tests ask
+}
+
+// batchFramingTable is batchFraming for 0..batchMax packets.
+func batchFramingTable(batchMax int) []int {
+	t := make([]int, batchMax+1)
+	empty := make([][]byte, batchMax)
+	for n := range t {
+		t[n] = codec.BatchBodyLen(empty[:n])
+	}
+	return t
+}
+
 // span is one planned request: its head in shard.heads and how many packets it carries.
 type span struct{ start, end, n int }
 
@@ -192,10 +213,8 @@ func (s *shard) plan(d *dest, room, batchMax int) ([]byte, []span) {
 		// A flight costs one iovec for its head and one per packet; a batch adds
 		// its brackets and commas. Stop before one Writev would pass IOV_MAX.
 		n, size := 0, 0
-		bodies := s.bodies[:0]
 		for n < batchMax && taken+n < d.outbox.len() {
-			body := d.outbox.at(taken + n).body.B
-			b := len(body)
+			b := d.outbox.at(taken + n).body.Len()
 			cost := 2
 			if batchMax > 1 {
 				cost = 2*(n+1) + 2 // head, [, bodies, commas, ]
@@ -207,10 +226,8 @@ func (s *shard) plan(d *dest, room, batchMax int) ([]byte, []span) {
 				break
 			}
 			size += b
-			bodies = append(bodies, body)
 			n++
 		}
-		s.bodies = bodies
 		if n == 0 {
 			break
 		}
@@ -221,7 +238,7 @@ func (s *shard) plan(d *dest, room, batchMax int) ([]byte, []span) {
 		}
 		start := len(heads)
 		if batchMax > 1 {
-			heads = codec.AppendBatchHead(heads, d.host, codec.BatchBodyLen(bodies))
+			heads = codec.AppendBatchHead(heads, d.host, size+s.batchFraming(n))
 		} else {
 			heads = codec.AppendPostHead(heads, codec.IngestPath, d.host, size)
 		}
@@ -229,7 +246,6 @@ func (s *shard) plan(d *dest, room, batchMax int) ([]byte, []span) {
 		taken += n
 		room--
 	}
-	clear(s.bodies[:cap(s.bodies)]) // hold no packet buffer past the plan
 	s.heads, s.spans = heads, spans
 	return heads, spans
 }

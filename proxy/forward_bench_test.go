@@ -34,3 +34,21 @@ func BenchmarkForwardBatch(b *testing.B) {
 		b.Fatal("nothing delivered")
 	}
 }
+
+// BenchmarkPlanBatch is the framing alone: plan one batch of 64 queued packets
+// (heads and Content-Length), nothing written.
+func BenchmarkPlanBatch(b *testing.B) {
+	s := testShard(b, 1, func(c *Config) { c.BatchLinger = 0 })
+	d := s.dests[0]
+	hold(d)
+	body := seedRequest("x")
+	for range 64 {
+		s.accept(body[len(body)-1100:], 1)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, spans := s.plan(d, 1, 64); len(spans) != 1 || spans[0].n != 64 {
+			b.Fatalf("spans %+v", spans)
+		}
+	}
+}

@@ -32,12 +32,12 @@ type shard struct {
 	dirty   []*dest   // dests with queued packets to flush at the end of the event
 	inFlush bool      // flush in progress: re-entrant closes only mark dirty
 
-	out    []byte          // scratch: the answers of one event
-	gunzip codec.Gunzipper // reused for gzip request bodies
-	heads  []byte          // scratch: request heads of one flush
-	iov    [][]byte        // scratch: what one Writev sends
-	spans  []span          // scratch: the requests of one Writev
-	bodies [][]byte        // scratch: the packets of one planned batch, for codec.BatchBodyLen
+	out     []byte          // scratch: the answers of one event
+	gunzip  codec.Gunzipper // reused for gzip request bodies
+	heads   []byte          // scratch: request heads of one flush
+	iov     [][]byte        // scratch: what one Writev sends
+	spans   []span          // scratch: the requests of one Writev
+	framing []int           // framing[n]: bytes codec's batch framing adds to n packets (batchFraming)
 
 	ingresses []*ingress // inbound connections, for timeouts
 	expired   int64      // nanotime of the last expire()
@@ -86,6 +86,8 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 		idx:  idx,
 		loop: loop,
 		cred: sched.NewCredit(n, idx, cfg.Loops),
+
+		framing: batchFramingTable(cfg.BatchMax),
 
 		lingerWake: make(chan struct{}, 1),
 	}
