@@ -171,6 +171,9 @@ func (s *Server) renderAsync(c gnet.Conn, in *ingress, page int, keep, head bool
 		}
 		_ = c.AsyncWrite(out, func(c gnet.Conn, err error) error {
 			in.parked = false
+			if err == nil {
+				in.sh.stats.Responses[statusIndex(status)]++ // the callback runs on the loop
+			}
 			if err != nil || !keep {
 				return c.Close()
 			}

@@ -115,3 +115,40 @@ func TestSaturationThenRecovery(t *testing.T) {
 	}
 	checkDelivered(t, accepted, fakes, true)
 }
+
+// The buffer limits hold for the whole distributor, not a 1/LOOPS part per loop: one
+// keep-alive connection (so one loop) may fill each limit by itself. With two loops
+// it got 5 of INGEST_BUFFER_SIZE=10 and 3 of PER_ANALYZER_QUEUE_SIZE=6 when each
+// loop held half.
+func TestLimitsAreWholeDistributor(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit func(*Config)
+		want  int
+	}{
+		{"INGEST_BUFFER_SIZE", func(c *Config) { c.IngestBufferSize = 10 }, 10},
+		{"PER_ANALYZER_QUEUE_SIZE", func(c *Config) { c.QueueSize = 6 }, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			slow := newFakeAnalyzer(t, false)
+			slow.delay.Store(int64(300 * time.Millisecond))
+			srv := startDistributor(t, slow.url()+"=1", func(c *Config) {
+				c.Loops = 2
+				c.SenderTimeout = 5 * time.Second
+				tc.limit(c)
+			})
+			s := newSender(ingestURL(srv), 1)
+			var codes []int
+			for i := 0; i < tc.want+2; i++ {
+				code, _ := s.send(t, "w-"+strconv.Itoa(i), 1)
+				codes = append(codes, code)
+			}
+			for i, code := range codes {
+				if want := map[bool]int{true: 202, false: 503}[i < tc.want]; code != want {
+					t.Fatalf("answers %v: POST %d got %d, want %d× 202 then 503", codes, i+1, code, tc.want)
+				}
+			}
+			checkInvariant(t, waitSettled(t, srv, 10*time.Second))
+		})
+	}
+}

@@ -52,6 +52,8 @@ type Config struct {
 	ShutdownTimeout   time.Duration  // SHUTDOWN_TIMEOUT_SEC
 	LogLevel          string         // LOG_LEVEL: debug, info, warn, error
 	LogFormat         string         // LOG_FORMAT: text or json
+	IngestTokens      Secrets        // INGEST_TOKENS: bearer tokens POST /ingest accepts (none: no check)
+	IngestTokensFile  string         // INGEST_TOKENS_FILE: a file of such tokens, one a line
 	ConfigFile        string         // CONFIG_FILE: YAML file of these settings (configfile.go)
 
 	raw map[string]string // each setting's value as written, by env name (Config.apply)
@@ -140,6 +142,20 @@ func settings() []setting {
 				return nil
 			}
 			return errors.New("want text or json")
+		}},
+		{"INGEST_TOKENS", "ingest-tokens", "", "bearer tokens POST /ingest requires, comma-separated (empty: no check)", func(c *Config, v string) error {
+			t, err := parseTokens(v)
+			c.IngestTokens = t
+			return err
+		}},
+		{"INGEST_TOKENS_FILE", "ingest-tokens-file", "", "file of bearer tokens POST /ingest requires, one a line (empty: none)", func(c *Config, v string) error {
+			if v != "" {
+				if _, err := readTokenFile(v); err != nil {
+					return errors.New(err.(*ConfigError).Problem)
+				}
+			}
+			c.IngestTokensFile = v
+			return nil
 		}},
 	}
 }

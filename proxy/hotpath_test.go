@@ -1,46 +1,24 @@
 package proxy
 
 import (
-	"io"
-	"log/slog"
+	"bytes"
 	"runtime/debug"
 	"strconv"
 	"testing"
 )
 
-// benchShard is a shard with no event loop behind it: handle() can be driven
-// directly, and drain() plays the analyzers' part by settling what was queued.
-func benchShard(tb testing.TB, analyzers int) *shard {
-	tb.Helper()
-	cfg := DefaultConfig()
-	spec := ""
-	for i := 0; i < analyzers; i++ {
-		if i > 0 {
-			spec += ","
-		}
-		spec += "http://127.0.0.1:" + strconv.Itoa(9001+i) + "=" + strconv.Itoa(1+i%5)
-	}
-	var err error
-	if cfg.Analyzers, err = ParseAnalyzers(spec); err != nil {
-		tb.Fatal(err)
-	}
-	cfg.Loops = 1
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	answerProbes(srv)
-	return newShard(srv, 0, nil)
-}
+// benchShard is a shard with no event loop behind it (the fake-upstream harness,
+// harness_test.go): handle() can be driven directly, and drain() plays the
+// analyzers' part by settling what was queued.
+func benchShard(tb testing.TB, analyzers int) *shard { return testShard(tb, analyzers, nil) }
 
 // drain settles everything queued, as if every analyzer answered 2xx at once.
 func (s *shard) drain() {
 	for _, d := range s.dests {
+		u := d.conns[0]
 		for d.outbox.len() > 0 {
-			p := d.outbox.pop()
-			d.st.Queued--
-			d.st.InFlight++
-			s.settle(p, d)
+			s.send(d, u)
+			s.settle(u.parcels.pop(), d)
 		}
 		d.dirty = false
 	}
@@ -66,17 +44,26 @@ func seedRequest(id string) []byte {
 // BenchmarkIngestPath is the per-request hot path: parse, validate, route, copy
 // into the outbox, answer 202. It must not allocate.
 func BenchmarkIngestPath(b *testing.B) {
-	s := benchShard(b, 3)
+	benchIngest(b, benchShard(b, 3), seedRequest("packet-000042"))
+}
+
+// BenchmarkIngestPathTokens is the same with INGEST_TOKENS set and the request
+// carrying a valid bearer token.
+func BenchmarkIngestPathTokens(b *testing.B) {
+	s, req := tokenShard(b)
+	benchIngest(b, s, req)
+}
+
+func benchIngest(b *testing.B, s *shard, req []byte) {
 	in := &ingress{sh: s}
 	in.parser.Init(s.srv.cfg.Limits())
-	req := seedRequest("packet-000042")
 	b.SetBytes(int64(len(req)))
 	b.ReportAllocs()
 	out := make([]byte, 0, 4096)
 	s.now = nanotime()
 	for i := 0; b.Loop(); i++ {
 		r := s.handle(in, req, out[:0])
-		if r.consumed != len(req) || r.answered != 1 {
+		if r.consumed != len(req) || r.answered != 1 || s.stats.AcceptedPackets == 0 {
 			b.Fatalf("handled %+v", r)
 		}
 		if i%512 == 511 {
@@ -85,17 +72,42 @@ func BenchmarkIngestPath(b *testing.B) {
 	}
 }
 
+// tokenShard is benchShard with INGEST_TOKENS set, and a seed request that carries
+// one of the tokens.
+func tokenShard(tb testing.TB) (*shard, []byte) {
+	s := testShard(tb, 3, func(c *Config) {
+		var err error
+		if c.IngestTokens, err = parseTokens("other-token-1,3b9a4f2c7d1e8a6b5c0f9e2d4a7b1c3e,other-token-2"); err != nil {
+			tb.Fatal(err)
+		}
+	})
+	req := seedRequest("packet-000042")
+	at := bytes.Index(req, []byte("Accept:"))
+	req = append(append(append([]byte(nil), req[:at]...), "Authorization: Bearer 3b9a4f2c7d1e8a6b5c0f9e2d4a7b1c3e\r\n"...), req[at:]...)
+	return s, req
+}
+
 // TestIngestPathAllocs pins the benchmark's claim as a test: the hot path does
-// not allocate once warm.
+// not allocate once warm, with and without INGEST_TOKENS.
 func TestIngestPathAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Log("allocation counts are not meaningful under the race detector; checked in the non-race run")
 		return
 	}
-	s := benchShard(t, 3)
+	plain := benchShard(t, 3)
+	withTokens, tokenReq := tokenShard(t)
+	for _, tc := range []struct {
+		name string
+		s    *shard
+		req  []byte
+	}{{"open", plain, seedRequest("packet-000042")}, {"tokens", withTokens, tokenReq}} {
+		t.Run(tc.name, func(t *testing.T) { checkNoAllocs(t, tc.s, tc.req) })
+	}
+}
+
+func checkNoAllocs(t *testing.T, s *shard, req []byte) {
 	in := &ingress{sh: s}
 	in.parser.Init(s.srv.cfg.Limits())
-	req := seedRequest("packet-000042")
 	out := make([]byte, 0, 4096)
 	for i := 0; i < 2000; i++ { // warm the rings, free list and buffer pool
 		s.handle(in, req, out[:0])
@@ -118,7 +130,7 @@ func TestIngestPathAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("ingest path allocates %.1f times per request, want 0", allocs)
 	}
-	if got := s.stats.Dests[0].DeliveredPackets + s.stats.Dests[1].DeliveredPackets + s.stats.Dests[2].DeliveredPackets; got != s.stats.AcceptedPackets {
+	if got := s.stats.Dests[0].DeliveredPackets + s.stats.Dests[1].DeliveredPackets + s.stats.Dests[2].DeliveredPackets; got != s.stats.AcceptedPackets || got == 0 {
 		t.Fatalf("accepted %d, settled %d", s.stats.AcceptedPackets, got)
 	}
 }

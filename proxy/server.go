@@ -30,6 +30,9 @@ type Server struct {
 	ctl   *controller
 	prom  *promSet
 	limit *emitterLimit // nil when EMITTER_RATE_LIMIT is 0
+	// budget holds the whole distributor's packets against its buffer limits; every loop uses it.
+	budget *budget
+	auth   *ingestAuth // nil when no INGEST_TOKENS: /ingest is open
 	// bodies holds packet buffers. Its own pool, not the package default: the pool
 	// calibrates the buffer size it keeps to what this distributor's packets need
 	// (buffers far above the 95th percentile are let go rather than pinned).
@@ -78,6 +81,11 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		runErr: make(chan error, 1),
 	}
 	s.limit = newEmitterLimit(cfg.EmitterRate, cfg.EmitterBurst)
+	s.budget = newBudget(len(cfg.Analyzers))
+	var err error
+	if s.auth, err = newIngestAuth(&cfg); err != nil {
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ctl = newController(cfg, &s.board, log, s.updateRetryAfter, s.drainSeconds)
 	s.ctl.publish(time.Now())
@@ -299,7 +307,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	for _, sh := range s.shardList() {
-		sh := sh
 		_ = sh.loop.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
 			sh.closing = true
 			return nil
@@ -339,7 +346,6 @@ stop:
 func (s *Server) dropRemaining() {
 	var wg sync.WaitGroup
 	for _, sh := range s.shardList() {
-		sh := sh
 		wg.Add(1)
 		err := sh.loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			defer wg.Done()
@@ -400,6 +406,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
 		s.conns.Add(-1)
 		sh.stats.Rejected[rejectConns]++
+		sh.stats.Responses[statusIndex(503)]++
 		c.SetContext(nil)
 		return codec.AppendError(nil, 503, "too many connections", false, "Retry-After: 1\r\n"), gnet.Close
 	}

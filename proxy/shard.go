@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -25,22 +26,18 @@ type shard struct {
 
 	weights []float64 // scratch for View.Effective
 	skip    sched.Set // scratch for Pick/Move
-	full    sched.Set // dests whose queue limit is reached (spill mode skips them)
-
-	owned     int // packets queued or in flight on this shard (≤ ingestCap)
-	ingestCap int // this shard's part of INGEST_BUFFER_SIZE
-	queueCap  int // this shard's part of PER_ANALYZER_QUEUE_SIZE
-	bytesCap  int64
+	full    sched.Set // scratch: dests whose queue limit is reached (spill mode skips them)
 
 	free    []*parcel // parcel free list
 	dirty   []*dest   // dests with queued packets to flush at the end of the event
 	inFlush bool      // flush in progress: re-entrant closes only mark dirty
 
-	out    []byte          // scratch: the answers of one event
-	gunzip codec.Gunzipper // reused for gzip request bodies
-	heads  []byte          // scratch: request heads of one flush
-	iov    [][]byte        // scratch: what one Writev sends
-	spans  []span          // scratch: the requests of one Writev
+	out     []byte          // scratch: the answers of one event
+	gunzip  codec.Gunzipper // reused for gzip request bodies
+	heads   []byte          // scratch: request heads of one flush
+	iov     [][]byte        // scratch: what one Writev sends
+	spans   []span          // scratch: the requests of one Writev
+	framing []int           // framing[n]: bytes codec's batch framing adds to n packets (batchFraming)
 
 	ingresses []*ingress // inbound connections, for timeouts
 	expired   int64      // nanotime of the last expire()
@@ -64,8 +61,6 @@ type dest struct {
 	host     string
 	addr     string
 	outbox   ring[*parcel]
-	owned    int   // packets queued or in flight
-	bytes    int64 // their bytes
 	conns    []*upstream
 	eligible bool
 	batch    bool
@@ -86,13 +81,12 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 	cfg := &srv.cfg
 	n := len(cfg.Analyzers)
 	s := &shard{
-		srv:       srv,
-		idx:       idx,
-		loop:      loop,
-		cred:      sched.NewCredit(n, idx, cfg.Loops),
-		ingestCap: ceilDiv(cfg.IngestBufferSize, cfg.Loops),
-		queueCap:  ceilDiv(cfg.QueueSize, cfg.Loops),
-		bytesCap:  (cfg.QueueBytes + int64(cfg.Loops) - 1) / int64(cfg.Loops),
+		srv:  srv,
+		idx:  idx,
+		loop: loop,
+		cred: sched.NewCredit(n, idx, cfg.Loops),
+
+		framing: batchFramingTable(cfg.BatchMax),
 
 		lingerWake: make(chan struct{}, 1),
 	}
@@ -101,7 +95,7 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 		d := &dest{id: i, name: a.Name, host: a.Host, addr: a.Addr, st: &s.stats.Dests[i]}
 		d.conns = make([]*upstream, cfg.UpstreamConns)
 		for k := range d.conns {
-			d.conns[k] = &upstream{sh: s, d: d, failed: -1}
+			d.conns[k] = &upstream{sh: s, d: d, failed: failNone}
 		}
 		s.dests = append(s.dests, d)
 	}
@@ -110,8 +104,6 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 	s.sync()
 	return s
 }
-
-func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // sync applies a new View: weights (credits restart when the eligible set changed,
 // so a returning analyzer gets no burst, and carry over a mere reweighting),
@@ -151,60 +143,128 @@ func (s *shard) evacuate(d *dest) {
 			return
 		}
 		d.outbox.pop()
-		d.st.Queued--
-		s.transfer(p, d, s.dests[to])
-		s.dests[to].outbox.push(p)
-		s.dests[to].st.Queued++
-		s.markDirty(s.dests[to])
+		s.release(p, d, heldQueued)
+		s.reroute(p, d, s.dests[to], false)
 	}
 }
 
-// transfer moves a parcel's ownership (not its position) from one dest to another.
-func (s *shard) transfer(p *parcel, from, to *dest) {
-	size := int64(p.body.Len())
-	from.owned--
-	from.bytes -= size
-	from.st.QueuedBytes -= size
+// reroute gives a packet released by from to another analyzer: counted as moved
+// away from one and routed to the other (the accounting's rerouted_a term), and
+// queued there, at the front when it comes back from a failed send.
+func (s *shard) reroute(p *parcel, from, to *dest, front bool) {
 	from.st.Rerouted++
-	s.updateFull(from)
-	to.owned++
-	to.bytes += size
-	to.st.QueuedBytes += size
 	to.st.RoutedPackets++
 	to.st.RoutedMessages += int64(p.msgs)
-	s.updateFull(to)
+	s.enqueue(p, to, front)
 }
 
-func (s *shard) updateFull(d *dest) {
-	if d.owned >= s.queueCap || d.bytes >= s.bytesCap {
-		s.full.Add(d.id)
-	} else if s.full.Has(d.id) {
-		s.full.Remove(d.id)
+// Where a packet a dest owns is: these three helpers are the only code that moves
+// a packet in or out of a dest's counters (Queued, InFlight, QueuedBytes) and the
+// distributor's budget for that analyzer, so the two cannot disagree.
+type heldAt uint8
+
+const (
+	heldQueued   heldAt = iota // in the dest's outbox
+	heldInFlight               // on a connection's in-flight list
+)
+
+func (h heldAt) String() string {
+	if h == heldInFlight {
+		return "in_flight"
+	}
+	return "queued"
+}
+
+// enqueue makes d own p, queued in its outbox (at the front for a packet coming
+// back from a failed send, so it is not starved).
+func (s *shard) enqueue(p *parcel, d *dest, front bool) {
+	size := int64(p.body.Len())
+	if front {
+		d.outbox.pushFront(p)
+	} else {
+		d.outbox.push(p)
+	}
+	d.st.Queued++
+	d.st.QueuedBytes += size
+	b := &s.srv.budget.dests[d.id]
+	b.n.Add(1)
+	b.bytes.Add(size)
+	s.markDirty(d)
+}
+
+// send takes the oldest packet of d's outbox onto u's in-flight list.
+func (s *shard) send(d *dest, u *upstream) *parcel {
+	p := d.outbox.pop()
+	d.st.Queued--
+	d.st.InFlight++
+	u.parcels.push(p)
+	return p
+}
+
+// release ends d's ownership of p, which the caller has already taken out of the
+// outbox or the in-flight list where it was held.
+func (s *shard) release(p *parcel, d *dest, at heldAt) {
+	size := int64(p.body.Len())
+	if at == heldInFlight {
+		d.st.InFlight--
+	} else {
+		d.st.Queued--
+	}
+	d.st.QueuedBytes -= size
+	b := &s.srv.budget.dests[d.id]
+	b.n.Add(-1)
+	b.bytes.Add(-size)
+}
+
+// refreshFull marks the analyzers whose queue limit the whole distributor has
+// reached (other loops change it, so it is read afresh for every packet).
+func (s *shard) refreshFull() {
+	s.full.Clear()
+	for i := range s.dests {
+		if s.srv.budget.full(i, &s.srv.cfg) {
+			s.full.Add(i)
+		}
 	}
 }
 
-// Outcome of offering a packet to the shard.
+// acceptResult is the outcome of offering a packet to the shard.
+type acceptResult uint8
+
 const (
-	acceptOK = iota
-	acceptFull
-	acceptNoAnalyzer
-	acceptQueueFull
-	acceptShutdown
+	acceptOK         acceptResult = iota
+	acceptFull                    // INGEST_BUFFER_SIZE reached
+	acceptNoAnalyzer              // no analyzer eligible
+	acceptQueueFull               // the analyzer's queue is full, nowhere to spill
+	acceptShutdown                // the distributor is stopping
+	numAcceptResults
 )
+
+var acceptNames = [numAcceptResults]string{"ok", "full", "no_analyzer", "queue_full", "shutdown"}
+
+func (r acceptResult) String() string {
+	if r < numAcceptResults {
+		return acceptNames[r]
+	}
+	return "acceptResult(" + strconv.Itoa(int(r)) + ")"
+}
 
 // accept places a validated packet: route, copy into the chosen outbox, account.
 // This is the whole hot path after parsing; it does not allocate once the free
 // list and rings have warmed up.
-func (s *shard) accept(body []byte, msgs int) int {
+func (s *shard) accept(body []byte, msgs int) acceptResult {
 	if s.closing {
 		return acceptShutdown
 	}
-	if s.owned >= s.ingestCap {
+	// The packet takes its place in INGEST_BUFFER_SIZE first, with an add that no
+	// other loop can race past, and gives it back if it is refused below.
+	if !s.srv.budget.reserve(s.srv.cfg.IngestBufferSize) {
 		return acceptFull
 	}
 	if s.cred.Eligible() == 0 {
+		s.srv.budget.unreserve()
 		return acceptNoAnalyzer
 	}
+	s.refreshFull()
 	var a int
 	if s.srv.cfg.Spill {
 		// A full analyzer is skipped; it keeps gaining credit (up to the cap) and
@@ -216,24 +276,16 @@ func (s *shard) accept(body []byte, msgs int) int {
 		s.cred.Pick(msgs, nil)
 	}
 	if a < 0 {
+		s.srv.budget.unreserve()
 		return acceptQueueFull
 	}
 	d := s.dests[a]
 	p := s.newParcel(body, msgs)
-	size := int64(len(body))
-	s.owned++
-	d.owned++
-	d.bytes += size
-	s.updateFull(d)
-	d.outbox.push(p)
-	st := d.st
-	st.RoutedPackets++
-	st.RoutedMessages += int64(msgs)
-	st.Queued++
-	st.QueuedBytes += size
+	d.st.RoutedPackets++
+	d.st.RoutedMessages += int64(msgs)
+	s.enqueue(p, d, false)
 	s.stats.AcceptedPackets++
 	s.stats.AcceptedMessages += int64(msgs)
-	s.markDirty(d)
 	return acceptOK
 }
 
@@ -251,61 +303,52 @@ func (s *shard) newParcel(body []byte, msgs int) *parcel {
 	return p
 }
 
-func (s *shard) release(p *parcel) {
+// recycle returns a parcel that left the distributor (delivered or dropped) to the
+// free list and its buffer to the pool.
+func (s *shard) recycle(p *parcel) {
 	s.srv.bodies.Put(p.body)
 	p.body = nil
 	s.free = append(s.free, p)
 }
 
-// settle counts a parcel delivered by d and frees it.
+// settle counts a parcel delivered by d (taken off a connection's in-flight list)
+// and frees it.
 func (s *shard) settle(p *parcel, d *dest) {
-	size := int64(p.body.Len())
-	d.owned--
-	d.bytes -= size
-	s.owned--
-	s.updateFull(d)
-	st := d.st
-	st.InFlight--
-	st.QueuedBytes -= size
-	st.DeliveredPackets++
-	st.DeliveredMessages += int64(p.msgs)
-	s.release(p)
+	s.release(p, d, heldInFlight)
+	d.st.DeliveredPackets++
+	d.st.DeliveredMessages += int64(p.msgs)
+	s.srv.budget.unreserve()
+	s.recycle(p)
 }
 
-// retry takes back a parcel whose send to d failed (it was in flight) and gives it
-// to the best other eligible analyzer, or back to d when there is none. After
-// SENDER_RETRIES failed re-sends it is dropped, counted and logged.
+// retry takes back a parcel whose send to d failed (taken off a connection's
+// in-flight list) and gives it to the best other eligible analyzer, or back to d
+// when there is none. After SENDER_RETRIES failed re-sends it is dropped, counted
+// and logged.
 func (s *shard) retry(p *parcel, d *dest) {
-	d.st.InFlight--
+	s.release(p, d, heldInFlight)
 	p.attempts++
 	d.st.Retries++
 	if p.attempts > s.srv.cfg.SenderRetries {
 		s.drop(p, d, dropRetries)
 		return
 	}
-	to := d
 	s.skip.Clear()
 	s.skip.Add(d.id)
 	if i := s.cred.Move(d.id, p.msgs, &s.skip); i >= 0 {
-		to = s.dests[i]
-		s.transfer(p, d, to)
+		s.reroute(p, d, s.dests[i], true)
+		return
 	}
-	to.outbox.pushFront(p)
-	to.st.Queued++
-	s.markDirty(to)
+	s.enqueue(p, d, true)
 }
 
-// drop gives up on a parcel that d owned and was not queued.
-func (s *shard) drop(p *parcel, d *dest, reason int) {
-	size := int64(p.body.Len())
-	d.owned--
-	d.bytes -= size
-	s.owned--
-	s.updateFull(d)
-	d.st.QueuedBytes -= size
+// drop gives up on a parcel d owned and has released: counted under reason on d,
+// logged (rate-limited), freed.
+func (s *shard) drop(p *parcel, d *dest, reason dropReason) {
 	d.st.Dropped[reason]++
-	s.srv.logDrop(d.name, dropNames[reason], p)
-	s.release(p)
+	s.srv.budget.unreserve()
+	s.srv.logDrop(d.name, reason.String(), p)
+	s.recycle(p)
 }
 
 func (s *shard) markDirty(d *dest) {
@@ -364,7 +407,7 @@ func (s *shard) dropAll() {
 	for _, d := range s.dests {
 		for d.outbox.len() > 0 {
 			p := d.outbox.pop()
-			d.st.Queued--
+			s.release(p, d, heldQueued)
 			s.drop(p, d, dropShutdown)
 		}
 		for _, u := range d.conns {
@@ -372,7 +415,7 @@ func (s *shard) dropAll() {
 				f := u.flights.pop()
 				for range f.n {
 					p := u.parcels.pop()
-					d.st.InFlight--
+					s.release(p, d, heldInFlight)
 					s.drop(p, d, dropShutdown)
 				}
 			}

@@ -1,43 +1,72 @@
 package proxy
 
+import "strconv"
+
 // Counters are plain integers written only by the shard's own event loop, so the
 // data path pays for no atomic instruction and shares no cache line. Readers take a
-// Snapshot by running a copy on each loop (Shard.snapshot via EventLoop.Execute), so
+// Snapshot by running a copy on each loop (Server.snapshotShard via EventLoop.Execute), so
 // every scrape sees each shard at one instant and the accounting invariant holds
 // exactly in what is exported:
 //
 //	accepted = delivered + queued + in_flight + dropped            (whole distributor)
 //	routed_a = delivered_a + queued_a + in_flight_a + dropped_a + rerouted_a   (per analyzer)
 
+// rejectReason says why a packet was never accepted; it indexes Stats.Rejected.
+type rejectReason uint8
+
 // Rejection reasons for packets that were never accepted.
 const (
-	rejectFull        = iota // INGEST_BUFFER_SIZE reached
-	rejectNoAnalyzer         // no analyzer eligible
-	rejectQueueFull          // chosen analyzer's queue full and no spill target
-	rejectShutdown           // distributor is stopping
-	rejectInvalid            // failed validation (400)
-	rejectTooLarge           // body over the limit (413)
-	rejectProtocol           // any other malformed request (4xx/5xx from the parser)
-	rejectConns              // MAX_CONNS reached
-	rejectRateLimited        // EMITTER_RATE_LIMIT (429)
+	rejectFull         rejectReason = iota // INGEST_BUFFER_SIZE reached
+	rejectNoAnalyzer                       // no analyzer eligible
+	rejectQueueFull                        // chosen analyzer's queue full and no spill target
+	rejectShutdown                         // distributor is stopping
+	rejectInvalid                          // failed validation (400)
+	rejectTooLarge                         // body over the limit (413)
+	rejectProtocol                         // any other malformed request (4xx/5xx from the parser)
+	rejectConns                            // MAX_CONNS reached
+	rejectRateLimited                      // EMITTER_RATE_LIMIT (429)
+	rejectUnauthorized                     // INGEST_TOKENS set, no valid bearer token (401)
 	numRejects
 )
 
-var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited"}
+// rejectNames are the metrics' reason labels, in rejectReason order.
+var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited", "unauthorized"}
+
+func (r rejectReason) String() string {
+	if r < numRejects {
+		return rejectNames[r]
+	}
+	return "rejectReason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// dropReason says why an accepted packet was given up; it indexes DestStats.Dropped.
+type dropReason uint8
 
 // Drop reasons for packets that were accepted and could not be delivered.
 const (
-	dropRetries  = iota // SENDER_RETRIES spent
-	dropShutdown        // still undelivered when the shutdown timeout ran out
+	dropRetries  dropReason = iota // SENDER_RETRIES spent
+	dropShutdown                   // still undelivered when the shutdown timeout ran out
 	numDrops
 )
 
+// dropNames are the metrics' reason labels, in dropReason order.
 var dropNames = [numDrops]string{"retries_exhausted", "shutdown_timeout"}
 
-// Failure kinds on the way to an analyzer. All of them count towards MAX_FAILURES
-// except status4xx, which says the analyzer is up but refused this one packet.
+func (r dropReason) String() string {
+	if r < numDrops {
+		return dropNames[r]
+	}
+	return "dropReason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// failKind is a failure on the way to an analyzer; it indexes DestStats.Failures.
+// All of them count towards MAX_FAILURES except failStatus4xx, which says the
+// analyzer is up but refused this one packet.
+type failKind int8
+
 const (
-	failConnect = iota
+	failNone failKind = iota - 1 // upstream.failed of a connection no failure closed
+	failConnect
 	failTimeout
 	failStatus5xx
 	failStatus4xx
@@ -46,10 +75,21 @@ const (
 	numFails
 )
 
+// failNames are the metrics' kind labels, in failKind order.
 var failNames = [numFails]string{"connect", "timeout", "status_5xx", "status_4xx", "malformed_response", "connection_closed"}
 
+func (k failKind) String() string {
+	switch {
+	case k == failNone:
+		return "none"
+	case k >= 0 && k < numFails:
+		return failNames[k]
+	}
+	return "failKind(" + strconv.Itoa(int(k)) + ")"
+}
+
 // Response status codes counted by code; anything else is counted as "other".
-var statusCodes = [...]int{100, 200, 202, 400, 404, 405, 408, 411, 413, 414, 415, 417, 429, 431, 500, 501, 503, 505}
+var statusCodes = [...]int{100, 200, 202, 400, 401, 404, 405, 408, 411, 413, 414, 415, 417, 429, 431, 500, 501, 503, 505}
 
 func statusIndex(code int) int {
 	for i, c := range statusCodes {

@@ -424,6 +424,20 @@ func (s *Set) Add(i int) {
 	s.hi[w] |= 1 << uint(i%64)
 }
 
+// Remove takes analyzer i out of the set.
+func (s *Set) Remove(i int) {
+	if i < 0 {
+		return
+	}
+	if i < 64 {
+		s.lo &^= 1 << uint(i)
+		return
+	}
+	if w := i/64 - 1; w < len(s.hi) {
+		s.hi[w] &^= 1 << uint(i%64)
+	}
+}
+
 // Has reports whether analyzer i is in the set.
 func (s *Set) Has(i int) bool {
 	if s == nil || i < 0 {

@@ -22,17 +22,3 @@ func (c *Credit) Peek(n int) int {
 	}
 	return int(c.idx[best])
 }
-
-// Remove takes analyzer i out of the set.
-func (s *Set) Remove(i int) {
-	if i < 0 {
-		return
-	}
-	if i < 64 {
-		s.lo &^= 1 << uint(i)
-		return
-	}
-	if w := i/64 - 1; w < len(s.hi) {
-		s.hi[w] &^= 1 << uint(i%64)
-	}
-}

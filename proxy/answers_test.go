@@ -1,0 +1,61 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// distributor_responses_total counts every answer on the ingest port: the admin
+// pages (rendered off the loop, counted in their write's callback on the loop),
+// /health's 503, and the MAX_CONNS 503 sent as a connection opens. Pages and the
+// MAX_CONNS 503 were not counted.
+func TestEveryAnswerIsCounted(t *testing.T) {
+	f := newFakeAnalyzer(t, false)
+	srv := startDistributor(t, f.url()+"=1", func(c *Config) {
+		c.MaxConns = 1
+		c.Loops = 1
+	})
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
+	get := func(path string) int {
+		resp, err := client.Get(ingestURL(srv) + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	counted := func(code int) int64 { return srv.Snapshot().Responses[statusIndex(code)] }
+	base200, base503, base404 := counted(200), counted(503), counted(404)
+	for _, p := range []string{"/health", "/metrics-json", "/metrics"} {
+		if code := get(p); code != 200 {
+			t.Fatalf("GET %s: %d", p, code)
+		}
+	}
+	if code := get("/nope"); code != 404 {
+		t.Fatalf("GET /nope: %d", code)
+	}
+	srv.ctl.setDrained(0, true) // no analyzer left: /health answers 503
+	if code := get("/health"); code != 503 {
+		t.Fatalf("GET /health with every analyzer drained: %d", code)
+	}
+	// The client's keep-alive connection is the one MAX_CONNS allows; a second is
+	// refused with a 503 as it opens.
+	c, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != 503 {
+		t.Fatalf("second connection over MAX_CONNS=1: %v %v", resp, err)
+	}
+	// A page's callback may run just after the client has read the page.
+	waitFor(t, "every answer counted", 5*time.Second, func() bool {
+		return counted(200)-base200 == 3 && counted(404)-base404 == 1 && counted(503)-base503 == 2
+	})
+}

@@ -1,0 +1,342 @@
+package proxy
+
+import (
+	"bytes"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/sluicelog/sluice/codec"
+)
+
+// Shard logic on the fake-upstream harness (harness_test.go): no sockets, no
+// timers, every step driven by the test.
+
+// hold keeps d's connections from opening (as if dialling forever), so what is
+// routed to d stays in its outbox.
+func hold(d *dest) {
+	for _, u := range d.conns {
+		u.state = connDialing
+	}
+}
+
+// answerAll answers 2xx to everything written on the analyzer's connections.
+func answerAll(t *testing.T, s *shard, cs []*fakeConn) int {
+	t.Helper()
+	n := 0
+	for _, c := range cs {
+		paths, _ := requests(t, c)
+		answer(s, c, len(paths), 200)
+		n += len(paths)
+	}
+	return n
+}
+
+// The linger lets go of an outbox one packet before the analyzer's queue limit, so
+// lingering packets never make an analyzer refuse: a slow analyzer (never answers)
+// full, a fast one (answers everything written) with a queue of 2, and a linger
+// far longer than the test: all 20 are accepted. The old shard held the fast
+// analyzer's packets until the linger ended, and refused the 3rd packet.
+func TestShardLingerStopsBeforeQueueLimit(t *testing.T) {
+	s := testShard(t, 2, func(c *Config) {
+		c.QueueSize = 2
+		c.BatchLinger = time.Second
+		c.Spill = true
+	})
+	conns := open(s)
+	for i := 0; i < 20; i++ {
+		if r := offer(s, "p-"+strconv.Itoa(i), 1); r != acceptOK {
+			t.Fatalf("packet %d: %v, want ok (slow in flight %d, fast queued %d)", i, r, s.stats.Dests[0].InFlight, s.stats.Dests[1].Queued)
+		}
+		answerAll(t, s, conns[1])
+		shardInvariant(t, s)
+	}
+	if s.stats.Dests[0].InFlight != 2 {
+		t.Fatalf("the slow analyzer holds %d in flight, want its queue of 2", s.stats.Dests[0].InFlight)
+	}
+}
+
+// With a linger, packets wait for a full batch or the linger's end; without, each
+// leaves at once. Batches carry codec's framing byte for byte.
+func TestShardLingerFill(t *testing.T) {
+	const batchMax = 8
+	for _, linger := range []time.Duration{time.Second, 0} {
+		t.Run("linger="+linger.String(), func(t *testing.T) {
+			s := testShard(t, 1, func(c *Config) {
+				c.BatchMax = batchMax
+				c.BatchLinger = linger
+				c.UpstreamConns = 1
+			})
+			d := s.dests[0]
+			d.batch = true
+			c := open(s)[0][0]
+			var want [][]byte
+			for i := 0; i < batchMax-1; i++ {
+				want = append(want, packetBody("b-"+strconv.Itoa(i), 1))
+				offer(s, "b-"+strconv.Itoa(i), 1)
+			}
+			if linger > 0 {
+				if c.wrote.Len() != 0 || !s.lingerArmed || len(s.lingerWake) != 1 {
+					t.Fatalf("one short of a batch: wrote %d bytes, armed %v, wake %d; want all lingering and the timer started", c.wrote.Len(), s.lingerArmed, len(s.lingerWake))
+				}
+				want = append(want, packetBody("b-7", 1))
+				offer(s, "b-7", 1)
+				written := append([]byte(nil), c.wrote.Bytes()...)
+				if exp := codec.AppendBatchRequest(nil, d.host, want); !bytes.Equal(written, exp) {
+					t.Fatalf("the full batch on the wire:\n%q\nwant codec.AppendBatchRequest's\n%q", written, exp)
+				}
+				paths, bodies := requests(t, c)
+				if len(paths) != 1 || paths[0] != codec.BatchPath || len(bodies[0]) != codec.BatchBodyLen(want) {
+					t.Fatalf("requests %v, want one batch of %d", paths, batchMax)
+				}
+				answer(s, c, 1, 200)
+				for i := 0; i < 3; i++ {
+					offer(s, "c-"+strconv.Itoa(i), 1)
+				}
+				if c.wrote.Len() != 0 {
+					t.Fatalf("3 packets were written before the linger ended")
+				}
+				s.lingerFire()
+				if paths, _ := requests(t, c); len(paths) != 1 {
+					t.Fatalf("the linger's end wrote %d requests, want one batch", len(paths))
+				}
+				answer(s, c, 1, 200)
+			} else {
+				paths, _ := requests(t, c)
+				if len(paths) != 1 {
+					t.Fatalf("without a linger the first packet goes at once, alone: %d requests", len(paths))
+				}
+			}
+			shardInvariant(t, s)
+		})
+	}
+}
+
+// retry: a failed send goes to the best other eligible analyzer, at the front of
+// its outbox, or back to the same one when there is none; past SENDER_RETRIES it is
+// dropped. A 4xx is the packet's fault: retried, but not a failure of the analyzer.
+func TestShardRetry(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		analyzers int
+		retries   int
+		status    int
+		lose      bool // the connection closes instead of answering
+		wantOn    int  // analyzer holding the packet afterwards, -1 dropped
+		wantFail  failKind
+		wantCount bool // counted in the streak towards MAX_FAILURES
+	}{
+		{"5xx moves it", 2, 3, 503, false, 1, failStatus5xx, true},
+		{"429 moves it", 2, 3, 429, false, 1, failStatus5xx, true},
+		{"4xx moves it, not charged", 2, 3, 404, false, 1, failStatus4xx, false},
+		{"lost connection moves it", 2, 3, 0, true, 1, failClosed, true},
+		{"nowhere else: same analyzer", 1, 3, 500, false, 0, failStatus5xx, true},
+		{"no retries left: dropped", 2, 0, 500, false, -1, failStatus5xx, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testShard(t, tc.analyzers, func(c *Config) {
+				c.SenderRetries = tc.retries
+				c.BatchLinger = 0
+				c.UpstreamConns = 1
+				c.MaxFailures = 100
+			})
+			conns := open(s)
+			// Route one packet to analyzer 0: the others cannot take it yet.
+			for _, d := range s.dests[1:] {
+				d.eligible = false
+			}
+			s.cred.SetWeights(append([]float64{1}, make([]float64, tc.analyzers-1)...))
+			if r := offer(s, "r-1", 3); r != acceptOK {
+				t.Fatal(r)
+			}
+			for _, d := range s.dests[1:] {
+				d.eligible = true
+				hold(d) // the retried packet stays where it lands
+			}
+			s.cred.SetWeights(append([]float64{1}, onesN(tc.analyzers-1)...))
+			queuedBefore := int64(0)
+			if tc.analyzers > 1 {
+				offer(s, "r-2", 1) // something already waiting on analyzer 1, or 0
+				queuedBefore = s.stats.Dests[1].Queued
+			}
+			c := conns[0][0]
+			if paths, _ := requests(t, c); len(paths) == 0 {
+				t.Fatal("nothing was sent to analyzer 0")
+			}
+			hold(s.dests[0]) // a retried packet on analyzer 0 stays queued too
+			if tc.lose {
+				_ = s.loop.Close(c)
+			} else {
+				answer(s, c, 1, tc.status)
+			}
+			s.flushDirty()
+			st := &s.stats
+			if got := st.Dests[0].Failures[tc.wantFail]; got != 1 {
+				t.Fatalf("failures %v, want one %v", st.Dests[0].Failures, tc.wantFail)
+			}
+			if streak := s.srv.ctl.members[0].streak.Load(); (streak == 1) != tc.wantCount {
+				t.Fatalf("streak %d after a %v", streak, tc.wantFail)
+			}
+			if tc.wantOn < 0 {
+				if st.Dests[0].Dropped[dropRetries] != 1 {
+					t.Fatalf("dropped %v, want one retries_exhausted", st.Dests[0].Dropped)
+				}
+			} else {
+				d := s.dests[tc.wantOn]
+				if d.outbox.len() == 0 || d.outbox.peek().msgs != 3 || d.outbox.peek().attempts != 1 {
+					t.Fatalf("analyzer %d's outbox front is not the retried packet with one attempt spent", tc.wantOn)
+				}
+				if tc.wantOn != 0 && (st.Dests[0].Rerouted != 1 || st.Dests[tc.wantOn].Queued != queuedBefore+1) {
+					t.Fatalf("rerouted %d, queued on %d: %d", st.Dests[0].Rerouted, tc.wantOn, st.Dests[tc.wantOn].Queued)
+				}
+			}
+			shardInvariant(t, s)
+		})
+	}
+}
+
+func onesN(n int) []float64 {
+	w := make([]float64, n)
+	for i := range w {
+		w[i] = 1
+	}
+	return w
+}
+
+// evacuate: an analyzer that may no longer take packets gives its queued ones to
+// the others at once, with no attempt spent; with nowhere to go they stay.
+func TestShardEvacuate(t *testing.T) {
+	for _, analyzers := range []int{2, 1} {
+		t.Run("analyzers="+strconv.Itoa(analyzers), func(t *testing.T) {
+			s := testShard(t, analyzers, func(c *Config) { c.BatchLinger = 0 })
+			for _, d := range s.dests {
+				hold(d)
+			}
+			for i := 0; i < 30; i++ {
+				offer(s, "e-"+strconv.Itoa(i), 1)
+			}
+			before := s.stats.Dests[0].Queued
+			if before == 0 {
+				t.Fatal("nothing routed to analyzer 0")
+			}
+			s.srv.ctl.setDrained(0, true)
+			s.sync()
+			st := &s.stats
+			if analyzers == 1 {
+				if st.Dests[0].Queued != before {
+					t.Fatalf("with nowhere to go %d of %d stayed", st.Dests[0].Queued, before)
+				}
+			} else {
+				if st.Dests[0].Queued != 0 || st.Dests[0].Rerouted != before || st.Dests[1].Queued != 30 {
+					t.Fatalf("after evacuation: %+v / %+v", st.Dests[0], st.Dests[1])
+				}
+				for k := range s.dests[1].outbox.len() {
+					if s.dests[1].outbox.at(k).attempts != 0 {
+						t.Fatal("an evacuated packet was charged an attempt")
+					}
+				}
+			}
+			shardInvariant(t, s)
+		})
+	}
+}
+
+// spill vs strict: with SPILL a full analyzer is skipped while another has room;
+// without, a packet whose turn falls on a full analyzer is refused.
+func TestShardSpillVsStrict(t *testing.T) {
+	for _, spill := range []bool{true, false} {
+		t.Run("spill="+strconv.FormatBool(spill), func(t *testing.T) {
+			s := testShard(t, 2, func(c *Config) {
+				c.QueueSize = 3
+				c.Spill = spill
+				c.BatchLinger = 0
+			})
+			for _, d := range s.dests {
+				hold(d)
+			}
+			accepted := 0
+			var first acceptResult
+			for i := 0; i < 10; i++ {
+				r := offer(s, "f-"+strconv.Itoa(i), 1)
+				if r == acceptOK {
+					accepted++
+				} else if first == acceptOK {
+					first = r
+					if spill && (s.stats.Dests[0].Queued < 3 || s.stats.Dests[1].Queued < 3) {
+						t.Fatalf("spill refused (%v) while an analyzer had room: %d, %d", r, s.stats.Dests[0].Queued, s.stats.Dests[1].Queued)
+					}
+					if !spill && s.stats.Dests[0].Queued == 3 && s.stats.Dests[1].Queued == 3 {
+						t.Fatal("strict: no refusal before both queues were full")
+					}
+				}
+			}
+			if first != acceptQueueFull {
+				t.Fatalf("refusal %v, want queue_full", first)
+			}
+			if spill && accepted != 6 {
+				t.Fatalf("spill accepted %d, want both queues of 3 filled", accepted)
+			}
+			if !spill && accepted >= 6 {
+				t.Fatalf("strict accepted %d, want a refusal on the full analyzer's turn first", accepted)
+			}
+			shardInvariant(t, s)
+		})
+	}
+}
+
+// dropAll: the shutdown timeout gives up on what is queued and in flight, counted
+// as shutdown_timeout, and closes the connections.
+func TestShardDropAll(t *testing.T) {
+	s := testShard(t, 2, func(c *Config) { c.BatchLinger = 0 })
+	conns := open(s)
+	hold(s.dests[1])
+	for i := 0; i < 20; i++ {
+		offer(s, "d-"+strconv.Itoa(i), 2)
+	}
+	answer(s, conns[0][0], 1, 200)
+	tot := s.stats.Total()
+	if tot.Queued == 0 || tot.InFlight == 0 || tot.DeliveredPackets != 1 {
+		t.Fatalf("want some queued, some in flight, one delivered: %+v", tot)
+	}
+	s.dropAll()
+	shardInvariant(t, s)
+	tot = s.stats.Total()
+	if tot.Queued+tot.InFlight != 0 || tot.Dropped[dropShutdown] != 19 || tot.Dropped[dropRetries] != 0 {
+		t.Fatalf("after dropAll: %+v", tot)
+	}
+	for _, c := range conns[0] {
+		if !c.closed {
+			t.Fatal("an open upstream connection was left open")
+		}
+	}
+}
+
+// plan: at most room requests, batches of at most BATCH_MAX packets under
+// batchBytes, in outbox order.
+func TestShardPlan(t *testing.T) {
+	s := testShard(t, 1, func(c *Config) { c.BatchLinger = 0 })
+	d := s.dests[0]
+	hold(d)
+	for i := 0; i < 10; i++ {
+		offer(s, "pl-"+strconv.Itoa(i), 1)
+	}
+	for _, tc := range []struct{ room, batchMax, wantSpans, wantFirst int }{
+		{2, 4, 2, 4}, {5, 4, 3, 4}, {3, 1, 3, 1}, {1, 64, 1, 10},
+	} {
+		_, spans := s.plan(d, tc.room, tc.batchMax)
+		if len(spans) != tc.wantSpans || spans[0].n != tc.wantFirst {
+			t.Errorf("room %d batchMax %d: %d spans, first %d; want %d, %d", tc.room, tc.batchMax, len(spans), spans[0].n, tc.wantSpans, tc.wantFirst)
+		}
+	}
+	// batchBytes: packets of 300 KiB fit three to a 1 MiB batch.
+	s2 := testShard(t, 1, func(c *Config) { c.BatchLinger = 0 })
+	hold(s2.dests[0])
+	big := bytes.Repeat([]byte("x"), 300<<10)
+	for i := 0; i < 7; i++ {
+		s2.accept(big, 1)
+	}
+	_, spans := s2.plan(s2.dests[0], 10, 64)
+	if len(spans) != 3 || spans[0].n != 3 || spans[1].n != 3 || spans[2].n != 1 {
+		t.Fatalf("300 KiB packets: spans %+v, want 3, 3, 1", spans)
+	}
+}

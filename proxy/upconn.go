@@ -1,0 +1,226 @@
+package proxy
+
+// The upstream connection: dialing, reading answers, and what a failure or a
+// close does to the requests in flight. Everything here runs on the shard's loop
+// except the connect itself (dial's goroutine).
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/sluicelog/sluice/codec"
+)
+
+// connState is where an upstream connection is in its life.
+type connState uint8
+
+const (
+	connIdle    connState = iota // no connection; dialled when packets wait and redialAt passed
+	connDialing                  // dial's goroutine is connecting; OnOpen or dialFailed follows
+	connOpen                     // registered on the loop, carrying requests
+	numConnStates
+)
+
+var connStateNames = [numConnStates]string{"idle", "dialing", "open"}
+
+func (c connState) String() string {
+	if c < numConnStates {
+		return connStateNames[c]
+	}
+	return "connState(" + strconv.Itoa(int(c)) + ")"
+}
+
+// upstream is one keep-alive connection from a shard to an analyzer. Requests are
+// pipelined: each flight is one request (one packet, or a batch) and responses
+// settle flights strictly in order, so the parcels in flight are a FIFO too.
+type upstream struct {
+	sh      *shard
+	d       *dest
+	c       gnet.Conn
+	state   connState
+	flights ring[flight]
+	parcels ring[*parcel] // in flight, in the order they were written
+	parser  codec.ResponseParser
+	resp    codec.Response
+	closing bool     // answered "Connection: close" or failed: no new requests
+	failed  failKind // failure that closed it, failNone for a clean close
+
+	progress int64 // nanotime of the last answer: the deadline runs from here or the oldest send, whichever is later
+	redialAt int64 // nanotime before which no new dial is tried
+	backoff  int64 // current redial backoff, doubles per failed dial
+}
+
+// Redial backoff after a failed connect: a dead analyzer's port is not hammered,
+// and the breaker (not this) decides when it may take traffic again.
+const (
+	redialMin = int64(50 * time.Millisecond)
+	redialMax = int64(2 * time.Second)
+)
+
+// dial opens u's connection off the loop (a blocking connect with the sender
+// timeout) and hands the socket to this loop with Enroll; OnOpen finishes the job.
+func (s *shard) dial(u *upstream) {
+	u.state = connDialing
+	timeout := s.srv.cfg.SenderTimeout
+	addr := u.d.addr
+	loop := s.loop
+	go func() {
+		conn, err := net.DialTimeout("tcp", addr, timeout)
+		if err == nil {
+			var res <-chan gnet.RegisteredResult
+			if res, err = loop.Enroll(gnet.NewContext(context.Background(), u), conn); err != nil {
+				_ = conn.Close()
+			} else if r := <-res; r.Err != nil {
+				err = r.Err // dup, address or registration failed: gnet closed conn
+			}
+		}
+		if err != nil {
+			_ = loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+				s.dialFailed(u, err)
+				return nil
+			}))
+		}
+	}()
+}
+
+func (s *shard) dialFailed(u *upstream, err error) {
+	s.now = nanotime()
+	u.state = connIdle
+	u.backoff = min(max(2*u.backoff, redialMin), redialMax)
+	u.redialAt = s.now + u.backoff
+	d := u.d
+	d.st.Failures[failConnect]++
+	s.srv.logUpstream(d.name, "connect failed", err)
+	s.failure(d)
+	s.flushDirty()
+}
+
+// opened runs on the loop when an enrolled upstream connection is registered.
+func (s *shard) opened(u *upstream, c gnet.Conn) {
+	u.c, u.state, u.closing, u.failed = c, connOpen, false, failNone
+	u.backoff = 0
+	u.parser = codec.ResponseParser{}
+	u.d.st.Conns++
+	s.markDirty(u.d)
+}
+
+// onResponses settles every complete response buffered on u.
+func (s *shard) onResponses(u *upstream, c gnet.Conn) gnet.Action {
+	buf, _ := c.Peek(-1)
+	off := 0
+	d := u.d
+	for off < len(buf) {
+		n, err := u.parser.Parse(buf[off:], &u.resp)
+		if err != nil || (n > 0 && u.flights.len() == 0) {
+			// Framing is lost: close from here (gnet.Close), and OnClose sends what
+			// was in flight back through the scheduler.
+			_, _ = c.Discard(len(buf))
+			u.markFailed(failMalformed)
+			return gnet.Close
+		}
+		if n == 0 {
+			break
+		}
+		off += n
+		u.progress = s.now
+		f := u.flights.pop()
+		status := u.resp.Status
+		switch {
+		case status >= 200 && status < 300:
+			s.observeUpstream(d, s.now-f.sent)
+			for k := 0; k < f.n; k++ {
+				s.settle(u.parcels.pop(), d)
+			}
+			if f.batch {
+				d.st.Batches++
+			}
+			s.srv.ctl.answered(d.id, d.trial)
+		default:
+			kind := failStatus5xx
+			if status >= 400 && status < 500 && status != 429 && status != 408 {
+				kind = failStatus4xx
+			}
+			d.st.Failures[kind]++
+			for k := 0; k < f.n; k++ {
+				s.retry(u.parcels.pop(), d)
+			}
+			if kind != failStatus4xx {
+				s.failure(d)
+			}
+		}
+		if !u.resp.KeepAlive || u.resp.UntilClose {
+			u.closing = true
+		}
+	}
+	if off > 0 { // Discard(0) would drop a partial response (see onRequests)
+		_, _ = c.Discard(off)
+	}
+	if u.closing && u.flights.len() == 0 {
+		return gnet.Close
+	}
+	s.markDirty(d)
+	return gnet.None
+}
+
+// stalled reports whether u owes answers and has made no progress for timeout:
+// with pipelining, a request waits behind the ones before it, so the deadline runs
+// from the later of its own send and the previous answer.
+func (u *upstream) stalled(now, timeout int64) bool {
+	if u.state != connOpen || u.flights.len() == 0 {
+		return false
+	}
+	return now-max(u.flights.peek().sent, u.progress) > timeout
+}
+
+// fail closes u because of a failure of the given kind. What was in flight goes
+// back through the scheduler when OnClose runs.
+func (u *upstream) fail(kind failKind) {
+	if u.markFailed(kind) {
+		_ = u.sh.loop.Close(u.c)
+	}
+}
+
+// markFailed records a failure that is about to close u; false if u is already
+// closing because of one.
+func (u *upstream) markFailed(kind failKind) bool {
+	if u.state != connOpen || u.failed != failNone {
+		return false
+	}
+	u.failed = kind
+	u.closing = true
+	u.d.st.Failures[kind]++
+	u.sh.failure(u.d)
+	return true
+}
+
+// closed runs on the loop when u's connection is gone, for whatever reason.
+func (s *shard) closed(u *upstream, err error) {
+	d := u.d
+	if u.state == connOpen {
+		d.st.Conns--
+	}
+	// gnet reports even an orderly close as an error (read: EOF), so only a close
+	// with requests in flight is a failure; a dead idle analyzer shows on redial.
+	unexpected := u.failed == failNone && u.flights.len() > 0
+	if unexpected {
+		d.st.Failures[failClosed]++
+		s.failure(d)
+		s.srv.logUpstream(d.name, "connection lost", err)
+	}
+	for u.flights.len() > 0 {
+		f := u.flights.pop()
+		for k := 0; k < f.n; k++ {
+			s.retry(u.parcels.pop(), d)
+		}
+	}
+	u.c, u.state, u.closing, u.failed = nil, connIdle, false, failNone
+	s.markDirty(d)
+}
+
+// failure counts one failure against d; MAX_FAILURES in a row, counted across
+// all loops, trip the analyzer's breaker.
+func (s *shard) failure(d *dest) { s.srv.ctl.failed(d.id, d.trial) }
