@@ -76,6 +76,7 @@ type Analyzer struct {
 	runDone    chan error
 	delayer    *delayer
 	metricsSrv *http.Server
+	metricsLn  string // the address metricsSrv listens on
 }
 
 // New returns an analyzer that is not yet listening. A zero DedupWindow takes the
@@ -207,6 +208,16 @@ func (a *Analyzer) Addr() string {
 	return a.addr
 }
 
+// MetricsAddr is the address the METRICS_ADDR server listens on, "" when it is off.
+func (a *Analyzer) MetricsAddr() string {
+	a.lifeMu.Lock()
+	defer a.lifeMu.Unlock()
+	if a.metricsSrv == nil {
+		return ""
+	}
+	return a.metricsLn
+}
+
 // IDs returns how many times each packet_id was received and answered 200
 // (duplicates included), when Config.RecordIDs is set; nil otherwise. Keys are the
 // raw contents of the JSON strings.
@@ -251,7 +262,7 @@ func (a *Analyzer) startMetricsServer() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", metricsContentType)
-		a.metrics.WritePrometheus(w)
+		a.writePrometheus(w)
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -264,7 +275,7 @@ func (a *Analyzer) startMetricsServer() error {
 		_, _ = w.Write(body)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	a.metricsSrv = srv
+	a.metricsSrv, a.metricsLn = srv, ln.Addr().String()
 	go func() { _ = srv.Serve(ln) }()
 	return nil
 }

@@ -270,7 +270,7 @@ func (h *handler) serve(c *conn, f *faultState, keepAlive bool) (ingest bool) {
 		c.out = codec.AppendResponse(c.out, 200, keepAlive, "", a.statsJSON())
 	case "/metrics":
 		c.body = c.body[:0]
-		a.metrics.WritePrometheus(byteWriter{&c.body})
+		a.writePrometheus(byteWriter{&c.body})
 		c.out = appendTextResponse(c.out, keepAlive, c.body)
 	case simulatePrefix:
 		status, body := a.simulateAnswer(path[len(simulatePrefix):], req.Query)
