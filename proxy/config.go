@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicelog/sluice/cli"
 	"github.com/sluicelog/sluice/codec"
 )
 
@@ -168,7 +169,8 @@ func DefaultConfig() Config {
 }
 
 // LoadConfig reads the environment (through getenv) and then args as flags. Unset
-// variables take their defaults; a flag overrides its variable.
+// variables take their defaults; a flag overrides its variable. -h writes the help
+// to usage and returns flag.ErrHelp; nothing else is printed.
 func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	c := DefaultConfig()
 	all := settings()
@@ -180,26 +182,28 @@ func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Con
 		}
 	}
 	fs := flag.NewFlagSet("sluice distributor", flag.ContinueOnError)
-	fs.SetOutput(usage)
-	var flagErr error
+	envOf := make(map[string]string, len(all))
 	for _, s := range all {
 		s := s
-		fs.Func(s.flag, s.help+" (env "+s.env+", default "+strconv.Quote(s.def)+")", func(v string) error {
-			if err := s.set(&c, v); err != nil {
-				flagErr = &ConfigError{"-" + s.flag, v, err.Error()}
-				return err
-			}
-			return nil
-		})
+		fs.Func(s.flag, s.help, func(v string) error { return s.set(&c, v) })
+		fs.Lookup(s.flag).DefValue = s.def
+		envOf[s.flag] = s.env
 	}
-	if err := fs.Parse(args); err != nil {
-		if flagErr != nil {
-			return c, flagErr
+	cmd := cli.Command{
+		Name:    "sluice distributor",
+		Summary: "Route log packets from emitters (POST /ingest) to analyzers by message weight.",
+		Flags:   fs,
+		Env:     func(flag string) string { return envOf[flag] },
+	}
+	if err := cmd.Parse(args, nil); err != nil {
+		var bad *cli.Error
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			cmd.Usage(usage)
+		case errors.As(err, &bad):
+			err = &ConfigError{bad.Name, bad.Value, bad.Problem}
 		}
 		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, &ConfigError{"arguments", strings.Join(fs.Args(), " "), "unexpected"}
 	}
 	if len(c.Analyzers) == 0 {
 		return c, &ConfigError{"ANALYZERS", "", "at least one analyzer is required, e.g. http://127.0.0.1:9001=0.5,http://127.0.0.1:9002=0.5"}

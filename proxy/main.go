@@ -8,18 +8,19 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/sluicelog/sluice/cli"
 )
 
 // Main is `sluice distributor`: configuration from the environment and flags, run
 // until SIGINT/SIGTERM, then drain. Exit status 2 means bad configuration.
 func Main(args []string) int {
-	cfg, err := LoadConfig(args, Getenv, os.Stderr)
+	cfg, err := LoadConfig(args, Getenv, os.Stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "sluice distributor: bad configuration:", err)
-		return 2
+		return cli.Fail(os.Stderr, "sluice distributor", err)
 	}
 	log := NewLogger(cfg.LogLevel, cfg.LogFormat)
 	if sum, changed := WeightsNormalised(Getenv("ANALYZERS")); changed && Getenv("ANALYZERS") != "" {
