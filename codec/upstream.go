@@ -468,11 +468,19 @@ func BatchBodyLen(packets [][]byte) int {
 // AppendPostHead appends the head of a JSON POST to path with a body of bodyLen
 // bytes, which the caller sends after it (e.g. in the same writev).
 func AppendPostHead(dst []byte, path, host string, bodyLen int) []byte {
+	return AppendPostHeadWith(dst, path, host, "", bodyLen)
+}
+
+// AppendPostHeadWith is AppendPostHead with extra header fields after Host: extra
+// is empty or whole lines, each ending in CRLF ("Authorization: Bearer x\r\n").
+func AppendPostHeadWith(dst []byte, path, host, extra string, bodyLen int) []byte {
 	dst = append(dst, "POST "...)
 	dst = append(dst, path...)
 	dst = append(dst, " HTTP/1.1\r\nHost: "...)
 	dst = append(dst, host...)
-	dst = append(dst, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+	dst = append(dst, "\r\n"...)
+	dst = append(dst, extra...)
+	dst = append(dst, "Content-Type: application/json\r\nContent-Length: "...)
 	dst = strconv.AppendInt(dst, int64(bodyLen), 10)
 	return append(dst, "\r\n\r\n"...)
 }

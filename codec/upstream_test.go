@@ -208,6 +208,18 @@ func TestAppendIngestRequest(t *testing.T) {
 	}
 }
 
+func TestAppendPostHeadWith(t *testing.T) {
+	got := AppendPostHeadWith(nil, IngestPath, "d:8080", "Authorization: Bearer t\r\n", 2)
+	req, err := http.ReadRequest(upstreamReader(append(got, "{}"...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Header.Get("Authorization") != "Bearer t" || req.Host != "d:8080" || req.ContentLength != 2 ||
+		req.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("net/http reads %q as host %s, headers %v", got, req.Host, req.Header)
+	}
+}
+
 func TestAppendBatchRequest(t *testing.T) {
 	for _, packets := range [][][]byte{
 		{[]byte(`{"packet_id":"a"}`)},
