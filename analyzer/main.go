@@ -57,10 +57,7 @@ var settings = []setting{
 		o.cfg.Addr, o.port = addr, port
 		return nil
 	}},
-	{"ANALYZER_ID", "id", "", "analyzer id reported by /health and /stats (default: hostname:port)", func(o *options, v string) error {
-		o.cfg.ID = v
-		return nil
-	}},
+	{"ANALYZER_ID", "id", "", "analyzer id reported by /health and /stats (default: hostname:port)", text(func(o *options) *string { return &o.cfg.ID })},
 	{"PROCESSING_DELAY_MS", "delay-ms", "0", "hold every ingest answer back this many milliseconds", func(o *options, v string) error {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ms < 0 || ms > 3_600_000 {
@@ -101,10 +98,7 @@ var settings = []setting{
 		o.reg.Admin = v
 		return nil
 	}},
-	{"REGISTER_TOKEN", "token", "", "bearer token for the distributor's admin API (never logged)", func(o *options, v string) error {
-		o.reg.Token = v
-		return nil
-	}},
+	{"REGISTER_TOKEN", "token", "", "bearer token for the distributor's admin API (never logged)", text(func(o *options) *string { return &o.reg.Token })},
 	{"REGISTER_WEIGHT", "weight", "", "weight to register with (required with --register)", func(o *options, v string) error {
 		w, err := strconv.ParseFloat(v, 64)
 		if v != "" && (err != nil || !(w > 0) || w > 1e9) {
@@ -113,10 +107,7 @@ var settings = []setting{
 		o.reg.Weight, o.weight = w, v
 		return nil
 	}},
-	{"REGISTER_NAME", "name", "", "name to register under (default: the analyzer id)", func(o *options, v string) error {
-		o.reg.Name = v
-		return nil
-	}},
+	{"REGISTER_NAME", "name", "", "name to register under (default: the analyzer id)", text(func(o *options) *string { return &o.reg.Name })},
 	{"REGISTER_ADVERTISE", "advertise", "", "URL the distributor reaches this analyzer at (default: http://<listen host, or 127.0.0.1 when listening on all interfaces>:<port>)", func(o *options, v string) error {
 		if v != "" && !strings.HasPrefix(v, "http://") {
 			return errors.New("want an http://host:port URL")
@@ -124,6 +115,14 @@ var settings = []setting{
 		o.reg.Advertise = v
 		return nil
 	}},
+}
+
+// text is the setter of a string taken as given.
+func text(field func(o *options) *string) func(*options, string) error {
+	return func(o *options, v string) error {
+		*field(o) = v
+		return nil
+	}
 }
 
 // command builds the command line of `sluice analyzer` over o.

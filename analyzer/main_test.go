@@ -66,13 +66,8 @@ func TestMainConfiguresAndStopsOnSignal(t *testing.T) {
 			stop()
 		})
 	}()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d: %s", code, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return after stop")
+	if code := exitCode(t, done); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	a := <-started
 	if a.cfg.ID != "from-env" || a.cfg.DedupWindow != 100 || !a.cfg.Batch || a.cfg.Delay != 0 {

@@ -99,13 +99,8 @@ func TestRegistersAndDeregisters(t *testing.T) {
 			stop()
 		})
 	}()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d: %s", code, stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not return after stop")
+	if code := exitCode(t, done); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	c := f.next(t)
 	if c.method != "DELETE" || c.path != "/admin/analyzers/a1" || c.auth != "Bearer s3cret" || !c.listening {
@@ -172,6 +167,18 @@ func TestHelpExitsZero(t *testing.T) {
 	if code != 0 || stderr.Len() != 0 || !strings.Contains(stdout.String(), "/metrics, /stats and /internal/simulate/*") ||
 		!strings.Contains(stdout.String(), "(env METRICS_ADDR") {
 		t.Fatalf("exit %d, stdout:\n%s\nstderr %q", code, stdout.String(), stderr.String())
+	}
+}
+
+// exitCode awaits run's exit code after a stop.
+func exitCode(t *testing.T, done <-chan int) int {
+	t.Helper()
+	select {
+	case code := <-done:
+		return code
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after stop")
+		return -1
 	}
 }
 

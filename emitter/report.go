@@ -85,22 +85,17 @@ func (r *Report) WriteText(w io.Writer) error {
 	b = append(b, "rate             "...)
 	b = strconv.AppendFloat(b, r.RatePPS, 'f', 1, 64)
 	b = append(b, " packets/s\n"...)
-	b = append(b, "latency          min "...)
-	b = appendMs(b, r.MinMs)
-	b = append(b, "  mean "...)
-	b = appendMs(b, r.MeanMs)
-	b = append(b, "  max "...)
-	b = appendMs(b, r.MaxMs)
-	b = append(b, "\n                 p50 "...)
-	b = appendMs(b, r.P50Ms)
-	b = append(b, "  p90 "...)
-	b = appendMs(b, r.P90Ms)
-	b = append(b, "  p95 "...)
-	b = appendMs(b, r.P95Ms)
-	b = append(b, "  p99 "...)
-	b = appendMs(b, r.P99Ms)
-	b = append(b, "  p99.9 "...)
-	b = appendMs(b, r.P999Ms)
+	for _, l := range []struct {
+		label string
+		ms    float64
+	}{
+		{"latency          min ", r.MinMs}, {"  mean ", r.MeanMs}, {"  max ", r.MaxMs},
+		{"\n                 p50 ", r.P50Ms}, {"  p90 ", r.P90Ms}, {"  p95 ", r.P95Ms},
+		{"  p99 ", r.P99Ms}, {"  p99.9 ", r.P999Ms},
+	} {
+		b = append(b, l.label...)
+		b = appendMs(b, l.ms)
+	}
 	b = append(b, "\nstatus codes    "...)
 	codes := make([]string, 0, len(r.StatusCodes))
 	for code := range r.StatusCodes {
