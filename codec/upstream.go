@@ -468,21 +468,30 @@ func BatchBodyLen(packets [][]byte) int {
 // AppendPostHead appends the head of a JSON POST to path with a body of bodyLen
 // bytes, which the caller sends after it (e.g. in the same writev).
 func AppendPostHead(dst []byte, path, host string, bodyLen int) []byte {
-	return AppendPostHeadWith(dst, path, host, "", bodyLen)
-}
-
-// AppendPostHeadWith is AppendPostHead with extra header fields after Host: extra
-// is empty or whole lines, each ending in CRLF ("Authorization: Bearer x\r\n").
-func AppendPostHeadWith(dst []byte, path, host, extra string, bodyLen int) []byte {
 	dst = append(dst, "POST "...)
 	dst = append(dst, path...)
 	dst = append(dst, " HTTP/1.1\r\nHost: "...)
 	dst = append(dst, host...)
-	dst = append(dst, "\r\n"...)
-	dst = append(dst, extra...)
-	dst = append(dst, "Content-Type: application/json\r\nContent-Length: "...)
+	dst = append(dst, "\r\nContent-Type: application/json\r\nContent-Length: "...)
 	dst = strconv.AppendInt(dst, int64(bodyLen), 10)
 	return append(dst, "\r\n\r\n"...)
+}
+
+// AppendPostHeadWith is AppendPostHead with extra header fields after Host: extra
+// is empty or fields each preceded by CRLF ("\r\nAuthorization: Bearer x"). It
+// moves the fields after Host to make room, so that AppendPostHead, on the
+// distributor's path, stays as it was.
+func AppendPostHeadWith(dst []byte, path, host, extra string, bodyLen int) []byte {
+	at := len(dst) + len("POST ") + len(path) + len(" HTTP/1.1\r\nHost: ") + len(host)
+	dst = AppendPostHead(dst, path, host, bodyLen)
+	if extra == "" {
+		return dst
+	}
+	end := len(dst)
+	dst = append(dst, extra...)
+	copy(dst[at+len(extra):], dst[at:end])
+	copy(dst[at:], extra)
+	return dst
 }
 
 // delaySeconds reads Retry-After's delay-seconds form; -1 when it is not one.

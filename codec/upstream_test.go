@@ -209,7 +209,11 @@ func TestAppendIngestRequest(t *testing.T) {
 }
 
 func TestAppendPostHeadWith(t *testing.T) {
-	got := AppendPostHeadWith(nil, IngestPath, "d:8080", "Authorization: Bearer t\r\n", 2)
+	got := AppendPostHeadWith([]byte("prefix"), IngestPath, "d:8080", "\r\nAuthorization: Bearer t", 2)
+	got, ok := bytes.CutPrefix(got, []byte("prefix"))
+	if !ok || string(AppendPostHeadWith(nil, IngestPath, "d:8080", "", 2)) != string(AppendPostHead(nil, IngestPath, "d:8080", 2)) {
+		t.Fatalf("%q: the prefix is lost, or no extra fields is not AppendPostHead", got)
+	}
 	req, err := http.ReadRequest(upstreamReader(append(got, "{}"...)))
 	if err != nil {
 		t.Fatal(err)

@@ -62,7 +62,7 @@ type runConfig struct {
 	path      string // request target
 	dist      distribution
 	emitterID string // raw, for OnAccepted
-	headers   string // extra request header lines (the Authorization field), CRLF-terminated
+	headers   string // extra request header fields (Authorization), each after a CRLF, for codec.AppendPostHeadWith
 }
 
 // resolve applies defaults and validates cfg. Errors are phrased for a command line.
@@ -140,7 +140,7 @@ func (cfg Config) resolve() (runConfig, error) {
 				return rc, errors.New("--token must be printable ASCII without spaces")
 			}
 		}
-		rc.headers = "Authorization: Bearer " + c.Token + "\r\n"
+		rc.headers = "\r\nAuthorization: Bearer " + c.Token
 	}
 
 	spec := c.Messages
