@@ -72,10 +72,12 @@ type Analyzer struct {
 	running    bool
 	bindAddr   string // Config.Addr with the port actually bound, for restarts
 	addr       string // the same, dialable: loopback when bound to all interfaces
+	listenAddr string // the listening socket's address, as bound
 	eng        gnet.Engine
 	runDone    chan error
 	delayer    *delayer
 	metricsSrv *http.Server
+	metricsLn  string // the address metricsSrv listens on
 }
 
 // New returns an analyzer that is not yet listening. A zero DedupWindow takes the
@@ -142,7 +144,7 @@ func (a *Analyzer) Start() error {
 		h.delayer.shutdown()
 		return fmt.Errorf("analyzer: listen on %s: %w", addr, h.bootErr)
 	}
-	a.bindAddr, a.addr = h.bindAddr, h.dialAddr
+	a.bindAddr, a.addr, a.listenAddr = h.bindAddr, h.dialAddr, h.listenAddr
 	a.eng = h.eng
 	a.runDone = runDone
 	a.delayer = h.delayer
@@ -200,11 +202,30 @@ func (a *Analyzer) stopLocked() error {
 	return nil
 }
 
-// Addr is the host:port the analyzer listens on (or last listened on).
+// ListenAddr is the address the listening socket is bound to: 0.0.0.0:P or [::]:P
+// when it listens on every interface.
+func (a *Analyzer) ListenAddr() string {
+	a.lifeMu.Lock()
+	defer a.lifeMu.Unlock()
+	return a.listenAddr
+}
+
+// Addr is the host:port to dial the analyzer at (or last listened at): loopback
+// when it listens on every interface.
 func (a *Analyzer) Addr() string {
 	a.lifeMu.Lock()
 	defer a.lifeMu.Unlock()
 	return a.addr
+}
+
+// MetricsAddr is the address the METRICS_ADDR server listens on, "" when it is off.
+func (a *Analyzer) MetricsAddr() string {
+	a.lifeMu.Lock()
+	defer a.lifeMu.Unlock()
+	if a.metricsSrv == nil {
+		return ""
+	}
+	return a.metricsLn
 }
 
 // IDs returns how many times each packet_id was received and answered 200
@@ -251,7 +272,7 @@ func (a *Analyzer) startMetricsServer() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", metricsContentType)
-		a.metrics.WritePrometheus(w)
+		a.writePrometheus(w)
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -264,7 +285,7 @@ func (a *Analyzer) startMetricsServer() error {
 		_, _ = w.Write(body)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	a.metricsSrv = srv
+	a.metricsSrv, a.metricsLn = srv, ln.Addr().String()
 	go func() { _ = srv.Serve(ln) }()
 	return nil
 }
@@ -298,17 +319,18 @@ func (a *Analyzer) simulateAnswer(action string, query []byte) (int, []byte) {
 }
 
 // boundAddrs reads the port a listening socket is bound to and returns the address
-// to bind again on restart (the configured host with that port) and the address to
-// dial (the same, with loopback for an unspecified host).
-func boundAddrs(eng gnet.Engine, configured string) (bind, dial string, err error) {
+// to bind again on restart (the configured host with that port), the address to
+// dial (the same, with loopback for an unspecified host) and the socket's own
+// address (0.0.0.0 or :: when it listens on every interface).
+func boundAddrs(eng gnet.Engine, configured string) (bind, dial, listen string, err error) {
 	fd, err := eng.Dup()
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	defer unix.Close(fd)
 	sa, err := unix.Getsockname(fd)
 	if err != nil {
-		return "", "", os.NewSyscallError("getsockname", err)
+		return "", "", "", os.NewSyscallError("getsockname", err)
 	}
 	var ip net.IP
 	var port int
@@ -318,13 +340,14 @@ func boundAddrs(eng gnet.Engine, configured string) (bind, dial string, err erro
 	case *unix.SockaddrInet6:
 		ip, port = net.IP(sa.Addr[:]), sa.Port
 	default:
-		return "", "", fmt.Errorf("unexpected socket address %T", sa)
+		return "", "", "", fmt.Errorf("unexpected socket address %T", sa)
 	}
 	host, _, err := net.SplitHostPort(configured)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	p := strconv.Itoa(port)
+	listen = net.JoinHostPort(ip.String(), p)
 	if ip.IsUnspecified() {
 		if ip.To4() != nil || host == "" || host == "0.0.0.0" {
 			ip = net.IPv4(127, 0, 0, 1)
@@ -332,7 +355,7 @@ func boundAddrs(eng gnet.Engine, configured string) (bind, dial string, err erro
 			ip = net.IPv6loopback
 		}
 	}
-	return net.JoinHostPort(host, p), net.JoinHostPort(ip.String(), p), nil
+	return net.JoinHostPort(host, p), net.JoinHostPort(ip.String(), p), listen, nil
 }
 
 // gnetLogger keeps gnet's warnings and errors and drops its chatter.

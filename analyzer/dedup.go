@@ -96,5 +96,21 @@ func (w *dedupWindow) seen(h uint64) bool {
 	return false
 }
 
-// size is how many ids the window holds in total.
+// size is how many ids the window can hold in total.
 func (w *dedupWindow) size() int { return len(w.stripes) * len(w.stripes[0].ring) }
+
+// held is how many ids the window holds now.
+func (w *dedupWindow) held() int {
+	n := 0
+	for i := range w.stripes {
+		s := &w.stripes[i]
+		s.mu.Lock()
+		if s.full {
+			n += len(s.ring)
+		} else {
+			n += s.next
+		}
+		s.mu.Unlock()
+	}
+	return n
+}

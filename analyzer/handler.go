@@ -19,10 +19,10 @@ type handler struct {
 	delayer *delayer // holds back delayed answers of this run's connections
 
 	// Set by OnBoot before booted is closed.
-	booted             chan struct{}
-	eng                gnet.Engine
-	bindAddr, dialAddr string
-	bootErr            error
+	booted                         chan struct{}
+	eng                            gnet.Engine
+	bindAddr, dialAddr, listenAddr string
+	bootErr                        error
 
 	// loopShards maps each event loop of this run to its counters. Written once per
 	// loop (first connection), read once per connection.
@@ -60,7 +60,7 @@ type batchElem struct {
 
 func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	h.eng = eng
-	h.bindAddr, h.dialAddr, h.bootErr = boundAddrs(eng, h.addr)
+	h.bindAddr, h.dialAddr, h.listenAddr, h.bootErr = boundAddrs(eng, h.addr)
 	close(h.booted)
 	if h.bootErr != nil {
 		return gnet.Shutdown
@@ -270,7 +270,7 @@ func (h *handler) serve(c *conn, f *faultState, keepAlive bool) (ingest bool) {
 		c.out = codec.AppendResponse(c.out, 200, keepAlive, "", a.statsJSON())
 	case "/metrics":
 		c.body = c.body[:0]
-		a.metrics.WritePrometheus(byteWriter{&c.body})
+		a.writePrometheus(byteWriter{&c.body})
 		c.out = appendTextResponse(c.out, keepAlive, c.body)
 	case simulatePrefix:
 		status, body := a.simulateAnswer(path[len(simulatePrefix):], req.Query)

@@ -2,6 +2,7 @@ package analyzer
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func TestMainRejectsBadConfigNamingTheVariable(t *testing.T) {
 		{[]string{"extra"}, nil, "unexpected argument"},
 	} {
 		var stderr bytes.Buffer
-		code := run(tc.args, envOf(tc.env), &stderr, func(*Analyzer, func()) { t.Errorf("%v %v: started", tc.args, tc.env) })
+		code := run(tc.args, envOf(tc.env), io.Discard, &stderr, func(*Analyzer, func()) { t.Errorf("%v %v: started", tc.args, tc.env) })
 		if code != 2 || !strings.Contains(stderr.String(), tc.name) {
 			t.Errorf("%v %v: exit %d, stderr %q; want 2 naming %s", tc.args, tc.env, code, stderr.String(), tc.name)
 		}
@@ -50,7 +51,7 @@ func TestMainConfiguresAndStopsOnSignal(t *testing.T) {
 	done := make(chan int)
 	started := make(chan *Analyzer, 1)
 	go func() {
-		done <- run(args, envOf(env), &stderr, func(a *Analyzer, stop func()) {
+		done <- run(args, envOf(env), io.Discard, &stderr, func(a *Analyzer, stop func()) {
 			started <- a
 			c := dial(t, a.Addr())
 			r := c.do("GET", "/health", "")
@@ -65,13 +66,8 @@ func TestMainConfiguresAndStopsOnSignal(t *testing.T) {
 			stop()
 		})
 	}()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d: %s", code, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return after stop")
+	if code := exitCode(t, done); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	a := <-started
 	if a.cfg.ID != "from-env" || a.cfg.DedupWindow != 100 || !a.cfg.Batch || a.cfg.Delay != 0 {
@@ -85,7 +81,7 @@ func TestMainConfiguresAndStopsOnSignal(t *testing.T) {
 func TestMainFailsWhenThePortIsTaken(t *testing.T) {
 	a := startAnalyzer(t, Config{})
 	var stderr bytes.Buffer
-	code := run([]string{"-port", a.Addr()}, envOf(nil), &stderr, nil)
+	code := run([]string{"-port", a.Addr()}, envOf(nil), io.Discard, &stderr, nil)
 	if code != 1 || !strings.Contains(stderr.String(), "listen") {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}

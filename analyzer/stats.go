@@ -1,8 +1,10 @@
 package analyzer
 
 import (
+	"bytes"
 	"io"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -88,7 +90,8 @@ type Stats struct {
 	HealthFailed      uint64            `json:"health_failed"`      // health checks answered 503 by the fault
 	Refused           uint64            `json:"refused"`            // connections refused or closed by down/flap
 	Connections       int               `json:"connections"`        // open now
-	DedupWindow       int               `json:"dedup_window"`       // ids remembered
+	DedupWindow       int               `json:"dedup_window"`       // ids the window can hold
+	DedupIDs          int               `json:"dedup_ids"`          // ids it holds now
 	Fault             FaultStatus       `json:"fault"`
 }
 
@@ -98,6 +101,7 @@ func (a *Analyzer) Stats() Stats {
 		AnalyzerID:      a.cfg.ID,
 		MessagesByLevel: make(map[string]uint64, codec.NumLevels),
 		DedupWindow:     a.dedup.size(),
+		DedupIDs:        a.dedup.held(),
 		Fault:           a.faultStatus(),
 	}
 	var levels [codec.NumLevels]uint64
@@ -137,14 +141,63 @@ func (a *Analyzer) eachShard(f func(*shard)) {
 	f(&a.ctl)
 }
 
+// metricFamilies is every family /metrics exposes, with its TYPE and HELP. It is the
+// one place they are written down: writePrometheus annotates the exposition from
+// it, whatever wrote the samples.
+var metricFamilies = []struct{ name, typ, help string }{
+	{"analyzer_packets_total", "counter", "New packets processed (single and batched)."},
+	{"analyzer_messages_total", "counter", "Messages in the packets processed, by level."},
+	{"analyzer_duplicates_total", "counter", "Duplicate packets: answered 200, not processed again."},
+	{"analyzer_duplicate_messages_total", "counter", "Messages in the duplicate packets."},
+	{"analyzer_received_bytes_total", "counter", "Ingest request body bytes received."},
+	{"analyzer_batches_total", "counter", "POST /ingest/batch requests accepted."},
+	{"analyzer_batch_packets_total", "counter", "Packets in accepted batch requests, new or duplicate."},
+	{"analyzer_invalid_requests_total", "counter", "Ingest requests answered 4xx."},
+	{"analyzer_faulted_total", "counter", "Answers and connections changed by an injected fault: 500 by fail, 503 by health, closed or refused by down/flap."},
+	{"analyzer_ingest_duration_seconds", "histogram", "Time from reading an ingest request to handing its answer to the socket, injected delay included; one series per event loop."},
+	{"analyzer_connections", "gauge", "Open connections."},
+	{"analyzer_dedup_window", "gauge", "Packet ids the de-duplication window can hold (DEDUP_WINDOW, rounded up to whole stripes)."},
+	{"analyzer_dedup_ids", "gauge", "Packet ids the de-duplication window holds now."},
+	{"analyzer_fault_active", "gauge", "1 while the fault is injected."},
+}
+
+// writePrometheus writes the exposition: the Set's samples (counters and
+// histograms), each family preceded once by its HELP and TYPE from metricFamilies.
+// The Set's own metadata lines are dropped; they carry no help text.
+func (a *Analyzer) writePrometheus(w io.Writer) {
+	var raw bytes.Buffer
+	a.metrics.WritePrometheus(&raw)
+	out := make([]byte, 0, raw.Len()+4096)
+	done := make(map[string]bool, len(metricFamilies))
+	for rest := raw.Bytes(); len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i+1], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		if line[0] == '#' {
+			continue
+		}
+		name := string(line[:bytes.IndexAny(line, "{ ")])
+		for _, f := range metricFamilies {
+			if done[f.name] || !(name == f.name || f.typ == "histogram" && strings.HasPrefix(name, f.name+"_")) {
+				continue
+			}
+			done[f.name] = true
+			out = append(out, "# HELP "+f.name+" "+f.help+"\n# TYPE "+f.name+" "+f.typ+"\n"...)
+		}
+		out = append(out, line...)
+	}
+	_, _ = w.Write(out)
+}
+
 // writeMetrics is the Prometheus writer for the counters; the histograms are
-// registered in the same Set and written by it. Families with labels get their
-// metadata once (when the metrics package is told to expose it), not per series.
+// registered in the same Set and written by it.
 func (a *Analyzer) writeMetrics(w io.Writer) {
 	st := a.Stats()
 	f := st.Fault
 	var buf []byte
-	family := func(name, typ string) { metrics.WriteMetadataIfNeeded(w, name, typ) }
 	sample := func(series string, v uint64) {
 		buf = append(buf[:0], series...)
 		buf = append(buf, ' ')
@@ -153,34 +206,23 @@ func (a *Analyzer) writeMetrics(w io.Writer) {
 		_, _ = w.Write(buf)
 	}
 
-	family("analyzer_packets_total", "counter")
 	sample("analyzer_packets_total", st.Packets)
-	family("analyzer_messages_total", "counter")
 	for l := range codec.NumLevels {
 		name := codec.Level(l).String()
 		sample(`analyzer_messages_total{level="`+name+`"}`, st.MessagesByLevel[name])
 	}
-	family("analyzer_duplicates_total", "counter")
 	sample("analyzer_duplicates_total", st.Duplicates)
-	family("analyzer_duplicate_messages_total", "counter")
 	sample("analyzer_duplicate_messages_total", st.DuplicateMessages)
-	family("analyzer_received_bytes_total", "counter")
 	sample("analyzer_received_bytes_total", st.Bytes)
-	family("analyzer_batches_total", "counter")
 	sample("analyzer_batches_total", st.Batches)
-	family("analyzer_batch_packets_total", "counter")
 	sample("analyzer_batch_packets_total", st.BatchPackets)
-	family("analyzer_invalid_requests_total", "counter")
 	sample("analyzer_invalid_requests_total", st.Invalid)
-	family("analyzer_faulted_total", "counter")
 	sample(`analyzer_faulted_total{fault="fail"}`, st.Failed)
 	sample(`analyzer_faulted_total{fault="health"}`, st.HealthFailed)
 	sample(`analyzer_faulted_total{fault="down"}`, st.Refused)
-	family("analyzer_connections", "gauge")
 	sample("analyzer_connections", uint64(st.Connections))
-	family("analyzer_dedup_window", "gauge")
 	sample("analyzer_dedup_window", uint64(st.DedupWindow))
-	family("analyzer_fault_active", "gauge")
+	sample("analyzer_dedup_ids", uint64(st.DedupIDs))
 	sample(`analyzer_fault_active{fault="fail"}`, b2u(f.Fail))
 	sample(`analyzer_fault_active{fault="slow"}`, b2u(f.SlowMS > 0))
 	sample(`analyzer_fault_active{fault="health"}`, b2u(f.HealthFail))

@@ -55,46 +55,31 @@ func (l *Levels) Total() int {
 func ClassifyLevel(s []byte) Level {
 	switch len(s) {
 	case 3:
-		if equalFoldUpper(s, "ERR") {
+		if equalFold(s, "err") {
 			return LevelError
 		}
 	case 4:
-		if equalFoldUpper(s, "INFO") {
+		if equalFold(s, "info") {
 			return LevelInfo
 		}
-		if equalFoldUpper(s, "WARN") {
+		if equalFold(s, "warn") {
 			return LevelWarn
 		}
 	case 5:
 		switch {
-		case equalFoldUpper(s, "TRACE"):
+		case equalFold(s, "trace"):
 			return LevelTrace
-		case equalFoldUpper(s, "DEBUG"):
+		case equalFold(s, "debug"):
 			return LevelDebug
-		case equalFoldUpper(s, "ERROR"):
+		case equalFold(s, "error"):
 			return LevelError
-		case equalFoldUpper(s, "FATAL"):
+		case equalFold(s, "fatal"):
 			return LevelFatal
 		}
 	case 7:
-		if equalFoldUpper(s, "WARNING") {
+		if equalFold(s, "warning") {
 			return LevelWarn
 		}
 	}
 	return LevelOther
-}
-
-// equalFoldUpper reports whether s equals the upper-case ASCII word w (letters
-// only), ignoring ASCII case. Clearing bit 0x20 maps only 'a'-'z' and 'A'-'Z' onto
-// the letters w holds: no other byte, '\\' and non-ASCII included, can match.
-func equalFoldUpper(s []byte, w string) bool {
-	if len(s) != len(w) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i]&^0x20 != w[i] {
-			return false
-		}
-	}
-	return true
 }

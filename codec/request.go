@@ -1,7 +1,5 @@
 package codec
 
-import "math"
-
 // Limits bounds what a Parser accepts from one connection. Zero fields take the
 // defaults of DefaultLimits.
 type Limits struct {
@@ -408,7 +406,7 @@ func (p *Parser) beginBlock(i int) {
 
 // version checks "HTTP/x.y" and keeps the minor version.
 func (p *Parser) version(v []byte) *Error {
-	if len(v) != 8 || string(v[:5]) != "HTTP/" || !isDecimal(v[5]) || v[6] != '.' || !isDecimal(v[7]) {
+	if len(v) != 8 || string(v[:5]) != "HTTP/" || !isDigit(v[5]) || v[6] != '.' || !isDigit(v[7]) {
 		return ErrVersion
 	}
 	if v[5] != '1' || v[7] > '1' {
@@ -472,20 +470,9 @@ func (p *Parser) length(v []byte) *Error {
 	if p.teSeen {
 		return ErrLengthAndChunked
 	}
-	if len(v) == 0 {
+	n, ok := decimal(v)
+	if !ok {
 		return ErrContentLength
-	}
-	var n int64
-	for _, c := range v {
-		if !isDecimal(c) {
-			return ErrContentLength
-		}
-		d := int64(c - '0')
-		if n > (math.MaxInt64-d)/10 {
-			n = math.MaxInt64 // keep checking the syntax; the value is over any limit
-			continue
-		}
-		n = n*10 + d
 	}
 	if p.lengthSeen {
 		if n != p.contentLength {
@@ -589,44 +576,6 @@ func (p *Parser) fill(buf []byte, req *Request, complete bool) {
 	}
 }
 
-// listElem returns the next non-empty element of a comma-separated list (RFC 9110
-// §5.6.1) at or after v[i], without surrounding whitespace, and where to go on from;
-// nil when the list is exhausted.
-func listElem(v []byte, i int) ([]byte, int) {
-	for i < len(v) {
-		for i < len(v) && (v[i] == ' ' || v[i] == '\t' || v[i] == ',') {
-			i++
-		}
-		start := i
-		for i < len(v) && v[i] != ',' {
-			i++
-		}
-		end := i
-		for end > start && (v[end-1] == ' ' || v[end-1] == '\t') {
-			end--
-		}
-		if end > start {
-			return v[start:end], i
-		}
-	}
-	return nil, i
-}
-
-// equalFold compares b with lower, which holds only lowercase letters, digits and '-'.
-// Setting bit 0x20 folds an ASCII capital to its lowercase letter; no byte a field
-// name or value may hold folds onto a digit or '-' that it is not.
-func equalFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		if b[i]|0x20 != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // skip returns the offset of the first byte at or after b[i] not in class, or len(b).
 func skip(b []byte, i int, class *[256]bool) int {
 	for _, c := range b[i:] {
@@ -638,31 +587,10 @@ func skip(b []byte, i int, class *[256]bool) int {
 	return i
 }
 
-func isDecimal(c byte) bool { return c >= '0' && c <= '9' }
-
-// Byte classes, from RFC 9110 §5.6.2 (token), §5.5 (field value) and RFC 3986
-// (request target: visible ASCII; the server judges the path itself).
+// Byte classes, from RFC 9110 §5.5 (field value) and RFC 3986 (request target:
+// visible ASCII; the server judges the path itself); tokenChar is in token.go.
 var (
-	tokenChar = byteClass(func(c byte) bool {
-		return isDecimal(c) || c|0x20 >= 'a' && c|0x20 <= 'z' || byteIn("!#$%&'*+-.^_`|~", c)
-	})
 	valueChar   = byteClass(func(c byte) bool { return c == '\t' || c >= 0x20 && c != 0x7f })
 	targetChar  = byteClass(func(c byte) bool { return c > 0x20 && c < 0x7f })
-	versionChar = byteClass(func(c byte) bool { return isDecimal(c) || byteIn("HTP/.", c) })
+	versionChar = byteClass(func(c byte) bool { return isDigit(c) || byteIn("HTP/.", c) })
 )
-
-func byteClass(in func(c byte) bool) (t [256]bool) {
-	for c := range 256 {
-		t[c] = in(byte(c))
-	}
-	return t
-}
-
-func byteIn(s string, c byte) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return true
-		}
-	}
-	return false
-}

@@ -213,7 +213,7 @@ func parseResponseHead(h []byte, r *Response) error {
 		}
 		name := line[:colon]
 		for _, c := range name {
-			if !responseTokenChar[c] {
+			if !tokenChar[c] {
 				return ErrResponseHeader
 			}
 		}
@@ -224,37 +224,31 @@ func parseResponseHead(h []byte, r *Response) error {
 			}
 		}
 		switch {
-		case headerIs(name, "content-length"):
+		case equalFold(name, "content-length"):
 			cl, ok := parseContentLength(value)
 			if !ok || (r.ContentLength >= 0 && cl != r.ContentLength) {
 				return ErrResponseLength
 			}
 			r.ContentLength = cl
-		case headerIs(name, "transfer-encoding"):
+		case equalFold(name, "transfer-encoding"):
 			// The last coding decides (RFC 9112 §6.3): chunked delimits the body,
 			// anything else leaves it running to the close.
-			for i := 0; i < len(value); {
-				var coding []byte
-				coding, i = nextListElem(value, i)
-				if len(coding) > 0 {
-					teSeen = true
-					r.Chunked = headerIs(coding, "chunked")
-				}
+			for coding, i := listElem(value, 0); coding != nil; coding, i = listElem(value, i) {
+				teSeen = true
+				r.Chunked = equalFold(coding, "chunked")
 			}
-		case headerIs(name, "connection"):
-			for i := 0; i < len(value); {
-				var opt []byte
-				opt, i = nextListElem(value, i)
+		case equalFold(name, "connection"):
+			for opt, i := listElem(value, 0); opt != nil; opt, i = listElem(value, i) {
 				switch {
-				case headerIs(opt, "close"):
+				case equalFold(opt, "close"):
 					closeConn = true
-				case headerIs(opt, "keep-alive"):
+				case equalFold(opt, "keep-alive"):
 					keepAlive = true
 				}
 			}
-		case headerIs(name, "sluice-batch"):
+		case equalFold(name, "sluice-batch"):
 			r.Batch = string(value) == "1"
-		case headerIs(name, "retry-after"):
+		case equalFold(name, "retry-after"):
 			r.RetryAfter = delaySeconds(value)
 		}
 	}
@@ -397,38 +391,18 @@ func parseChunkSize(line []byte, room int64) (size int64, ok bool) {
 }
 
 // parseContentLength accepts 1*DIGIT, and a list of identical such values, which
-// RFC 9110 §8.6 lets a recipient read as one.
+// RFC 9110 §8.6 lets a recipient read as one. A value of more than 18 digits is
+// refused as malformed: no analyzer's answer is that long.
 func parseContentLength(v []byte) (int64, bool) {
 	n := int64(-1)
-	for i := 0; i < len(v); {
-		var elem []byte
-		elem, i = nextListElem(v, i)
-		if len(elem) == 0 || len(elem) > 18 {
-			return 0, false
-		}
-		var x int64
-		for _, c := range elem {
-			if !isDigit(c) {
-				return 0, false
-			}
-			x = x*10 + int64(c-'0')
-		}
-		if n >= 0 && x != n {
+	for e, i := listElem(v, 0); e != nil; e, i = listElem(v, i) {
+		x, ok := decimal(e)
+		if !ok || len(e) > 18 || n >= 0 && x != n {
 			return 0, false
 		}
 		n = x
 	}
 	return n, n >= 0
-}
-
-// nextListElem returns the element of the comma-separated list v at i, without
-// surrounding whitespace, and the index after its comma.
-func nextListElem(v []byte, i int) ([]byte, int) {
-	j := bytes.IndexByte(v[i:], ',')
-	if j < 0 {
-		return trimOWS(v[i:]), len(v)
-	}
-	return trimOWS(v[i : i+j]), i + j + 1
 }
 
 // cutLine splits b after its first '\n' and returns the line without CRLF / LF.
@@ -453,29 +427,6 @@ func trimOWS(b []byte) []byte {
 	}
 	return b
 }
-
-// headerIs compares b with a lower-case ASCII name, ignoring case.
-func headerIs(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i, c := range b {
-		if c|0x20 != lower[i] && c != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// responseTokenChar marks the tchar bytes of RFC 9110 §5.6.2 (field names).
-var responseTokenChar = func() (t [256]bool) {
-	for _, c := range []byte("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
-		t[c] = true
-	}
-	return t
-}()
 
 // AppendIngestRequest appends a POST request carrying body, a packet's original
 // bytes, to dst.
@@ -524,6 +475,23 @@ func AppendPostHead(dst []byte, path, host string, bodyLen int) []byte {
 	dst = append(dst, "\r\nContent-Type: application/json\r\nContent-Length: "...)
 	dst = strconv.AppendInt(dst, int64(bodyLen), 10)
 	return append(dst, "\r\n\r\n"...)
+}
+
+// AppendPostHeadWith is AppendPostHead with extra header fields after Host: extra
+// is empty or fields each preceded by CRLF ("\r\nAuthorization: Bearer x"). It
+// moves the fields after Host to make room, so that AppendPostHead, on the
+// distributor's path, stays as it was.
+func AppendPostHeadWith(dst []byte, path, host, extra string, bodyLen int) []byte {
+	at := len(dst) + len("POST ") + len(path) + len(" HTTP/1.1\r\nHost: ") + len(host)
+	dst = AppendPostHead(dst, path, host, bodyLen)
+	if extra == "" {
+		return dst
+	}
+	end := len(dst)
+	dst = append(dst, extra...)
+	copy(dst[at+len(extra):], dst[at:end])
+	copy(dst[at:], extra)
+	return dst
 }
 
 // delaySeconds reads Retry-After's delay-seconds form; -1 when it is not one.

@@ -208,6 +208,22 @@ func TestAppendIngestRequest(t *testing.T) {
 	}
 }
 
+func TestAppendPostHeadWith(t *testing.T) {
+	got := AppendPostHeadWith([]byte("prefix"), IngestPath, "d:8080", "\r\nAuthorization: Bearer t", 2)
+	got, ok := bytes.CutPrefix(got, []byte("prefix"))
+	if !ok || string(AppendPostHeadWith(nil, IngestPath, "d:8080", "", 2)) != string(AppendPostHead(nil, IngestPath, "d:8080", 2)) {
+		t.Fatalf("%q: the prefix is lost, or no extra fields is not AppendPostHead", got)
+	}
+	req, err := http.ReadRequest(upstreamReader(append(got, "{}"...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Header.Get("Authorization") != "Bearer t" || req.Host != "d:8080" || req.ContentLength != 2 ||
+		req.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("net/http reads %q as host %s, headers %v", got, req.Host, req.Header)
+	}
+}
+
 func TestAppendBatchRequest(t *testing.T) {
 	for _, packets := range [][][]byte{
 		{[]byte(`{"packet_id":"a"}`)},

@@ -38,6 +38,7 @@ type Config struct {
 	Messages     string        // message-count distribution: "N", "fixed:N", "uniform:A-B", "skewed:A-B"
 	MessageBytes int           // approximate size of each message's text
 	EmitterID    string        // defaults to "emitter-<hostname>"
+	Token        string        // when set, every request carries "Authorization: Bearer <Token>"; never printed
 	Retries      int           // re-sends per packet; negative = never re-send
 	RetryBudget  float64       // re-sends allowed as a fraction of first sends; negative = unlimited
 	Pipeline     int           // requests in flight per connection
@@ -61,6 +62,7 @@ type runConfig struct {
 	path      string // request target
 	dist      distribution
 	emitterID string // raw, for OnAccepted
+	headers   string // extra request header fields (Authorization), each after a CRLF, for codec.AppendPostHeadWith
 }
 
 // resolve applies defaults and validates cfg. Errors are phrased for a command line.
@@ -129,6 +131,16 @@ func (cfg Config) resolve() (runConfig, error) {
 		return rc, errors.New("--grace must be > 0")
 	case c.MinAccept < 0 || c.MinAccept > 1:
 		return rc, errors.New("--min-accept must be between 0 and 1")
+	}
+
+	if c.Token != "" {
+		for i := 0; i < len(c.Token); i++ {
+			// Never echo the token: it is a secret.
+			if b := c.Token[i]; b <= ' ' || b >= 0x7f {
+				return rc, errors.New("--token must be printable ASCII without spaces")
+			}
+		}
+		rc.headers = "\r\nAuthorization: Bearer " + c.Token
 	}
 
 	spec := c.Messages

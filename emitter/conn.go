@@ -215,7 +215,8 @@ func (c *conn) push(i int, now int64) {
 	s.state = slotInFlight
 	s.attempts++
 	s.sentAt = now
-	c.wbuf = codec.AppendIngestRequest(c.wbuf, c.r.cfg.path, c.r.cfg.host, s.body)
+	c.wbuf = codec.AppendPostHeadWith(c.wbuf, c.r.cfg.path, c.r.cfg.host, c.r.cfg.headers, len(s.body))
+	c.wbuf = append(c.wbuf, s.body...)
 	c.queue = append(c.queue, i)
 }
 
@@ -392,7 +393,7 @@ func (c *conn) settle(now int64) (bool, error) {
 // answer settles slot i with the response in c.resp.
 func (c *conn) answer(i int, now int64) {
 	s := &c.slots[i]
-	c.st.latency.record(uint64(now-s.sentAt) / 1000)
+	c.st.answered(uint64(now-s.sentAt)/1000, c.resp.Status)
 	c.r.targetUp()
 	switch status := c.resp.Status; {
 	case status >= 200 && status < 300:

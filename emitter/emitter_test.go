@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -555,7 +556,7 @@ func TestSkewedPacketsSmallerThanUniform(t *testing.T) {
 func runMain(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = mainWith(context.Background(), args, &out, &errOut, false)
+	code = mainWith(context.Background(), args, func(string) string { return "" }, &out, &errOut, false)
 	return code, out.String(), errOut.String()
 }
 
@@ -579,7 +580,8 @@ func TestMainJSONReport(t *testing.T) {
 		t.Fatalf("last line is not a JSON object: %q: %v", last, err)
 	}
 	want := []string{"sent", "accepted", "rejected_503", "rejected_429", "other_errors", "retries", "gave_up",
-		"unfinished", "messages_accepted", "duration_s", "rate_pps", "p50_ms", "p99_ms", "p999_ms"}
+		"unfinished", "messages_accepted", "duration_s", "rate_pps",
+		"min_ms", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "status_codes"}
 	for _, k := range want {
 		if _, ok := fields[k]; !ok {
 			t.Errorf("JSON report has no %q: %s", k, last)
@@ -598,13 +600,27 @@ func TestMainJSONReport(t *testing.T) {
 		rep.Rejected503 != 30 || rep.Retries != 30 || rep.RatePPS <= 0 || rep.DurationS <= 0 {
 		t.Fatalf("JSON report %+v; server accepted %d packets with %d messages", rep, packets, messages)
 	}
+	if len(rep.StatusCodes) != 2 || rep.StatusCodes["202"] != 300 || rep.StatusCodes["503"] != 30 {
+		t.Fatalf("status codes %v, want 202: 300 and 503: 30", rep.StatusCodes)
+	}
+	if !(rep.MinMs > 0 && rep.MinMs <= rep.P50Ms && rep.P50Ms <= rep.P90Ms && rep.P90Ms <= rep.P95Ms &&
+		rep.P95Ms <= rep.P99Ms && rep.P99Ms <= rep.P999Ms && rep.MeanMs >= rep.MinMs && rep.MeanMs <= rep.MaxMs &&
+		rep.P999Ms <= rep.MaxMs*1.02) {
+		t.Fatalf("latency min %v mean %v p50 %v p90 %v p95 %v p99 %v p99.9 %v max %v: out of order",
+			rep.MinMs, rep.MeanMs, rep.P50Ms, rep.P90Ms, rep.P95Ms, rep.P99Ms, rep.P999Ms, rep.MaxMs)
+	}
 }
 
 func TestMainTextReport(t *testing.T) {
 	f := newFakeDistributor(t, nil)
 	code, out, _ := runMain(t, "--target", f.target(), "--count", "50", "--rate", "0")
-	if code != 0 || !strings.Contains(out, "accepted         50\n") || !strings.Contains(out, "p99 ") {
+	if code != 0 || !strings.Contains(out, "accepted         50\n") || !strings.Contains(out, "status codes     202: 50\n") {
 		t.Fatalf("exit %d, text report:\n%s", code, out)
+	}
+	for _, want := range []string{"min ", "mean ", "max ", "p50 ", "p90 ", "p95 ", "p99 ", "p99.9 "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text report has no %q:\n%s", want, out)
+		}
 	}
 }
 
@@ -638,8 +654,9 @@ func TestMainBadFlags(t *testing.T) {
 		{"--retry-budget", "0"}, {"--pipeline", "0"},
 	} {
 		code, out, errOut := runMain(t, args...)
-		if code != ExitBadFlags || out != "" || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "sluice emitter: ") {
-			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line on stderr", args, code, out, errOut)
+		if code != ExitBadFlags || out != "" || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "sluice emitter: ") ||
+			!strings.HasSuffix(errOut, "; run 'sluice emitter -h' for usage\n") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line on stderr with a hint to -h", args, code, out, errOut)
 		}
 	}
 }
@@ -664,13 +681,13 @@ func TestProgressLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := buf.String()
-	// Redraws at 1 s and 2 s, each starting with a carriage return (an overloaded
-	// machine can delay the second past the end of the run), and one final newline
-	// so the report starts on its own line.
-	if n := strings.Count(s, "\r"); n < 1 || n > 2 || !strings.HasSuffix(s, "\n") || strings.Count(s, "\n") != 1 {
+	// Not a terminal: a line at 1 s and at 2 s (an overloaded machine can delay
+	// the second past the end of the run), no carriage returns.
+	if n := strings.Count(s, "\n"); n < 1 || n > 2 || strings.Contains(s, "\r") || !strings.HasSuffix(s, "\n") {
 		t.Fatalf("progress output %q", s)
 	}
-	second := s[strings.LastIndexByte(s, '\r')+1:]
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	second := lines[len(lines)-1]
 	for _, want := range []string{"s  ", "pkt/s", "accepted ", "rejected 0", "retries 0", "p50 ", "p99 "} {
 		if !strings.Contains(second, want) {
 			t.Fatalf("progress line %q has no %q", second, want)
@@ -682,6 +699,66 @@ func TestProgressLine(t *testing.T) {
 	rate, _ := strconv.Atoi(fields[1])
 	if rate < 1 || rate > 120 {
 		t.Fatalf("progress rate %d, want about 100: %q", rate, second)
+	}
+}
+
+// On a terminal the line is redrawn in place: '\r' first, a shorter line blanks
+// what the longer one left, and one newline at the end.
+func TestProgressRedrawsOnATerminal(t *testing.T) {
+	var buf bytes.Buffer
+	p := progressLine{w: &buf, inPlace: true}
+	var lat histSnapshot
+	p.draw(time.Second, totals{accepted: 123456, retries: 99999}, &lat)
+	long := buf.Len()
+	p.draw(2*time.Second, totals{accepted: 123457}, &lat)
+	p.finish()
+	s := buf.String()
+	if strings.Count(s, "\r") != 2 || strings.Count(s, "\n") != 1 || !strings.HasSuffix(s, "\n") || len(s)-long != long+1 {
+		t.Fatalf("redrawn output %q", s)
+	}
+}
+
+// --token sends "Authorization: Bearer <token>" with every request, re-sends
+// included, and the token shows in neither the report nor stderr.
+func TestTokenIsSentAndNeverPrinted(t *testing.T) {
+	var mu sync.Mutex
+	auth := map[string]int{}
+	f := newFakeDistributor(t, func(w http.ResponseWriter, r *http.Request, p *seedPacket, attempt int) bool {
+		mu.Lock()
+		auth[r.Header.Get("Authorization")]++
+		mu.Unlock()
+		if attempt == 1 && strings.HasSuffix(p.PacketID, "3") {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return false
+		}
+		return accept(w, r, p, attempt)
+	})
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+	}{
+		{[]string{"--token", "t0k-en.42"}, nil},
+		{nil, map[string]string{"EMITTER_TOKEN": "t0k-en.42"}},
+	} {
+		clear(auth)
+		var out, errOut bytes.Buffer
+		args := append([]string{"--target", f.target(), "--count", "40", "--rate", "0", "--json", "--progress"}, tc.args...)
+		code := mainWith(context.Background(), args, func(k string) string { return tc.env[k] }, &out, &errOut, false)
+		mu.Lock()
+		got := maps.Clone(auth)
+		mu.Unlock()
+		if code != 0 || len(got) != 1 || got["Bearer t0k-en.42"] != 44 {
+			t.Errorf("%v %v: exit %d; Authorization values seen %v, want 40 packets + 4 re-sends all with the token", tc.args, tc.env, code, got)
+		}
+		if strings.Contains(out.String()+errOut.String(), "t0k-en") {
+			t.Errorf("the token was printed:\n%s%s", out.String(), errOut.String())
+		}
+	}
+	var errOut bytes.Buffer
+	code := mainWith(context.Background(), []string{"--target", f.target(), "--token", "has space"}, func(string) string { return "" }, io.Discard, &errOut, false)
+	if code != ExitBadFlags || strings.Contains(errOut.String(), "has space") {
+		t.Fatalf("a bad token: exit %d, stderr %q; want 2 without the token", code, errOut.String())
 	}
 }
 

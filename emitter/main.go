@@ -10,15 +10,16 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/sluicelog/sluice/cli"
 )
 
 // Exit codes of Main.
 const (
-	ExitOK        = 0
-	ExitBelowMin  = 1 // acceptance under --min-accept
-	ExitFailed    = 1 // the target stayed unreachable for --down-timeout
-	ExitBadFlags  = 2
-	usageHeadline = "usage: sluice emitter [flags]"
+	ExitOK       = 0
+	ExitBelowMin = 1 // acceptance under --min-accept
+	ExitFailed   = 1 // the target stayed unreachable for --down-timeout
+	ExitBadFlags = cli.ExitUsage
 )
 
 // Main is `sluice emitter [flags]`. SIGINT or SIGTERM stops the run; the report is
@@ -26,22 +27,20 @@ const (
 func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return mainWith(ctx, args, os.Stdout, os.Stderr, isTerminal(os.Stderr))
+	return mainWith(ctx, args, os.Getenv, os.Stdout, os.Stderr, isTerminal(os.Stderr))
 }
 
-func mainWith(ctx context.Context, args []string, stdout, stderr io.Writer, stderrIsTerminal bool) int {
-	cfg, err := parseFlags(args)
+func mainWith(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, stderrIsTerminal bool) int {
+	cfg, err := parseFlags(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(stderr, usageHeadline)
-		newFlagSet(&Config{}, stderr).PrintDefaults()
+		command(&Config{}).Usage(stdout)
 		return ExitOK
 	}
 	if err == nil {
 		_, err = cfg.resolve()
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "sluice emitter: %v\n", err)
-		return ExitBadFlags
+		return cli.Fail(stderr, commandName, err)
 	}
 
 	var progress io.Writer
@@ -69,9 +68,12 @@ func mainWith(ctx context.Context, args []string, stdout, stderr io.Writer, stde
 	return ExitOK
 }
 
-func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("emitter", flag.ContinueOnError)
-	fs.SetOutput(output)
+const commandName = "sluice emitter"
+
+// command is the emitter's command line over cfg: every flag also reads the
+// variable EMITTER_<FLAG> (emitter-id reads EMITTER_ID).
+func command(cfg *Config) *cli.Command {
+	fs := flag.NewFlagSet(commandName, flag.ContinueOnError)
 	fs.StringVar(&cfg.Target, "target", DefaultTarget, "distributor URL (http://host:port[/path]; path defaults to /ingest) or host:port")
 	fs.Float64Var(&cfg.Rate, "rate", DefaultRate, "packets per second over all connections; 0 = as fast as possible")
 	fs.IntVar(&cfg.Concurrency, "concurrency", DefaultConcurrency, "keep-alive connections")
@@ -81,6 +83,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Messages, "messages", "", "messages per packet: N, fixed:N, uniform:A-B or skewed:A-B (overrides --packet-size)")
 	fs.IntVar(&cfg.MessageBytes, "message-bytes", DefaultMessageBytes, "bytes of text per message")
 	fs.StringVar(&cfg.EmitterID, "emitter-id", "", "emitter_id in every packet (default emitter-<hostname>)")
+	fs.StringVar(&cfg.Token, "token", "", "send \"Authorization: Bearer <token>\" with every request (never printed)")
 	fs.IntVar(&cfg.Retries, "retries", DefaultRetries, "re-sends per packet after 503, 429, 5xx or a connection error")
 	fs.Float64Var(&cfg.RetryBudget, "retry-budget", DefaultRetryBudget, "re-sends allowed as a fraction of first sends; negative = unlimited")
 	fs.IntVar(&cfg.Pipeline, "pipeline", DefaultPipeline, "requests in flight per connection")
@@ -89,21 +92,33 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&cfg.DownTimeout, "down-timeout", DefaultDownTimeout, "end the run (exit 1) when no connect to the target succeeded for this long; 0 = never")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the report as one JSON object (the last line of output)")
 	fs.Float64Var(&cfg.MinAccept, "min-accept", 0, "exit 1 when the fraction of sent packets finally accepted is under this; 0 = off")
-	fs.BoolVar(&cfg.Progress, "progress", false, "print the live progress line even when stderr is not a terminal")
-	return fs
+	fs.BoolVar(&cfg.Progress, "progress", false, "print progress once a second even when stderr is not a terminal (then as lines, not redrawn in place)")
+	return &cli.Command{
+		Name:    commandName,
+		Summary: "Generate load: POST log packets to a distributor and report what it answered.",
+		Flags:   fs,
+		Env:     envOf,
+	}
 }
 
-// parseFlags reads the command line into a Config. Flags are given as in the seed
-// emitter; zero values the user types mean what they say (--retries 0 = no re-sends).
-func parseFlags(args []string) (Config, error) {
+// envOf is the variable of an emitter flag.
+func envOf(flag string) string {
+	if flag == "emitter-id" {
+		return "EMITTER_ID"
+	}
+	return "EMITTER_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// parseFlags reads the environment and the command line into a Config. Flags are
+// given as in the seed emitter; zero values the user types mean what they say
+// (--retries 0 = no re-sends).
+func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	var cfg Config
-	fs := newFlagSet(&cfg, io.Discard)
-	if err := fs.Parse(args); err != nil {
+	cmd := command(&cfg)
+	if err := cmd.Parse(args, getenv); err != nil {
 		return cfg, err
 	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q", strings.Join(fs.Args(), " "))
-	}
+	fs := cmd.Flags
 	// In a Config zero takes the default; on the command line it means zero.
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

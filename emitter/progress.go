@@ -2,6 +2,7 @@ package emitter
 
 import (
 	"io"
+	"os"
 	"strconv"
 	"time"
 )
@@ -9,10 +10,13 @@ import (
 // progressInterval is how often the live line is redrawn.
 const progressInterval = time.Second
 
-// progressLine redraws one status line in place with a carriage return. Rate and
-// latency are over the last interval, counts since the start.
+// progressLine reports progress once an interval: on a terminal it redraws one
+// line in place with a carriage return; anywhere else (a file, a pipe, a CI log)
+// each report is a line of its own. Rate and latency are over the last interval,
+// counts since the start.
 type progressLine struct {
 	w       io.Writer
+	inPlace bool // redraw with '\r' (a terminal) instead of writing lines
 	buf     []byte
 	lastLen int
 	prev    totals
@@ -31,7 +35,10 @@ func (p *progressLine) draw(elapsed time.Duration, t totals, lat *histSnapshot) 
 	}
 	p.prev, p.prevAt = t, elapsed
 
-	b := append(p.buf[:0], '\r')
+	b := p.buf[:0]
+	if p.inPlace {
+		b = append(b, '\r')
+	}
 	start := len(b)
 	b = strconv.AppendInt(b, int64(elapsed/time.Second), 10)
 	b = append(b, "s  "...)
@@ -51,17 +58,28 @@ func (p *progressLine) draw(elapsed time.Duration, t totals, lat *histSnapshot) 
 	b = append(b, "  p99 "...)
 	b = appendMs(b, p.cur.quantileMs(0.99))
 	n := len(b) - start
-	for i := n; i < p.lastLen; i++ { // blank what a longer previous line left
-		b = append(b, ' ')
+	if p.inPlace {
+		for i := n; i < p.lastLen; i++ { // blank what a longer previous line left
+			b = append(b, ' ')
+		}
+	} else {
+		b = append(b, '\n')
 	}
 	p.lastLen = n
 	p.buf = b
 	_, _ = p.w.Write(b)
 }
 
-// finish ends the line so the report starts on a fresh one.
+// finish ends a redrawn line so the report starts on a fresh one.
 func (p *progressLine) finish() {
-	if p.lastLen > 0 {
+	if p.inPlace && p.lastLen > 0 {
 		_, _ = p.w.Write([]byte{'\n'})
 	}
+}
+
+// redraws reports whether progress written to w can be redrawn in place: only on
+// a terminal.
+func redraws(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isTerminal(f)
 }

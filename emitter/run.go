@@ -106,7 +106,8 @@ func (r *run) latency(dst *histSnapshot) {
 // Run drives the target as cfg says until Duration passes, Count packets were
 // answered, or ctx ends, and reports what happened. After the stop, requests already
 // in flight may be answered for up to Grace; nothing new is sent. When progress is
-// not nil a status line is redrawn on it once a second.
+// not nil progress is written to it once a second: redrawn in place on a
+// terminal, as lines anywhere else.
 //
 // The error is non-nil for a Config that cannot run (and an empty Report), or, with
 // the Report of what was done, when the run was ended by ErrTargetDown. Answers the
@@ -179,7 +180,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 }
 
 func (r *run) showProgress(w io.Writer, done <-chan struct{}) {
-	line := progressLine{w: w}
+	line := progressLine{w: w, inPlace: redraws(w)}
 	tick := time.NewTicker(progressInterval)
 	defer tick.Stop()
 	var lat histSnapshot

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicelog/sluice/cli"
 	"github.com/sluicelog/sluice/codec"
 )
 
@@ -193,7 +194,8 @@ func DefaultConfig() Config {
 // LoadConfig reads the config file (CONFIG_FILE or --config), the environment
 // (through getenv) and then args as flags. Unset and empty variables take their
 // defaults; a flag overrides its variable, which overrides the file. The error lists
-// every problem found (ConfigErrors when there is more than one).
+// every problem found (ConfigErrors when there is more than one). -h writes the help
+// to usage and returns flag.ErrHelp; nothing else is printed.
 func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	return LoadConfigLookup(args, func(k string) (string, bool) { v := getenv(k); return v, v != "" }, usage)
 }
@@ -213,24 +215,30 @@ func LoadConfigLookup(args []string, lookup func(string) (string, bool), usage i
 		}
 	}
 	fs := flag.NewFlagSet("sluice distributor", flag.ContinueOnError)
-	fs.SetOutput(usage)
+	envOf := make(map[string]string, len(all))
 	for _, s := range all {
 		s := s
-		fs.Func(s.flag, s.help+" (env "+s.env+", default "+strconv.Quote(s.def)+")", func(v string) error {
+		fs.Func(s.flag, s.help, func(v string) error {
 			if err := c.apply(s, v); err != nil {
-				errs = append(errs, &ConfigError{"-" + s.flag, v, err.Error()})
+				errs = append(errs, &ConfigError{"--" + s.flag, v, err.Error()})
 			}
 			return nil // go on: --check lists every problem
 		})
+		fs.Lookup(s.flag).DefValue = s.def
+		envOf[s.flag] = s.env
 	}
 	fs.Bool("check", false, "validate the configuration (file, environment, flags) without serving: exit 0, or 2 listing every problem")
-	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+	cmd := cli.Command{
+		Name:    "sluice distributor",
+		Summary: "Route log packets from emitters (POST /ingest) to analyzers by message weight.",
+		Flags:   fs,
+		Env:     func(flag string) string { return envOf[flag] },
+	}
+	if err := cmd.Parse(args, nil); errors.Is(err, flag.ErrHelp) {
+		cmd.Usage(usage)
 		return c, err
 	} else if err != nil {
 		errs = append(errs, err)
-	}
-	if fs.NArg() > 0 {
-		errs = append(errs, &ConfigError{"arguments", strings.Join(fs.Args(), " "), "unexpected"})
 	}
 	if len(c.Analyzers) == 0 && !namesAnalyzers(errs) {
 		errs = append(errs, &ConfigError{"ANALYZERS", "", "at least one analyzer is required, e.g. http://127.0.0.1:9001=0.5,http://127.0.0.1:9002=0.5"})

@@ -90,7 +90,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"ANALYZERS": "http://a:1=1", "SPILL": "maybe"}, nil, "SPILL"},
 		{map[string]string{"ANALYZERS": "http://a:1=1", "BATCH_LINGER_US": "2000000"}, nil, "BATCH_LINGER_US"},
 		{map[string]string{"ANALYZERS": "http://a:1=1", "BATCH_LINGER_US": "-1"}, nil, "BATCH_LINGER_US"},
-		{map[string]string{"ANALYZERS": "http://a:1=1"}, []string{"--max-failures", "x"}, "-max-failures"},
+		{map[string]string{"ANALYZERS": "http://a:1=1"}, []string{"--max-failures", "x"}, "--max-failures"},
 	} {
 		_, err := LoadConfig(c.args, env(c.env), io.Discard)
 		var ce *ConfigError

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sluicelog/sluice/cli"
 	"io"
 	"regexp"
 	"sort"
@@ -80,6 +81,17 @@ func printProblems(w io.Writer, err error) {
 	for _, p := range Problems(err) {
 		fmt.Fprintln(w, "sluice distributor: bad configuration:", p)
 	}
+}
+
+// failConfig is a bad configuration at start: one line (with a hint to -h) for
+// one problem, one line per problem and the hint last for several. It returns the
+// exit status, cli.ExitUsage.
+func failConfig(w io.Writer, err error) int {
+	probs := Problems(err)
+	for _, p := range probs[:len(probs)-1] {
+		fmt.Fprintln(w, "sluice distributor:", p)
+	}
+	return cli.Fail(w, "sluice distributor", probs[len(probs)-1])
 }
 
 // apply runs one setting's setter and records the value as written, for

@@ -15,7 +15,7 @@ import (
 // configuration; --check only validates it. A variable set to "" counts as set
 // (METRICS_ADDR="" turns the admin port off).
 func Main(args []string) int {
-	cfg, err := LoadConfigLookup(args, LookupEnv, os.Stderr)
+	cfg, err := LoadConfigLookup(args, LookupEnv, os.Stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -23,8 +23,7 @@ func Main(args []string) int {
 		return Check(cfg, err, os.Stdout, os.Stderr)
 	}
 	if err != nil {
-		printProblems(os.Stderr, err)
-		return 2
+		return failConfig(os.Stderr, err)
 	}
 	log := NewLogger(cfg.LogLevel, cfg.LogFormat)
 	if sum, changed := WeightsNormalised(cfg.raw["ANALYZERS"]); changed {

@@ -1,0 +1,363 @@
+package codec
+
+import (
+	"math/bits"
+	"unicode"
+	"unicode/utf8"
+)
+
+// The JSON scanner under ValidatePacket: the grammar of RFC 8259 checked the way
+// encoding/json checks it (strings included), with no allocation. packet.go walks
+// the packet's own objects with it; everything else is skipped by jsonSkipValue.
+
+// jsonColon expects optional whitespace, ':' and optional whitespace at b[i] and
+// returns the index of the value after them.
+func jsonColon(b []byte, i int) (int, error) {
+	i = jsonSkipSpace(b, i)
+	if byteAt(b, i) != ':' {
+		return 0, errInvalidJSON
+	}
+	return jsonSkipSpace(b, i+1), nil
+}
+
+// jsonNext expects optional whitespace and then ',' or closer after a value; it
+// returns the index of that byte.
+func jsonNext(b []byte, i int, closer byte) (int, error) {
+	i = jsonSkipSpace(b, i)
+	if c := byteAt(b, i); c != ',' && c != closer {
+		return 0, errInvalidJSON
+	}
+	return i, nil
+}
+
+// byteAt is b[i], or 0 (never valid where it is tested) past the end.
+func byteAt(b []byte, i int) byte {
+	if i < len(b) {
+		return b[i]
+	}
+	return 0
+}
+
+// jsonDecodeRune decodes the rune at raw[i] of a JSON string's contents, which
+// jsonScanString has checked, and returns it with the index past it. Escaped UTF-16
+// surrogate pairs are joined; a lone surrogate or invalid UTF-8 gives U+FFFD, as in
+// encoding/json.
+func jsonDecodeRune(raw []byte, i int) (rune, int) {
+	c := raw[i]
+	if c < utf8.RuneSelf && c != '\\' {
+		return rune(c), i + 1
+	}
+	if c != '\\' {
+		r, size := utf8.DecodeRune(raw[i:])
+		return r, i + size
+	}
+	switch raw[i+1] {
+	case 'b':
+		return '\b', i + 2
+	case 'f':
+		return '\f', i + 2
+	case 'n':
+		return '\n', i + 2
+	case 'r':
+		return '\r', i + 2
+	case 't':
+		return '\t', i + 2
+	case 'u':
+		r := jsonHex4(raw[i+2:])
+		i += 6
+		if r >= 0xD800 && r < 0xDC00 {
+			if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
+				if lo := jsonHex4(raw[i+2:]); lo >= 0xDC00 && lo < 0xE000 {
+					return 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00), i + 6
+				}
+			}
+			return utf8.RuneError, i
+		}
+		if r >= 0xDC00 && r < 0xE000 {
+			return utf8.RuneError, i
+		}
+		return r, i
+	default: // '"', '\\', '/'
+		return rune(raw[i+1]), i + 2
+	}
+}
+
+func jsonHex4(b []byte) rune {
+	var r rune
+	for _, c := range b[:4] {
+		r = r<<4 | rune(hexDigit[c])
+	}
+	return r
+}
+
+// jsonFoldRune is encoding/json's fold: the smallest rune of r's simple-fold orbit.
+func jsonFoldRune(r rune) rune {
+	for {
+		r2 := unicode.SimpleFold(r)
+		if r2 <= r {
+			return r2
+		}
+		r = r2
+	}
+}
+
+// jsonMaxDepth bounds the nesting of a value inside a packet. encoding/json allows
+// 10000; a log packet that nests beyond this is refused as invalid rather than
+// given an unbounded stack.
+const jsonMaxDepth = 1024
+
+// jsonSkipValue checks the value starting at b[i] and returns the index past it.
+func jsonSkipValue(b []byte, i int) (int, error) {
+	switch byteAt(b, i) {
+	case '{', '[':
+		return jsonSkipContainer(b, i)
+	default:
+		return jsonSkipScalar(b, i)
+	}
+}
+
+// jsonSkipScalar checks the string, number or literal starting at b[i] and returns
+// the index past it.
+func jsonSkipScalar(b []byte, i int) (int, error) {
+	switch byteAt(b, i) {
+	case '"':
+		return jsonScanString(b, i)
+	case 't':
+		return jsonLiteral(b, i, "true")
+	case 'f':
+		return jsonLiteral(b, i, "false")
+	case 'n':
+		return jsonLiteral(b, i, "null")
+	default:
+		return jsonScanNumber(b, i)
+	}
+}
+
+func jsonLiteral(b []byte, i int, lit string) (int, error) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return 0, errInvalidJSON
+	}
+	return i + len(lit), nil
+}
+
+// jsonScanNumber checks the number starting at b[i] (RFC 8259 §6) and returns the
+// index past it. What may follow is the caller's business.
+func jsonScanNumber(b []byte, i int) (int, error) {
+	if byteAt(b, i) == '-' {
+		i++
+	}
+	switch c := byteAt(b, i); {
+	case c == '0':
+		i++
+	case c >= '1' && c <= '9':
+		i = jsonDigits(b, i+1)
+	default:
+		return 0, errInvalidJSON
+	}
+	if byteAt(b, i) == '.' {
+		j := jsonDigits(b, i+1)
+		if j == i+1 {
+			return 0, errInvalidJSON
+		}
+		i = j
+	}
+	if c := byteAt(b, i); c == 'e' || c == 'E' {
+		i++
+		if c := byteAt(b, i); c == '+' || c == '-' {
+			i++
+		}
+		j := jsonDigits(b, i)
+		if j == i {
+			return 0, errInvalidJSON
+		}
+		i = j
+	}
+	return i, nil
+}
+
+func jsonDigits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// jsonSkipContainer checks the object or array starting at b[i] and returns the
+// index past it. It keeps its own stack (one bit per level: object or array), so
+// hostile nesting costs neither recursion nor allocation.
+func jsonSkipContainer(b []byte, i int) (int, error) {
+	var objects [jsonMaxDepth / 64]uint64
+	depth := 0
+	inObject := false
+	for {
+		// b[i] starts a value inside the current container (or is the outer one).
+		if c := byteAt(b, i); c == '{' || c == '[' {
+			if depth == jsonMaxDepth {
+				return 0, errInvalidJSON
+			}
+			inObject = c == '{'
+			if inObject {
+				objects[depth>>6] |= 1 << (depth & 63)
+			} else {
+				objects[depth>>6] &^= 1 << (depth & 63)
+			}
+			depth++
+			i = jsonSkipSpace(b, i+1)
+			if c := byteAt(b, i); c != '}' && c != ']' {
+				if inObject {
+					next, err := jsonScanKeyString(b, i)
+					if err != nil {
+						return 0, err
+					}
+					if i, err = jsonColon(b, next); err != nil {
+						return 0, err
+					}
+				}
+				continue // the first element
+			}
+			// An empty container: its closer is checked below.
+		} else {
+			end, err := jsonSkipScalar(b, i)
+			if err != nil {
+				return 0, err
+			}
+			i = jsonSkipSpace(b, end)
+		}
+		// After a value: ',' and the next element, or closers.
+		for {
+			c := byteAt(b, i)
+			if c == ',' {
+				i = jsonSkipSpace(b, i+1)
+				if inObject {
+					next, err := jsonScanKeyString(b, i)
+					if err != nil {
+						return 0, err
+					}
+					if i, err = jsonColon(b, next); err != nil {
+						return 0, err
+					}
+				}
+				break
+			}
+			if c != '}' && c != ']' || (c == '}') != inObject {
+				return 0, errInvalidJSON
+			}
+			depth--
+			if depth == 0 {
+				return i + 1, nil
+			}
+			inObject = objects[(depth-1)>>6]&(1<<((depth-1)&63)) != 0
+			i = jsonSkipSpace(b, i+1)
+		}
+	}
+}
+
+// jsonScanKeyString checks the object key at b[i], which must be a string.
+func jsonScanKeyString(b []byte, i int) (int, error) {
+	if byteAt(b, i) != '"' {
+		return 0, errInvalidJSON
+	}
+	return jsonScanString(b, i)
+}
+
+// jsonScanString returns the index past the string starting at b[i] == '"'. It rejects
+// what sonic.Valid lets through: raw control characters and unknown or short
+// escapes.
+func jsonScanString(b []byte, i int) (int, error) {
+	i++
+	for {
+		// Jump to the next byte that needs a look, eight bytes at a time.
+		for {
+			if i+8 > len(b) {
+				for i < len(b) && !jsonStringSpecial[b[i]] {
+					i++
+				}
+				break
+			}
+			if m := jsonSpecialMask(loadLE64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
+		if i >= len(b) {
+			return 0, errInvalidJSON
+		}
+		switch b[i] {
+		case '"':
+			return i + 1, nil
+		case '\\':
+			if i+1 >= len(b) {
+				return 0, errInvalidJSON
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) {
+					return 0, errInvalidJSON
+				}
+				for _, h := range b[i+2 : i+6] {
+					if hexDigit[h] < 0 {
+						return 0, errInvalidJSON
+					}
+				}
+				i += 6
+			default:
+				return 0, errInvalidJSON
+			}
+		default: // control character
+			return 0, errInvalidJSON
+		}
+	}
+}
+
+// loadLE64 loads eight bytes little-endian; the compiler turns it into one load.
+func loadLE64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// jsonSpecialMask flags (in the high bit of each byte) the bytes of w that are '"',
+// '\\' or below 0x20, with the SWAR zero-byte test. Borrows can flag bytes above a
+// true hit, never below, so the lowest flag is exact: its byte is the first
+// special one.
+func jsonSpecialMask(w uint64) uint64 {
+	const (
+		ones = 0x0101010101010101
+		high = 0x8080808080808080
+	)
+	quote := w ^ (ones * '"')
+	backslash := w ^ (ones * '\\')
+	t := (quote - ones) &^ quote
+	t |= (backslash - ones) &^ backslash
+	t |= (w - ones*0x20) &^ w // a byte below 0x20 borrows into its high bit
+	return t & high
+}
+
+// jsonStringSpecial marks the bytes jsonScanString must stop at.
+var jsonStringSpecial = func() (t [256]bool) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
+// SkipJSONSpace returns the index of the first byte at or after i that is not JSON
+// whitespace (len(b) if there is none), for callers that frame JSON around packets,
+// such as the analyzer's batch arrays.
+func SkipJSONSpace(b []byte, i int) int { return jsonSkipSpace(b, i) }
+
+func jsonSkipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
