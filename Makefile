@@ -5,7 +5,7 @@ FUZZTIME ?= 8s
 # package:FuzzTarget pairs run briefly by `make test` (corpus under testdata/fuzz).
 FUZZ     := codec:FuzzParseRequest codec:FuzzValidatePacket codec:FuzzValidatePacketLevels codec:FuzzValidatePacketLevelsStrings codec:FuzzParseResponse sched:FuzzCredit analyzer:FuzzBatchScanner
 
-.PHONY: all build test unit fuzz lint run bench bench-peers soak profile clean
+.PHONY: all build deps test unit fuzz lint run bench bench-peers soak profile clean
 
 all: build
 
@@ -27,7 +27,26 @@ fuzz:
 	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 	  $(GO) test ./$$pkg -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME); done
 
-test: lint unit fuzz
+# What the tests run besides Go, as command:Debian-package pairs: gcc (and
+# libc6-dev, checked by its stdio.h) for -race, git for the build's VCS stamp, real
+# HTTP clients, a real Prometheus, and ip for network namespaces. Only what is
+# missing is installed, with apt-get (through sudo when not root).
+DEPS := gcc:gcc git:git curl:curl python3:python3 wrk:wrk ab:apache2-utils \
+        prometheus:prometheus promtool:prometheus ip:iproute2
+
+deps:
+	@need=; for pair in $(DEPS); do \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $${pair%%:*} >/dev/null 2>&1 || need="$$need $${pair##*:}"; done; \
+	[ -e /usr/include/stdio.h ] || need="$$need libc6-dev"; \
+	need=$$(printf '%s\n' $$need | sort -u | tr '\n' ' '); \
+	if [ -n "$${need% }" ]; then \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "make deps: installing $$need"; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need; \
+	fi
+
+test: deps lint unit fuzz
 
 # Side-by-side benchmark (see docs/benchmarks.md): distributor, bare gnet ceiling,
 # nginx and the distributor over plain analyzers, driven by vegeta and wrk in
