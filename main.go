@@ -13,6 +13,7 @@ import (
 	"os"
 
 	"github.com/sluicelog/sluice/analyzer"
+	"github.com/sluicelog/sluice/demo"
 	"github.com/sluicelog/sluice/emitter"
 	"github.com/sluicelog/sluice/proxy"
 )
@@ -45,7 +46,7 @@ func run(args []string) int {
 	case "emitter":
 		return emitter.Main(args[1:])
 	case "demo":
-		return demoMain(args[1:])
+		return demo.Main(args[1:])
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return 0
