@@ -12,15 +12,32 @@ all: build
 build:
 	$(GO) build -trimpath -o $(BIN) .
 
+# staticcheck is pinned in tools/go.mod, a module of its own, so that neither the
+# product's go.mod nor bench's lists what it is built from.
+STATICCHECK = $(GO) tool -modfile=$(CURDIR)/tools/go.mod staticcheck
+
+# Both modules: the product (root) and bench/ (the harness and vegeta). go.mod must
+# be tidy, so it lists exactly what the product uses.
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) mod tidy -diff
+	$(GO) -C bench mod tidy -diff
 	$(GO) vet ./...
+	$(GO) -C bench vet ./...
+	$(STATICCHECK) ./...
+	cd bench && $(STATICCHECK) ./...
 
-# Unit and integration tests under the race detector (heavy end-to-end tests scale
-# themselves down there), then the end-to-end tests again at full size without it.
+# Packages whose tests scale themselves down under the race detector or skip what
+# it distorts (they have a race_off_test.go defining raceEnabled).
+NORACE := $(patsubst %/,./%,$(sort $(dir $(wildcard */race_off_test.go */*/race_off_test.go))))
+
+# Unit, integration and system tests of both modules under the race detector, then,
+# without it and only in the packages above, the end-to-end tests at full size and
+# the allocation counts.
 unit:
 	$(GO) test -race -count=1 ./...
-	$(GO) test -count=1 -run 'EndToEnd' ./...
+	$(GO) -C bench test -race -count=1 ./...
+	$(if $(NORACE),$(GO) test -count=1 -run 'EndToEnd|Allocs' $(NORACE))
 
 fuzz:
 	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; \
@@ -50,15 +67,16 @@ test: deps lint unit fuzz
 
 # Side-by-side benchmark (see docs/benchmarks.md): distributor, bare gnet ceiling,
 # nginx and the distributor over plain analyzers, driven by vegeta and wrk in
-# alternating rounds. BENCH_DURATION, BENCH_ROUNDS, BENCH_CONNS, ... tune it.
+# alternating rounds. BENCH_DURATION, BENCH_ROUNDS, BENCH_CONNS, ... tune it. Results
+# go to bench/out/; BENCH_RECORD=1 appends them to docs/benchmarks.md instead.
 bench: build
-	$(GO) build -trimpath -o bin/sluice-bench ./bench/cmd/sluice-bench
+	$(GO) -C bench build -trimpath -o $(CURDIR)/bin/sluice-bench ./cmd/sluice-bench
 	./bin/sluice-bench -sluice $(BIN)
 
 # Overload at twice the measured capacity for SOAK_DURATION (default 60s): peak RSS
 # against the configured bound, and 503 latency (docs/benchmarks.md, "Soak").
 soak: build
-	$(GO) build -trimpath -o bin/sluice-soak ./bench/cmd/sluice-soak
+	$(GO) -C bench build -trimpath -o $(CURDIR)/bin/sluice-soak ./cmd/sluice-soak
 	./bin/sluice-soak -sluice $(BIN) -duration $${SOAK_DURATION:-60s}
 
 # The peers make bench compares against when they are installed (Debian packages).
