@@ -6,7 +6,7 @@ package e2e
 // to three reference analyzers in this process. docs/http-conformance.md ("Real
 // clients", "End to end") says what is checked; run it with
 //
-//	go test -run Conformance -v .
+//	go test -run Conformance -v ./e2e
 
 import (
 	"bufio"
