@@ -2,7 +2,7 @@
 # One image for every role: `sluice distributor` (the default), `sluice analyzer`,
 # `sluice emitter`. docker-compose.yml runs them all from it.
 #
-# deploy_test.go parses this file and runs the build stage's `go build` line as
+# e2e/deploy_test.go parses this file and runs the build stage's `go build` line as
 # written, then checks the result is a static binary, since tests run where no
 # Docker engine does. Keep the build on one RUN line that starts with the
 # environment it needs.

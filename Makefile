@@ -5,41 +5,109 @@ FUZZTIME ?= 8s
 # package:FuzzTarget pairs run briefly by `make test` (corpus under testdata/fuzz).
 FUZZ     := codec:FuzzParseRequest codec:FuzzValidatePacket codec:FuzzValidatePacketLevels codec:FuzzValidatePacketLevelsStrings codec:FuzzParseResponse sched:FuzzCredit analyzer:FuzzBatchScanner
 
-.PHONY: all build test unit fuzz lint run bench bench-peers soak profile clean
+.PHONY: all build deps test unit unit-race unit-bench unit-norace fuzz lint run bench bench-peers soak profile clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags "-X github.com/sluicelog/sluice/buildinfo.version=$$(git describe --tags --always --dirty 2>/dev/null) -X github.com/sluicelog/sluice/buildinfo.commit=$$(git rev-parse --short HEAD 2>/dev/null)" -o $(BIN) .
 
+# staticcheck is pinned in tools/go.mod, a module of its own, so that neither the
+# product's go.mod nor bench's lists what it is built from.
+STATICCHECK = $(GO) tool -modfile=$(CURDIR)/tools/go.mod staticcheck
+
+# Both modules: the product (root) and bench/ (the harness and vegeta). go.mod must
+# be tidy, so it lists exactly what the product uses.
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) mod tidy -diff
+	$(GO) -C bench mod tidy -diff
 	$(GO) vet ./...
+	$(GO) -C bench vet ./...
+	$(STATICCHECK) ./...
+	cd bench && $(STATICCHECK) ./...
 
-# Unit and integration tests under the race detector (heavy end-to-end tests scale
-# themselves down there), then the end-to-end tests again at full size without it.
+# Packages whose tests scale themselves down under the race detector or skip what
+# it distorts (they have a race_off_test.go defining raceEnabled).
+NORACE := $(patsubst %/,./%,$(sort $(dir $(wildcard */race_off_test.go */*/race_off_test.go))))
+
+# Unit, integration and system tests of both modules under the race detector, and,
+# without it and only in the packages above, the end-to-end tests at full size and
+# the allocation counts. The three runs go side by side (output kept whole per
+# run): most of these tests wait on the network and on timers, and one run alone
+# left the two cores idle two thirds of the time. For the same reason the product's
+# packages run four at a time (-p 4), so proxy's (the longest) starts at once.
 unit:
-	$(GO) test -race -count=1 ./...
-	$(GO) test -count=1 -run 'EndToEnd' ./...
+	@$(MAKE) --no-print-directory -j3 --output-sync=target unit-race unit-bench unit-norace
+
+unit-race:
+	$(GO) test -race -count=1 -p 4 ./...
+
+unit-bench:
+	$(GO) -C bench test -race -count=1 ./...
+
+unit-norace:
+	$(if $(NORACE),$(GO) test -count=1 -run 'EndToEnd|Allocs' $(NORACE),@echo "no package has a race_off_test.go")
+
+# Each package's instrumented test binary is built once (go test -c -fuzz), not once
+# per target, and the targets run in two lanes at once with one fuzzing worker each,
+# so the two cores fuzz the whole time instead of waiting on builds and on
+# go test's single-threaded start of every target. A target runs from its
+# package's directory, so a failing input is saved under testdata/fuzz as go test
+# saves it, and shares go test's fuzz cache. Minimizing a new interesting input may
+# take up to a minute by default, during which a worker fuzzes nothing: a short run
+# spent whole seconds of its 8 there, so it is capped. Longer: make fuzz FUZZTIME=5m.
+FUZZBIN      := $(CURDIR)/bin/fuzz
+FUZZMINIMIZE ?= 1s
 
 fuzz:
-	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; \
-	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-	  $(GO) test ./$$pkg -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME); done
+	@set -e; mkdir -p $(FUZZBIN); \
+	for pkg in $(sort $(foreach t,$(FUZZ),$(firstword $(subst :, ,$(t))))); do \
+	  echo "build fuzz binary ./$$pkg"; $(GO) test -c -fuzz=. -o $(FUZZBIN)/$$pkg.test ./$$pkg; done; \
+	cache=$$($(GO) env GOCACHE)/fuzz; \
+	lane() { for t in "$$@"; do pkg=$${t%%:*}; fn=$${t##*:}; log=$(FUZZBIN)/$$fn.log; imp=$$($(GO) list ./$$pkg); \
+	    if (cd $$pkg && $(FUZZBIN)/$$pkg.test -test.run='^$$' -test.fuzz="^$$fn$$" -test.fuzztime=$(FUZZTIME) \
+	        -test.fuzzminimizetime=$(FUZZMINIMIZE) -test.parallel=1 -test.fuzzcachedir=$$cache/$$imp) >$$log 2>&1 \
+	      && grep -q '^fuzz: elapsed' $$log; then \
+	      echo "ok   fuzz $$pkg $$fn: $$(grep '^fuzz: elapsed' $$log | tail -n 1)"; \
+	    else echo "FAIL fuzz $$pkg $$fn"; cat $$log; return 1; fi; done; }; \
+	i=0; l0=; l1=; for t in $(FUZZ); do if [ $$((i % 2)) = 0 ]; then l0="$$l0 $$t"; else l1="$$l1 $$t"; fi; i=$$((i + 1)); done; \
+	lane $$l0 & p0=$$!; lane $$l1 & p1=$$!; r0=0; r1=0; wait $$p0 || r0=$$?; wait $$p1 || r1=$$?; \
+	[ $$r0 = 0 ] && [ $$r1 = 0 ] && echo "fuzz: $(words $(FUZZ)) targets passed, $(FUZZTIME) each"
 
-test: lint unit fuzz
+# What the tests run besides Go, as command:Debian-package pairs: gcc (and
+# libc6-dev, checked by its stdio.h) for -race, git for the build's VCS stamp, real
+# HTTP clients, a real Prometheus, and ip for network namespaces. Only what is
+# missing is installed, with apt-get (through sudo when not root).
+DEPS := gcc:gcc git:git curl:curl python3:python3 wrk:wrk ab:apache2-utils \
+        prometheus:prometheus promtool:prometheus ip:iproute2
+
+deps:
+	@need=; for pair in $(DEPS); do \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $${pair%%:*} >/dev/null 2>&1 || need="$$need $${pair##*:}"; done; \
+	[ -e /usr/include/stdio.h ] || need="$$need libc6-dev"; \
+	need=$$(printf '%s\n' $$need | sort -u | tr '\n' ' '); \
+	if [ -n "$${need% }" ]; then \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "make deps: installing $$need"; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need; \
+	fi
+
+test: deps lint unit fuzz
 
 # Side-by-side benchmark (see docs/benchmarks.md): distributor, bare gnet ceiling,
 # nginx and the distributor over plain analyzers, driven by vegeta and wrk in
-# alternating rounds. BENCH_DURATION, BENCH_ROUNDS, BENCH_CONNS, ... tune it.
+# alternating rounds. BENCH_DURATION, BENCH_ROUNDS, BENCH_CONNS, ... tune it. Results
+# go to bench/out/; BENCH_RECORD=1 appends them to docs/benchmarks.md instead.
 bench: build
-	$(GO) build -trimpath -o bin/sluice-bench ./bench/cmd/sluice-bench
+	$(GO) -C bench build -trimpath -o $(CURDIR)/bin/sluice-bench ./cmd/sluice-bench
 	./bin/sluice-bench -sluice $(BIN)
 
 # Overload at twice the measured capacity for SOAK_DURATION (default 60s): peak RSS
 # against the configured bound, and 503 latency (docs/benchmarks.md, "Soak").
 soak: build
-	$(GO) build -trimpath -o bin/sluice-soak ./bench/cmd/sluice-soak
+	$(GO) -C bench build -trimpath -o $(CURDIR)/bin/sluice-soak ./cmd/sluice-soak
 	./bin/sluice-soak -sluice $(BIN) -duration $${SOAK_DURATION:-60s}
 
 # The peers make bench compares against when they are installed (Debian packages).

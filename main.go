@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicelog/sluice/analyzer"
 	"github.com/sluicelog/sluice/buildinfo"
+	"github.com/sluicelog/sluice/demo"
 	"github.com/sluicelog/sluice/emitter"
 	"github.com/sluicelog/sluice/proxy"
 )
@@ -48,7 +49,7 @@ func run(args []string) int {
 	case "emitter":
 		return emitter.Main(args[1:])
 	case "demo":
-		return demoMain(args[1:])
+		return demo.Main(args[1:])
 	case "version", "-version", "--version":
 		fmt.Fprintln(os.Stdout, buildinfo.Get())
 		return 0

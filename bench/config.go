@@ -21,16 +21,18 @@ type Config struct {
 	Wrk             string        // BENCH_WRK: wrk binary; "" looks on PATH, "off" skips
 	Nginx           string        // BENCH_NGINX: nginx binary; "" looks on PATH, "off" skips
 	Profile         bool          // BENCH_PROFILE: CPU-profile the distributor in an extra run
+	Record          bool          // BENCH_RECORD: results and chart default to docs/ instead of bench/out/
 	Results         string        // BENCH_RESULTS: markdown file the run's section is appended to ("off": none)
 	Chart           string        // BENCH_CHART: PNG written with the run's chart ("off": none)
 	WorkDir         string        // BENCH_WORKDIR: logs, rendered wrk script and nginx.conf, profile
 	LoadGenGC       string        // how the harness's own garbage collector was set, for the record
 }
 
-// envSetting is one variable: name, default, and how it sets Config.
+// envSetting is one variable: name, default, and how it sets Config. recordDef,
+// when set, is the default under BENCH_RECORD=1 (which is read before it).
 type envSetting struct {
-	name, def, help string
-	set             func(*Config, string) error
+	name, def, recordDef, help string
+	set                        func(*Config, string) error
 }
 
 func envSettings() []envSetting {
@@ -57,27 +59,33 @@ func envSettings() []envSetting {
 	str := func(f func(*Config, string)) func(*Config, string) error {
 		return func(c *Config, v string) error { f(c, v); return nil }
 	}
-	return []envSetting{
-		{"BENCH_DURATION", "8s", "one measurement at full load", dur(func(c *Config, d time.Duration) { c.Duration = d })},
-		{"BENCH_ROUNDS", "3", "alternating rounds (medians are taken over them)", num(1, 100, func(c *Config, n int) { c.Rounds = n })},
-		{"BENCH_WARMUP", "2s", "unmeasured load on each target first", dur(func(c *Config, d time.Duration) { c.Warmup = d })},
-		{"BENCH_LATENCY_DURATION", "8s", "constant-rate run at half the measured maximum", dur(func(c *Config, d time.Duration) { c.LatencyDuration = d })},
-		{"BENCH_CONNS", "64", "keep-alive connections of every driver", num(1, 10000, func(c *Config, n int) { c.Conns = n })},
-		{"BENCH_WRK_THREADS", "1", "wrk threads", num(1, 64, func(c *Config, n int) { c.WrkThreads = n })},
-		{"BENCH_PORT_BASE", "18100", "first loopback port (the run uses 60 from there)", num(1024, 65535-60, func(c *Config, n int) { c.PortBase = n })},
-		{"BENCH_WRK", "", "wrk binary; empty: from PATH; off: skip", str(func(c *Config, v string) { c.Wrk = v })},
-		{"BENCH_NGINX", "", "nginx binary; empty: from PATH; off: skip", str(func(c *Config, v string) { c.Nginx = v })},
-		{"BENCH_PROFILE", "1", "CPU-profile the distributor in an extra run (0: no)", func(c *Config, v string) error {
+	boolean := func(f func(*Config, bool)) func(*Config, string) error {
+		return func(c *Config, v string) error {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
 				return fmt.Errorf("want 1 or 0")
 			}
-			c.Profile = b
+			f(c, b)
 			return nil
-		}},
-		{"BENCH_RESULTS", "docs/benchmarks.md", "append the run's section here (off: don't)", str(func(c *Config, v string) { c.Results = offIsEmpty(v) })},
-		{"BENCH_CHART", "docs/bench.png", "write the chart here (off: don't)", str(func(c *Config, v string) { c.Chart = offIsEmpty(v) })},
-		{"BENCH_WORKDIR", "bin/bench", "logs, wrk script, nginx.conf and profile of the last run", str(func(c *Config, v string) { c.WorkDir = v })},
+		}
+	}
+	return []envSetting{
+		{"BENCH_DURATION", "8s", "", "one measurement at full load", dur(func(c *Config, d time.Duration) { c.Duration = d })},
+		{"BENCH_ROUNDS", "3", "", "alternating rounds (medians are taken over them)", num(1, 100, func(c *Config, n int) { c.Rounds = n })},
+		{"BENCH_WARMUP", "2s", "", "unmeasured load on each target first", dur(func(c *Config, d time.Duration) { c.Warmup = d })},
+		{"BENCH_LATENCY_DURATION", "8s", "", "constant-rate run at half the measured maximum", dur(func(c *Config, d time.Duration) { c.LatencyDuration = d })},
+		{"BENCH_CONNS", "64", "", "keep-alive connections of every driver", num(1, 10000, func(c *Config, n int) { c.Conns = n })},
+		{"BENCH_WRK_THREADS", "1", "", "wrk threads", num(1, 64, func(c *Config, n int) { c.WrkThreads = n })},
+		{"BENCH_PORT_BASE", "18100", "", "first loopback port (the run uses 60 from there)", num(1024, 65535-60, func(c *Config, n int) { c.PortBase = n })},
+		{"BENCH_WRK", "", "", "wrk binary; empty: from PATH; off: skip", str(func(c *Config, v string) { c.Wrk = v })},
+		{"BENCH_NGINX", "", "", "nginx binary; empty: from PATH; off: skip", str(func(c *Config, v string) { c.Nginx = v })},
+		{"BENCH_PROFILE", "1", "", "CPU-profile the distributor in an extra run (0: no)", boolean(func(c *Config, b bool) { c.Profile = b })},
+		// A run leaves the tree clean unless it is meant for the record: the
+		// committed results and chart in docs/ change only with BENCH_RECORD=1.
+		{"BENCH_RECORD", "0", "", "1: record the run in docs/ (results and chart defaults below)", boolean(func(c *Config, b bool) { c.Record = b })},
+		{"BENCH_RESULTS", "bench/out/benchmarks.md", "docs/benchmarks.md", "append the run's section here (off: don't)", str(func(c *Config, v string) { c.Results = offIsEmpty(v) })},
+		{"BENCH_CHART", "bench/out/bench.png", "docs/bench.png", "write the chart here (off: don't)", str(func(c *Config, v string) { c.Chart = offIsEmpty(v) })},
+		{"BENCH_WORKDIR", "bin/bench", "", "logs, wrk script, nginx.conf and profile of the last run", str(func(c *Config, v string) { c.WorkDir = v })},
 	}
 }
 
@@ -89,6 +97,9 @@ func ConfigFromEnv(getenv func(string) string, sluice string) (Config, error) {
 		v := getenv(s.name)
 		if v == "" {
 			v = s.def
+			if c.Record && s.recordDef != "" {
+				v = s.recordDef
+			}
 		}
 		if v == "" {
 			continue
@@ -104,7 +115,11 @@ func ConfigFromEnv(getenv func(string) string, sluice string) (Config, error) {
 func EnvHelp() string {
 	var b strings.Builder
 	for _, s := range envSettings() {
-		fmt.Fprintf(&b, "  %-24s %-20s %s\n", s.name, strconv.Quote(s.def), s.help)
+		help := s.help
+		if s.recordDef != "" {
+			help += " (BENCH_RECORD=1: " + strconv.Quote(s.recordDef) + ")"
+		}
+		fmt.Fprintf(&b, "  %-24s %-26s %s\n", s.name, strconv.Quote(s.def), help)
 	}
 	return b.String()
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -181,13 +180,15 @@ func buildSluice(t *testing.T) string {
 	if err != nil {
 		t.Skip("go is not on PATH: cannot build the sluice binary")
 	}
-	gomod, err := exec.Command(goBin, "env", "GOMOD").Output()
-	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
-		t.Fatalf("go env GOMOD: %q, %v", gomod, err)
+	// The product's module directory as bench's go.mod resolves it (replace ../),
+	// so the binary is built with the product's own go.mod, as make build does.
+	dir, err := exec.Command(goBin, "list", "-m", "-f", "{{.Dir}}", "github.com/sluicelog/sluice").Output()
+	if err != nil || strings.TrimSpace(string(dir)) == "" {
+		t.Fatalf("go list -m github.com/sluicelog/sluice: %q, %v", dir, err)
 	}
 	bin := filepath.Join(t.TempDir(), "sluice")
 	build := exec.Command(goBin, "build", "-o", bin, ".")
-	build.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+	build.Dir = strings.TrimSpace(string(dir))
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

@@ -1,7 +1,8 @@
 // Package bench is the harness behind `make bench`: it starts the distributor and
 // the peers it is compared with on loopback, drives each with the same load
 // generators in alternating rounds, samples the servers' CPU and memory from /proc,
-// and writes the table, the ratios, docs/benchmarks.md and the chart.
+// and writes the table, the ratios, the results file and the chart (bench/out/, or
+// docs/ with BENCH_RECORD=1).
 package bench
 
 import (

@@ -405,9 +405,25 @@ func TestConfigFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Duration != 8*time.Second || c.Rounds != 3 || c.Conns != 64 || !c.Profile || c.Results != "docs/benchmarks.md" || c.Chart != "docs/bench.png" || c.Sluice != "bin/sluice" {
+	if c.Duration != 8*time.Second || c.Rounds != 3 || c.Conns != 64 || !c.Profile || c.Results != "bench/out/benchmarks.md" || c.Chart != "bench/out/bench.png" || c.Sluice != "bin/sluice" {
 		t.Errorf("defaults: %+v", c)
 	}
+	env["BENCH_RECORD"] = "1"
+	if c, err = ConfigFromEnv(getenv, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Record || c.Results != "docs/benchmarks.md" || c.Chart != "docs/bench.png" {
+		t.Errorf("BENCH_RECORD=1: %+v", c)
+	}
+	env["BENCH_CHART"] = "elsewhere.png" // an explicit setting wins over the record default
+	if c, err = ConfigFromEnv(getenv, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Results != "docs/benchmarks.md" || c.Chart != "elsewhere.png" {
+		t.Errorf("BENCH_RECORD=1 BENCH_CHART=elsewhere.png: %+v", c)
+	}
+	delete(env, "BENCH_RECORD")
+	delete(env, "BENCH_CHART")
 	env["BENCH_DURATION"], env["BENCH_ROUNDS"], env["BENCH_RESULTS"], env["BENCH_PROFILE"] = "3s", "5", "off", "0"
 	if c, err = ConfigFromEnv(getenv, "x"); err != nil {
 		t.Fatal(err)

@@ -51,6 +51,9 @@ func SaveChart(path string, rep *Report) error {
 	if err := WriteChart(rep, &png); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, png.Bytes(), 0o644); err != nil {
 		return err

@@ -1,7 +1,8 @@
 // Command sluice-bench is `make bench`: it starts the distributor, a bare gnet
 // ceiling server and nginx on loopback, drives each with vegeta and wrk in
-// alternating rounds, prints the table, appends it to docs/benchmarks.md and
-// renders docs/bench.png.
+// alternating rounds, prints the table, appends it to bench/out/benchmarks.md and
+// renders bench/out/bench.png (with BENCH_RECORD=1: docs/benchmarks.md and
+// docs/bench.png, the record).
 //
 //	sluice-bench [-sluice bin/sluice]      run the benchmark (settings: BENCH_* variables, see -h)
 //	sluice-bench ceiling -addr host:port   the ceiling server the benchmark starts

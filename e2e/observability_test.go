@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -25,6 +25,7 @@ import (
 	"github.com/sluicelog/sluice/analyzer"
 	"github.com/sluicelog/sluice/emitter"
 	"github.com/sluicelog/sluice/proxy"
+	"github.com/sluicelog/sluice/proxy/proxytest"
 )
 
 // TestObservability runs three analyzers and a distributor in-process, drives load
@@ -36,6 +37,7 @@ import (
 // /metrics-json and /health keep the seed's shape; /health answers 503 once every
 // analyzer is down; pprof is served.
 func TestObservability(t *testing.T) {
+	systemTest(t)
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Fatal("prometheus not found in PATH: install Debian's prometheus package (.ci/run does; locally: apt-get install -y prometheus)")
@@ -64,7 +66,7 @@ func TestObservability(t *testing.T) {
 	}
 	names := []string{"analyzer-1", "analyzer-2", "analyzer-3"} // by position: the URLs are IP addresses
 
-	srv := startObservedDistributor(t, strings.Join(specs, ","))
+	srv := proxytest.Start(t, strings.Join(specs, ","), func(c *proxy.Config) { c.HealthInterval = 200 * time.Millisecond })
 	metricsURL := "http://" + srv.MetricsAddr()
 	_, ingestPort, _ := net.SplitHostPort(srv.Addr())
 	ingestURL := "http://127.0.0.1:" + ingestPort
@@ -389,11 +391,6 @@ func TestObservability(t *testing.T) {
 			}
 		}
 	})
-}
-
-func startObservedDistributor(t *testing.T, analyzers string) *proxy.Server {
-	t.Helper()
-	return startTestDistributor(t, analyzers, func(c *proxy.Config) { c.HealthInterval = 200 * time.Millisecond })
 }
 
 // --- The dashboard

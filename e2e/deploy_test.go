@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Tests of the Docker deployment that need no Docker engine: the Dockerfile's build
 // is run as written and its result checked, and docker-compose.yml is checked
@@ -399,6 +399,7 @@ func TestDockerignore(t *testing.T) {
 // checks that the image's one file is a static, stripped Linux binary built with
 // CGO off, that runs and has the default command the Dockerfile gives it.
 func TestDockerfileBuildsStaticBinary(t *testing.T) {
+	systemTest(t)
 	img := buildDockerImage(t)
 	f, err := elf.Open(img.binary)
 	if err != nil {
@@ -540,6 +541,7 @@ func envNames(t *testing.T, bin string, sub string) map[string]bool {
 // Dockerfile builds), start order, and every file it mounts against the file that
 // refers to the mount.
 func TestComposeStack(t *testing.T) {
+	systemTest(t)
 	c := loadCompose(t)
 	img := buildDockerImage(t)
 
@@ -837,11 +839,3 @@ func TestParseDockerfile(t *testing.T) {
 // dockerDir holds the copied build context and the built binary, shared by the
 // tests of this package; TestMain removes it.
 var dockerDir string
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if dockerDir != "" {
-		_ = os.RemoveAll(dockerDir)
-	}
-	os.Exit(code)
-}

@@ -1,4 +1,7 @@
-package main
+// Package demo is `sluice demo` (what `make run` starts): a distributor, reference
+// analyzers and an emitter in one process on loopback, with a live view of the
+// shares and keys to kill, revive and drain analyzers.
+package demo
 
 import (
 	"bufio"
@@ -164,8 +167,9 @@ func loadDemoConfig(args []string, getenv func(string) string, usage io.Writer) 
 	return c, nil
 }
 
-// demoMain is `sluice demo`.
-func demoMain(args []string) int {
+// Main is `sluice demo`: it runs the pipeline until Ctrl-C or q and returns the
+// process's exit code.
+func Main(args []string) int {
 	cfg, err := loadDemoConfig(args, os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // HTTP/1.1 conformance of the whole distributor on loopback: real clients as
 // subprocesses (curl, python3 http.client, Go's net/http, wrk, vegeta, ab) and
@@ -6,7 +6,7 @@ package main
 // to three reference analyzers in this process. docs/http-conformance.md ("Real
 // clients", "End to end") says what is checked; run it with
 //
-//	go test -run Conformance -v .
+//	go test -run Conformance -v ./e2e
 
 import (
 	"bufio"
@@ -34,6 +34,7 @@ import (
 
 	"github.com/sluicelog/sluice/analyzer"
 	"github.com/sluicelog/sluice/proxy"
+	"github.com/sluicelog/sluice/proxy/proxytest"
 )
 
 // --- The rig: one distributor and three reference analyzers
@@ -61,7 +62,7 @@ func startConfRig(t *testing.T, tune func(*proxy.Config)) *confRig {
 		r.analyzers = append(r.analyzers, a)
 		specs = append(specs, "http://"+a.Addr()+"="+w)
 	}
-	srv := startTestDistributor(t, strings.Join(specs, ","), tune)
+	srv := proxytest.Start(t, strings.Join(specs, ","), tune)
 	_, port, err := net.SplitHostPort(srv.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -395,6 +396,7 @@ func confMatch(re, s string) int {
 }
 
 func TestConformanceClients(t *testing.T) {
+	systemTest(t)
 	rig := startConfRig(t, nil)
 	dir := t.TempDir()
 
@@ -754,24 +756,18 @@ function request()
 end
 `
 
-// confVegeta returns a vegeta binary: the Go tool pinned in go.mod, else built from
-// the pinned module version.
+// confVegeta builds vegeta, the Go tool pinned in bench/go.mod (the tools' module,
+// kept out of the product's go.mod), into dir and returns its path.
 func confVegeta(t *testing.T, dir string) string {
 	t.Helper()
 	goBin := confTool(t, "go", "golang-go")
-	if out, err := exec.Command(goBin, "tool", "-n", "vegeta").Output(); err == nil {
-		if p := strings.TrimSpace(string(out)); p != "" {
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
-	}
-	cmd := exec.Command(goBin, "install", "github.com/tsenart/vegeta/v12@v12.13.0")
-	cmd.Env = append(os.Environ(), "GOBIN="+dir)
+	bin := filepath.Join(dir, "vegeta")
+	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/tsenart/vegeta/v12")
+	cmd.Dir = "bench"
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("vegeta is neither a tool in go.mod nor installable: %v\n%s", err, out)
+		t.Fatalf("building vegeta, the tool in bench/go.mod: %v\n%s", err, out)
 	}
-	return filepath.Join(dir, "vegeta")
+	return bin
 }
 
 // --- Hostile input through the running distributor
@@ -864,6 +860,7 @@ func confGzipBytes(b []byte) []byte {
 }
 
 func TestConformanceHostile(t *testing.T) {
+	systemTest(t)
 	rig := startConfRig(t, nil)
 	m := rig.mark()
 	var acked []string
@@ -1192,6 +1189,7 @@ func confRSS(t *testing.T) int64 {
 // --- Timeouts and the connection limit
 
 func TestConformanceTimeouts(t *testing.T) {
+	systemTest(t)
 	const maxConns = 8
 	rig := startConfRig(t, func(c *proxy.Config) {
 		c.RequestTimeout = time.Second

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -18,162 +18,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicelog/sluice/demo"
 	"github.com/sluicelog/sluice/proxy"
 )
 
-func TestDemoConfigLayers(t *testing.T) {
-	env := map[string]string{"SLUICE_DEMO_PORT": "18080", "SLUICE_DEMO_RATE": "500", "SLUICE_DEMO_WEIGHTS": "2,1"}
-	c, err := loadDemoConfig([]string{"-rate", "750", "-plain"}, func(k string) string { return env[k] }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.port != 18080 || c.rate != 750 || !c.plain || len(c.weights) != 2 || c.metricsPort != 9100 || c.analyzerPort != 9001 || c.messages != "uniform:1-10" {
-		t.Fatalf("defaults < env < flags not applied: %+v", c)
-	}
-	for _, bad := range []struct {
-		env, val, blame string
-	}{
-		{"SLUICE_DEMO_PORT", "70000", "SLUICE_DEMO_PORT"},
-		{"SLUICE_DEMO_WEIGHTS", "0.5,-1", "SLUICE_DEMO_WEIGHTS"},
-		{"SLUICE_DEMO_WEIGHTS", "1,1,1,1,1,1,1,1,1,1", "SLUICE_DEMO_WEIGHTS"},
-		{"SLUICE_DEMO_DURATION", "soon", "SLUICE_DEMO_DURATION"},
-		{"SLUICE_DEMO_ANALYZER_PORT", "65535", "65535"}, // three analyzers from 65535 run past the last port
-	} {
-		_, err := loadDemoConfig(nil, func(k string) string {
-			if k == bad.env {
-				return bad.val
-			}
-			return ""
-		}, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), bad.blame) {
-			t.Errorf("%s=%s: error %v, want one naming %s", bad.env, bad.val, err, bad.blame)
-		}
-	}
-}
-
-// TestDemoRejectReasonsClassified keeps the view's 503 count honest: every
-// rejection reason the distributor reports must be known to be a 503 or a 4xx.
-func TestDemoRejectReasonsClassified(t *testing.T) {
-	specs, err := proxy.ParseAnalyzers("http://127.0.0.1:1=1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := proxy.DefaultConfig()
-	cfg.Analyzers = specs
-	srv, err := proxy.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client4xx := map[string]bool{"invalid": true, "too_large": true, "protocol": true, "rate_limited": true}
-	m := srv.MetricsJSON()
-	if len(m.Rejected) == 0 {
-		t.Fatal("no rejection reasons reported")
-	}
-	for reason := range m.Rejected {
-		if !demoRejected503[reason] && !client4xx[reason] {
-			t.Errorf("rejection reason %q is neither a known 503 nor a known 4xx: classify it in demoRejected503", reason)
-		}
-	}
-}
-
-func TestDemoFrame(t *testing.T) {
-	at := time.Now()
-	mk := func(at time.Time, d1, d2, rejFull, rejInvalid int64) demoSample {
-		return demoSample{at: at, killed: []bool{false, true}, failing: []bool{true, false}, m: proxy.MetricsJSON{
-			TotalPackets: d1 + d2, TotalMessages: 3 * (d1 + d2), DeliveredMessages: 3 * (d1 + d2),
-			Rejected: map[string]int64{"full": rejFull, "invalid": rejInvalid},
-			Analyzers: map[string]proxy.AnalyzerStats{
-				"a-1": {State: "healthy", Weight: 0.75, EffectiveWeight: 0.75, DeliveredMessages: 3 * d1, Queued: 4, InFlight: 5},
-				"a-2": {State: "open", Weight: 0.25, DeliveredMessages: 3 * d2},
-			},
-		}}
-	}
-	prev, cur := mk(at, 100, 100, 1, 1), mk(at.Add(2*time.Second), 400, 100, 11, 50)
-	lines := buildDemoFrame([]string{"a-1", "a-2"}, &prev, &cur)
-	b, err := parseDemoBlock(append([]string{"--- 2s ---"}, lines...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, want := range map[string]int64{"accepted/s": 150, "msg/s": 450, "503/s": 5, "accepted": 500} {
-		if b.totals[k] != want {
-			t.Errorf("totals %s = %d, want %d (%s)", k, b.totals[k], want, lines[0])
-		}
-	}
-	want := map[string]map[string]string{
-		"a-1": {"process": "failing", "state": "healthy", "weight": "0.750", "share": "1.000", "share-all": "0.800", "msg/s": "450", "queue": "4", "in-flight": "5", "delivered": "1200"},
-		"a-2": {"process": "killed", "state": "open", "effective": "0.000", "share": "0.000", "share-all": "0.200", "msg/s": "0"},
-	}
-	for name, cols := range want {
-		for col, v := range cols {
-			if got := b.rows[name][col]; got != v {
-				t.Errorf("%s %s = %q, want %q", name, col, got, v)
-			}
-		}
-	}
-}
-
-func TestTidyDemoLogLine(t *testing.T) {
-	for in, want := range map[string]string{
-		`time=09:42:08 level=WARN msg="connection lost" analyzer=analyzer-1 err="read: EOF"`: `09:42:08 WARN connection lost: analyzer=analyzer-1 err="read: EOF"`,
-		`time=09:42:08 level=INFO msg=stopped`:                                               `09:42:08 INFO stopped`,
-		`analyzer: gnet: something`:                                                          `analyzer: gnet: something`,
-	} {
-		if got := tidyDemoLogLine(in); got != want {
-			t.Errorf("tidyDemoLogLine(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-// demoBlock is one plain-mode frame of the live view.
+// demoBlock is one frame of the live view as `make run` printed it.
 type demoBlock struct {
-	err     error // the frame did not parse
-	elapsed string
-	totals  map[string]int64
-	rows    map[string]map[string]string // analyzer -> column -> value
-}
-
-// parseDemoBlock reads the lines of one frame: the "--- Ns ---" line, the
-// totals line of name/value pairs, the column header and one row per analyzer.
-func parseDemoBlock(lines []string) (demoBlock, error) {
-	b := demoBlock{totals: map[string]int64{}, rows: map[string]map[string]string{}}
-	if len(lines) < 3 {
-		return b, fmt.Errorf("frame of %d lines: %q", len(lines), lines)
-	}
-	b.elapsed = strings.Trim(lines[0], "- ")
-	tot := strings.Fields(lines[1])
-	if len(tot) == 0 || tot[0] != "totals" || len(tot)%2 != 1 {
-		return b, fmt.Errorf("totals line %q", lines[1])
-	}
-	for i := 1; i+1 < len(tot); i += 2 {
-		n, err := strconv.ParseInt(tot[i+1], 10, 64)
-		if err != nil {
-			return b, fmt.Errorf("totals line %q: %s is %q", lines[1], tot[i], tot[i+1])
-		}
-		b.totals[tot[i]] = n
-	}
-	header := strings.Fields(lines[2])
-	if strings.Join(header, " ") != strings.Join(demoColumns, " ") {
-		return b, fmt.Errorf("header %q, want %q", lines[2], demoColumns)
-	}
-	for _, l := range lines[3:] {
-		f := strings.Fields(l)
-		if len(f) != len(header) {
-			return b, fmt.Errorf("row %q has %d fields, want %d", l, len(f), len(header))
-		}
-		row := map[string]string{}
-		for i, h := range header {
-			row[h] = f[i]
-		}
-		b.rows[f[0]] = row
-	}
-	return b, nil
+	demo.Frame
+	err error // the frame did not parse
 }
 
 func (b demoBlock) num(t testing.TB, analyzer, col string) float64 {
 	t.Helper()
-	v, err := strconv.ParseFloat(b.rows[analyzer][col], 64)
+	v, err := strconv.ParseFloat(b.Rows[analyzer][col], 64)
 	if err != nil {
-		t.Fatalf("block %s: %s %s = %q", b.elapsed, analyzer, col, b.rows[analyzer][col])
+		t.Fatalf("block %s: %s %s = %q", b.Elapsed, analyzer, col, b.Rows[analyzer][col])
 	}
 	return v
 }
@@ -214,8 +73,8 @@ func (r *demoRun) read(stdout io.Reader) {
 		case strings.HasPrefix(l, "--- ") && strings.HasSuffix(l, " ---"):
 			frame = []string{l}
 		case frame != nil && strings.HasPrefix(l, "keys "):
-			b, err := parseDemoBlock(frame)
-			b.err = err
+			f, err := demo.ParseFrame(frame)
+			b := demoBlock{Frame: f, err: err}
 			frame = nil
 			select {
 			case r.blocks <- b:
@@ -252,7 +111,7 @@ func (r *demoRun) waitFor(what string, within time.Duration, ok func(demoBlock) 
 				r.t.Fatalf("live view frame: %v\n%s", b.err, r.transcript())
 			}
 			if ok(b) {
-				r.t.Logf("%s: seen at %s", what, b.elapsed)
+				r.t.Logf("%s: seen at %s", what, b.Elapsed)
 				return b
 			}
 		case <-deadline:
@@ -287,6 +146,7 @@ func defaultDemoPortsFree() bool {
 // another through the keys, then presses Ctrl-C and checks that everything
 // stopped with nothing dropped.
 func TestMakeRunDemo(t *testing.T) {
+	systemTest(t)
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Fatal("make is needed to run the demo as the README says:", err)
 	}
@@ -348,12 +208,12 @@ func TestMakeRunDemo(t *testing.T) {
 
 	names := []string{"analyzer-1", "analyzer-2", "analyzer-3"}
 	weights := []float64{0.5, 0.3, 0.2}
-	flowing := func(b demoBlock, name string) bool { return b.rows[name] != nil && b.num(t, name, "msg/s") > 0 }
+	flowing := func(b demoBlock, name string) bool { return b.Rows[name] != nil && b.num(t, name, "msg/s") > 0 }
 
 	// Traffic reaches all three, in proportion to the weights.
 	b := r.waitFor("all analyzers healthy and taking traffic, 20000 messages delivered", 30*time.Second, func(b demoBlock) bool {
 		for _, n := range names {
-			if !flowing(b, n) || b.rows[n]["state"] != "healthy" {
+			if !flowing(b, n) || b.Rows[n]["state"] != "healthy" {
 				return false
 			}
 		}
@@ -367,8 +227,8 @@ func TestMakeRunDemo(t *testing.T) {
 			t.Errorf("%s delivered message share %.3f, want %.2f ± 0.02", n, s, weights[i])
 		}
 	}
-	if b.totals["dropped"] != 0 || b.totals["accepted/s"] <= 0 {
-		t.Errorf("totals %v: want traffic accepted and nothing dropped", b.totals)
+	if b.Totals["dropped"] != 0 || b.Totals["accepted/s"] <= 0 {
+		t.Errorf("totals %v: want traffic accepted and nothing dropped", b.Totals)
 	}
 
 	// The endpoints the demo points at answer.
@@ -391,7 +251,7 @@ func TestMakeRunDemo(t *testing.T) {
 	// Kill analyzer-1: it goes out, the others take its traffic.
 	r.send("k 1")
 	r.waitFor("analyzer-1 killed and out, the others taking traffic", 20*time.Second, func(b demoBlock) bool {
-		a := b.rows["analyzer-1"]
+		a := b.Rows["analyzer-1"]
 		return a["process"] == "killed" && (a["state"] == "open" || a["state"] == "half_open") &&
 			b.num(t, "analyzer-1", "msg/s") == 0 && flowing(b, "analyzer-2") && flowing(b, "analyzer-3")
 	})
@@ -403,18 +263,18 @@ func TestMakeRunDemo(t *testing.T) {
 	// Revive it: it is probed, ramps up and takes traffic again.
 	r.send("r 1")
 	r.waitFor("analyzer-1 revived and taking traffic", 20*time.Second, func(b demoBlock) bool {
-		a := b.rows["analyzer-1"]
+		a := b.Rows["analyzer-1"]
 		return a["process"] == "up" && (a["state"] == "healthy" || a["state"] == "slow_start") && flowing(b, "analyzer-1")
 	})
 
 	// Drain analyzer-2 through the admin API, then undrain it.
 	r.send("d 2")
 	r.waitFor("analyzer-2 drained", 20*time.Second, func(b demoBlock) bool {
-		return b.rows["analyzer-2"]["state"] == "drained" && b.num(t, "analyzer-2", "msg/s") == 0 && flowing(b, "analyzer-1") && flowing(b, "analyzer-3")
+		return b.Rows["analyzer-2"]["state"] == "drained" && b.num(t, "analyzer-2", "msg/s") == 0 && flowing(b, "analyzer-1") && flowing(b, "analyzer-3")
 	})
 	r.send("u 2")
 	r.waitFor("analyzer-2 back", 20*time.Second, func(b demoBlock) bool {
-		s := b.rows["analyzer-2"]["state"]
+		s := b.Rows["analyzer-2"]["state"]
 		return (s == "healthy" || s == "slow_start") && flowing(b, "analyzer-2")
 	})
 
