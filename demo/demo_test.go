@@ -52,7 +52,7 @@ func TestDemoRejectReasonsClassified(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client4xx := map[string]bool{"invalid": true, "too_large": true, "protocol": true, "rate_limited": true}
+	client4xx := map[string]bool{"invalid": true, "too_large": true, "protocol": true, "rate_limited": true, "unauthorized": true}
 	m := srv.MetricsJSON()
 	if len(m.Rejected) == 0 {
 		t.Fatal("no rejection reasons reported")
