@@ -271,22 +271,16 @@ func ParseAnalyzers(v string) ([]AnalyzerSpec, error) {
 		if err != nil || w <= 0 || w != w || w > 1e9 {
 			return nil, fmt.Errorf("item %d %q: weight must be a positive number", i+1, item)
 		}
-		if !strings.Contains(raw, "://") {
-			raw = "http://" + raw
-		}
-		u, err := url.Parse(raw)
-		if err != nil || u.Scheme != "http" || u.Host == "" {
+		spec, ok := analyzerURL(raw)
+		if !ok {
 			return nil, fmt.Errorf("item %d %q: want an http://host:port URL", i+1, item)
 		}
-		addr := u.Host
-		if u.Port() == "" {
-			addr = net.JoinHostPort(u.Hostname(), "80")
-		}
-		if seen[addr] {
+		if seen[spec.Addr] {
 			return nil, fmt.Errorf("item %d %q: analyzer listed twice", i+1, item)
 		}
-		seen[addr] = true
-		specs = append(specs, AnalyzerSpec{URL: raw, Addr: addr, Host: u.Host, Weight: w})
+		seen[spec.Addr] = true
+		spec.Weight = w
+		specs = append(specs, spec)
 	}
 	if len(specs) == 0 {
 		return nil, errors.New("no analyzers")
@@ -309,6 +303,23 @@ func ParseAnalyzers(v string) ([]AnalyzerSpec, error) {
 	return specs, nil
 }
 
+// analyzerURL reads an analyzer's URL ("host:port" means http://host:port) into a
+// spec without name and weight; false when it is not an http URL with a host.
+func analyzerURL(raw string) (AnalyzerSpec, bool) {
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return AnalyzerSpec{}, false
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	return AnalyzerSpec{URL: raw, Addr: addr, Host: u.Host}, true
+}
+
 // WeightsNormalised reports whether the configured weights did not sum to 1 (within
 // 1e-6), so the caller can log that they were scaled.
 func WeightsNormalised(v string) (sum float64, changed bool) {
@@ -325,14 +336,21 @@ func WeightsNormalised(v string) (sum float64, changed bool) {
 // analyzerName derives the seed's label: the URL's host name when it looks like a
 // name ("analyzer-1" from http://analyzer-1:9001), else "analyzer-<n>" by position.
 func analyzerName(raw string, i int) string {
-	u, err := url.Parse(raw)
-	if err == nil {
-		h := u.Hostname()
-		if h != "" && net.ParseIP(h) == nil && h != "localhost" {
-			return h
-		}
+	if h, ok := hostLabel(raw); ok {
+		return h
 	}
 	return "analyzer-" + strconv.Itoa(i+1)
+}
+
+// hostLabel is the URL's host name when it looks like a name (not an address, not
+// localhost).
+func hostLabel(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", false
+	}
+	h := u.Hostname()
+	return h, h != "" && net.ParseIP(h) == nil && h != "localhost"
 }
 
 // Limits turns the configuration into the request parser's limits.

@@ -36,6 +36,7 @@ type fakeAnalyzer struct {
 	delay    atomic.Int64 // ns before answering /ingest
 	batch    bool
 	batches  atomic.Int64
+	lastAt   atomic.Int64 // time.Now().UnixNano() when the last packet was recorded
 }
 
 type testPacket struct {
@@ -62,6 +63,7 @@ func newFakeAnalyzer(t *testing.T, batch bool) *fakeAnalyzer {
 			f.messages += len(p.Messages)
 			f.packets++
 		}
+		f.lastAt.Store(time.Now().UnixNano())
 		f.mu.Unlock()
 	}
 	mux.HandleFunc("POST /ingest", func(w http.ResponseWriter, r *http.Request) {

@@ -67,6 +67,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if len(cfg.Analyzers) == 0 {
 		return nil, errors.New("proxy: no analyzers configured")
 	}
+	if len(cfg.Analyzers) > maxAnalyzers {
+		return nil, fmt.Errorf("proxy: %d analyzers configured, at most %d", len(cfg.Analyzers), maxAnalyzers)
+	}
 	if cfg.Loops <= 0 {
 		cfg.Loops = 1
 	}
@@ -81,7 +84,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		runErr: make(chan error, 1),
 	}
 	s.limit = newEmitterLimit(cfg.EmitterRate, cfg.EmitterBurst)
-	s.budget = newBudget(len(cfg.Analyzers))
+	s.budget = newBudget(maxAnalyzers) // ids of analyzers added at run time index it too
 	var err error
 	if s.auth, err = newIngestAuth(&cfg); err != nil {
 		return nil, err
@@ -222,10 +225,17 @@ func (s *Server) shardSnapshots() []Stats {
 	return out
 }
 
+// sumStats sums shard snapshots. Dests has an entry for every member of the View
+// current when it returns, so a caller that loaded its View before the snapshots
+// may index Dests by any of that View's ids (a shard that has not applied the
+// newest View yet has no counters for its new members: zeros).
 func (s *Server) sumStats(shards []Stats) Stats {
-	total := Stats{Dests: make([]DestStats, len(s.cfg.Analyzers))}
+	var total Stats
 	for i := range shards {
 		total.add(&shards[i])
+	}
+	for len(total.Dests) < len(s.View().Members) {
+		total.Dests = append(total.Dests, DestStats{})
 	}
 	return total
 }
