@@ -13,7 +13,7 @@ import (
 	"github.com/sluicelog/sluice/sched"
 )
 
-// member answers a membership call: status and the decoded JSON body.
+// memberCall makes a membership call (declared JSON) and answers: status and the decoded JSON body.
 func memberCall(t *testing.T, method, url, body string, hdr map[string]string) (int, map[string]any) {
 	t.Helper()
 	h := map[string]string{"Content-Type": "application/json"}
@@ -208,6 +208,7 @@ func TestPutWeightAndGuard(t *testing.T) {
 	})
 	base := "http://" + srv.MetricsAddr() + "/admin/analyzers"
 	tok := bearer(testToken)
+	authJSON := map[string]string{"Content-Type": "application/json", "Authorization": "Bearer " + testToken}
 	st, e := memberCall(t, "PUT", base+"/analyzer-2", `{"weight":1.5}`, tok)
 	if st != 200 || e["weight"] != 1.5 || e["normalised_weight"] != 0.75 || e["name"] != "analyzer-2" {
 		t.Fatalf("PUT weight 1.5: %d %v, want weight 1.5 and normalised_weight 0.75", st, e)
@@ -216,17 +217,17 @@ func TestPutWeightAndGuard(t *testing.T) {
 		t.Errorf("the View's weight %v, want 0.75", w)
 	}
 	for _, body := range []string{`{"weight":0}`, `{"value":1}`, `{}`, `1`} {
-		st, h, b := adminCall(t, "PUT", base+"/analyzer-2", map[string]string{"Content-Type": "application/json", "Authorization": "Bearer " + testToken}, body)
+		st, h, b := adminCall(t, "PUT", base+"/analyzer-2", authJSON, body)
 		wantError(t, "PUT "+body, st, h, b, 400)
 	}
-	st, h, body := adminCall(t, "PUT", base+"/nobody", map[string]string{"Content-Type": "application/json", "Authorization": "Bearer " + testToken}, `{"weight":1}`)
+	st, h, body := adminCall(t, "PUT", base+"/nobody", authJSON, `{"weight":1}`)
 	wantError(t, "PUT an unknown analyzer", st, h, body, 404)
 	// The guard: no token, wrong method, a form.
 	st, h, body = adminCall(t, "POST", base, jsonPost, `{"url":"http://127.0.0.1:1","weight":1}`)
 	wantError(t, "add without the token", st, h, body, 401)
 	st, h, body = adminCall(t, "DELETE", base+"/analyzer-1", jsonPost, "")
 	wantError(t, "DELETE without the token", st, h, body, 401)
-	st, h, body = adminCall(t, "PATCH", base+"/analyzer-1", map[string]string{"Content-Type": "application/json", "Authorization": "Bearer " + testToken}, `{"weight":1}`)
+	st, h, body = adminCall(t, "PATCH", base+"/analyzer-1", authJSON, `{"weight":1}`)
 	wantError(t, "PATCH", st, h, body, 405)
 	if h.Get("Allow") != "PUT, DELETE" {
 		t.Errorf("405 Allow %q, want PUT, DELETE", h.Get("Allow"))
