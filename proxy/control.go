@@ -97,7 +97,7 @@ func newController(cfg Config, board *sched.Board, log *slog.Logger, setRetryAft
 		drainSeconds:  drainSeconds,
 		now:           time.Now,
 		wake:          make(chan struct{}, 1),
-		probes:        make(chan probeResult, len(cfg.Analyzers)),
+		probes:        make(chan probeResult, max(len(cfg.Analyzers), 16)),
 		slots:         make([]*member, maxAnalyzers),
 		client: &http.Client{
 			Timeout:   max(cfg.SenderTimeout, 2*time.Second),
@@ -162,19 +162,23 @@ func (c *controller) addLocked(spec AnalyzerSpec, joinRamp bool) (int, error) {
 	return len(c.members) - 1, nil
 }
 
-// add makes spec a member at run time (admin API, DNS discovery; by says who, for
-// the log), probes it at once and publishes the View that shows it, unknown.
-func (c *controller) add(spec AnalyzerSpec, by string) (sched.Member, error) {
+// add makes spec a member (admin API, DNS discovery; by says who, for the log) and
+// publishes the View that shows it, unknown. At run time it is probed at once and
+// ramps up when the probe answers; atStart (DNS discovery's first answer, before
+// Start's first probe round) it is probed with the configured analyzers and, like
+// them, takes its full weight when it answers.
+func (c *controller) add(spec AnalyzerSpec, by string, atStart bool) (sched.Member, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	id, err := c.addLocked(spec, true)
+	id, err := c.addLocked(spec, !atStart)
 	if err != nil {
 		return sched.Member{}, err
 	}
 	now := c.now()
-	m := c.members[id]
-	m.nextProbe = now
-	c.startProbeLocked(id, m)
+	if m := c.members[id]; !atStart {
+		m.nextProbe = now
+		c.startProbeLocked(id, m)
+	}
 	c.publishLocked(now)
 	c.log.Info("analyzer added", "analyzer", spec.Name, "url", spec.URL, "weight", spec.Weight, "id", id, "by", by)
 	return c.board.Load().Members[id], nil

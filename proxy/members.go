@@ -53,7 +53,7 @@ type RemovedAnalyzer struct {
 // starts unknown, is probed at once and ramps up in slow start once a probe
 // answers. by says who asked, for the log.
 func (s *Server) AddAnalyzer(spec AnalyzerSpec, by string) (AnalyzerEntry, error) {
-	m, err := s.ctl.add(spec, by)
+	m, err := s.ctl.add(spec, by, false)
 	if err != nil {
 		return AnalyzerEntry{}, err
 	}
