@@ -193,3 +193,40 @@ func seriesValue(expo, series string) float64 {
 	}
 	return -1
 }
+
+// ANALYZERS_DNS alone: a distributor with no configured analyzer starts while DNS
+// fails (503 to emitters, not ready) and takes traffic once the name resolves.
+func TestDNSOnlyStartsEmpty(t *testing.T) {
+	port, fakes := fakeAnalyzersOn(t, "127.0.0.2")
+	const name = "only.sluice.test"
+	ns := newFakeDNS(t, name)
+	ns.set(true)
+	cfg := DefaultConfig()
+	cfg.AnalyzersDNS, cfg.DNSServer, cfg.DNSRefresh = name+":"+port, ns.addr, 100*time.Millisecond
+	cfg.Port, cfg.MetricsAddr, cfg.Loops, cfg.SlowStart = 0, "127.0.0.1:0", 2, 0
+	srv, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := contextWithTimeout(5 * time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	s := newSender(ingestURL(srv), 1)
+	if code, _ := s.send(t, "early", 1); code != 503 || srv.Ready() == "" {
+		t.Fatalf("no analyzer yet: %d, ready %q; want 503 and not ready", code, srv.Ready())
+	}
+	ns.set(false, "127.0.0.2")
+	waitFor(t, "the discovered analyzer eligible", 5*time.Second, func() bool { return srv.Ready() == "" })
+	for i := range 20 {
+		if code, _ := s.send(t, "p-"+strconv.Itoa(i), 1); code != 202 {
+			t.Fatalf("packet %d: %d", i, code)
+		}
+	}
+	settledNothingLost(t, srv, 5*time.Second)
+	checkDelivered(t, s.accepted, fakes, false)
+}

@@ -146,6 +146,7 @@ func TestRemoveAnalyzerUnderLoad(t *testing.T) {
 	if h.TotalAnalyzers != 2 || len(h.Analyzers) != 2 || strings.Contains(scrape(t, admin), `analyzer="`+name+`"`) {
 		t.Errorf("after removal: /health %d analyzers %v; the metrics still name %s", h.TotalAnalyzers, h.Analyzers, name)
 	}
+	waitFor(t, "the removed analyzer's connections closed", 5*time.Second, func() bool { return srv.Snapshot().Dests[2].Conns == 0 })
 	accepted := l.finish()
 	st2 := settledNothingLost(t, srv, 10*time.Second)
 	if st2.Dests[2].Rerouted == 0 {
