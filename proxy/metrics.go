@@ -38,7 +38,7 @@ var help = map[string]string{
 	"distributor_messages_by_analyzer_total": "Messages routed to each analyzer, re-routes included.",
 	"distributor_queue_depth":                "Packets waiting in each analyzer's outboxes, not yet written.",
 	"distributor_healthy_analyzers":          "Healthy analyzers: breaker closed (full weight or slow start), not drained; half-open ones are not counted.",
-	"distributor_total_analyzers":            "Configured analyzers.",
+	"distributor_total_analyzers":            "Analyzers: configured, added at run time or discovered through DNS, and not removed.",
 	"distributor_delivered_packets_total":    "Packets answered 2xx by each analyzer.",
 	"distributor_delivered_messages_total":   "Messages in packets answered 2xx by each analyzer.",
 	"distributor_in_flight_packets":          "Packets written to each analyzer and not yet answered.",
