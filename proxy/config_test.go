@@ -134,6 +134,11 @@ func TestConfigAnalyzersDNS(t *testing.T) {
 	if err != nil || c.AnalyzersDNS != "a:1" || len(c.Analyzers) != 1 {
 		t.Fatalf("both: %+v %v", c, err)
 	}
+	p := writeConfig(t, "analyzers_dns: analyzers.internal:9001\ndns_refresh_sec: 3\nanalyzers_dns_weight: 0.5\ndns_server: 127.0.0.1:53\n")
+	c, err = LoadConfig(nil, env(map[string]string{"CONFIG_FILE": p}), io.Discard)
+	if err != nil || c.AnalyzersDNS != "analyzers.internal:9001" || c.DNSRefresh != 3*time.Second || c.DNSWeight != 0.5 || c.DNSServer != "127.0.0.1:53" {
+		t.Fatalf("from a config file: %+v %v", c, err)
+	}
 	if _, err := New(DefaultConfig(), nil); err == nil {
 		t.Fatal("New without ANALYZERS or ANALYZERS_DNS succeeded")
 	}
