@@ -20,14 +20,7 @@ func TestAccountingUnderRandomOperations(t *testing.T) {
 	for seed := int64(1); seed <= 20; seed++ {
 		t.Run("seed="+strconv.FormatInt(seed, 10), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
-			s := testShard(t, 3, func(c *Config) {
-				c.BatchLinger = 0
-				c.UpstreamConns = 2
-				c.PipelineDepth = 4
-				c.SenderRetries = 2
-				c.QueueSize = 20
-				c.IngestBufferSize = 40
-			})
+			s := testShard(t, 3, randomOpsConfig)
 			conns := open(s)
 			drained := make([]bool, 3)
 			for op := 0; op < 400; op++ {
@@ -50,15 +43,7 @@ func TestAccountingUnderRandomOperations(t *testing.T) {
 				default:
 					s.tick()
 				}
-				for i, cs := range conns { // a lost connection comes back at once
-					for j, fc := range cs {
-						if fc.closed {
-							conns[i][j] = &fakeConn{u: fc.u}
-							s.opened(fc.u, conns[i][j])
-							s.flushDirty()
-						}
-					}
-				}
+				reconnect(s, conns, nil)
 				shardInvariant(t, s)
 			}
 			s.dropAll()
@@ -73,6 +58,34 @@ func TestAccountingUnderRandomOperations(t *testing.T) {
 	}
 }
 
+// randomOpsConfig keeps the random-operation tests' queues and windows small, so
+// they fill, spill and retry.
+func randomOpsConfig(c *Config) {
+	c.BatchLinger = 0
+	c.UpstreamConns = 2
+	c.PipelineDepth = 4
+	c.SenderRetries = 2
+	c.QueueSize = 20
+	c.IngestBufferSize = 40
+}
+
+// reconnect brings every lost connection back at once, except those of the
+// analyzers in skip.
+func reconnect(s *shard, conns [][]*fakeConn, skip map[int]int) {
+	for i, cs := range conns {
+		if _, gone := skip[i]; gone {
+			continue
+		}
+		for j, fc := range cs {
+			if fc.closed {
+				conns[i][j] = &fakeConn{u: fc.u}
+				s.opened(fc.u, conns[i][j])
+				s.flushDirty()
+			}
+		}
+	}
+}
+
 // Random operations with analyzers added, removed and added back (the same URL
 // takes its old id) at run time, on the fake-upstream harness: the shard grows, the
 // accounting and the budget hold after every step, and a removed analyzer is never
@@ -81,14 +94,7 @@ func TestAccountingUnderMembershipChanges(t *testing.T) {
 	for seed := int64(1); seed <= 20; seed++ {
 		t.Run("seed="+strconv.FormatInt(seed, 10), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
-			s := testShard(t, 2, func(c *Config) {
-				c.BatchLinger = 0
-				c.UpstreamConns = 2
-				c.PipelineDepth = 4
-				c.SenderRetries = 2
-				c.QueueSize = 20
-				c.IngestBufferSize = 40
-			})
+			s := testShard(t, 2, randomOpsConfig)
 			ctl := s.srv.ctl
 			ctl.launch = func(int) {} // probes are answered below, not sent
 			conns := open(s)
@@ -152,18 +158,7 @@ func TestAccountingUnderMembershipChanges(t *testing.T) {
 				default:
 					s.tick()
 				}
-				for i, cs := range conns { // a lost connection comes back at once, unless removed
-					if _, gone := frozen[i]; gone {
-						continue
-					}
-					for j, fc := range cs {
-						if fc.closed {
-							conns[i][j] = &fakeConn{u: fc.u}
-							s.opened(fc.u, conns[i][j])
-							s.flushDirty()
-						}
-					}
-				}
+				reconnect(s, conns, frozen) // not the removed ones: nothing dials them
 				shardInvariant(t, s)
 				for id, n := range frozen {
 					if w := written(id); w != n {

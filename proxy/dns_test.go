@@ -201,20 +201,8 @@ func TestDNSOnlyStartsEmpty(t *testing.T) {
 	const name = "only.sluice.test"
 	ns := newFakeDNS(t, name)
 	ns.set(true)
-	cfg := DefaultConfig()
-	cfg.AnalyzersDNS, cfg.DNSServer, cfg.DNSRefresh = name+":"+port, ns.addr, 100*time.Millisecond
-	cfg.Port, cfg.MetricsAddr, cfg.Loops, cfg.SlowStart = 0, "127.0.0.1:0", 2, 0
-	srv, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := contextWithTimeout(5 * time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
+	srv := startDistributor(t, "", func(c *Config) {
+		c.AnalyzersDNS, c.DNSServer, c.DNSRefresh = name+":"+port, ns.addr, 100*time.Millisecond
 	})
 	s := newSender(ingestURL(srv), 1)
 	if code, _ := s.send(t, "early", 1); code != 503 || srv.Ready() == "" {
