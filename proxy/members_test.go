@@ -134,8 +134,8 @@ func TestRemoveAnalyzerUnderLoad(t *testing.T) {
 	if st != 200 || removed["name"] != name || removed["url"] != c.url() || out["in_flight"] != 0.0 || out["queued"] != 0.0 {
 		t.Fatalf("DELETE: %d %v, want 200 naming %s with nothing left queued or in flight", st, out, name)
 	}
-	got := received(c)
-	time.Sleep(300 * time.Millisecond) // the load goes on: anything sent to c now would show
+	got, others := received(c), received(a)+received(b)
+	waitFor(t, "more traffic to the others", 5*time.Second, func() bool { return received(a)+received(b) > others+100 })
 	if n := received(c); n != got || c.lastAt.Load() > answered {
 		t.Fatalf("the removed analyzer received %d packets after the DELETE was answered", n-got)
 	}
