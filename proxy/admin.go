@@ -15,6 +15,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/sluicelog/sluice/codec"
+	"github.com/sluicelog/sluice/sched"
 )
 
 // HealthJSON is GET /health: the seed's fields first, then which analyzers are out
@@ -36,6 +37,10 @@ type AnalyzerHealth struct {
 	Weight          float64 `json:"weight"`
 	EffectiveWeight float64 `json:"effective_weight"`
 	Batch           bool    `json:"batch"`
+}
+
+func healthOf(m sched.Member) AnalyzerHealth {
+	return AnalyzerHealth{Name: m.Name, URL: m.URL, State: m.State.String(), Reason: m.Reason, Weight: m.Weight, EffectiveWeight: m.Effective, Batch: m.Batch}
 }
 
 // MetricsJSON is GET /metrics-json: the seed's shape, plus fields it lacked.
@@ -81,9 +86,9 @@ type AnalyzerStats struct {
 // Health builds /health; ok is false (answer 503) when no analyzer can take packets.
 func (s *Server) Health() (h HealthJSON, ok bool) {
 	v := s.View()
-	h = HealthJSON{Status: "healthy", HealthyAnalyzers: v.Healthy(), TotalAnalyzers: len(v.Members), Timestamp: time.Now().UTC().Format(time.RFC3339)}
-	for _, m := range v.Members {
-		h.Analyzers = append(h.Analyzers, AnalyzerHealth{Name: m.Name, URL: m.URL, State: m.State.String(), Reason: m.Reason, Weight: m.Weight, EffectiveWeight: m.Effective, Batch: m.Batch})
+	h = HealthJSON{Status: "healthy", HealthyAnalyzers: v.Healthy(), TotalAnalyzers: v.Live(), Timestamp: time.Now().UTC().Format(time.RFC3339)}
+	for _, m := range membersOf(v) {
+		h.Analyzers = append(h.Analyzers, healthOf(m))
 	}
 	switch {
 	case h.HealthyAnalyzers == 0:
@@ -96,13 +101,13 @@ func (s *Server) Health() (h HealthJSON, ok bool) {
 
 // MetricsJSON builds /metrics-json from one consistent snapshot.
 func (s *Server) MetricsJSON() MetricsJSON {
+	v := s.View() // before the snapshot: st.Dests then covers every id of v
 	st := s.Snapshot()
-	v := s.View()
 	tot := st.Total()
 	m := MetricsJSON{
 		TotalPackets: st.AcceptedPackets, TotalMessages: st.AcceptedMessages,
 		PacketsByAnalyzer: map[string]int64{}, MessagesByAnalyzer: map[string]int64{}, QueueDepthByAnalyzer: map[string]int64{},
-		HealthyAnalyzers: v.Healthy(), TotalAnalyzers: len(v.Members), Timestamp: time.Now().UTC().Format(time.RFC3339),
+		HealthyAnalyzers: v.Healthy(), TotalAnalyzers: v.Live(), Timestamp: time.Now().UTC().Format(time.RFC3339),
 		DeliveredPackets: tot.DeliveredPackets, DeliveredMessages: tot.DeliveredMessages,
 		Queued: tot.Queued, InFlight: tot.InFlight, Dropped: tot.DroppedTotal(),
 		Rejected: map[string]int64{}, RetryAfterSeconds: s.retryAfter.Load(), Analyzers: map[string]AnalyzerStats{},
@@ -111,6 +116,9 @@ func (s *Server) MetricsJSON() MetricsJSON {
 		m.Rejected[name] = st.Rejected[i]
 	}
 	for i, mem := range v.Members {
+		if mem.State == StateRemoved {
+			continue // a tombstone: its counts stay in the totals, it is no longer listed
+		}
 		d := &st.Dests[i]
 		m.PacketsByAnalyzer[mem.Name] = d.RoutedPackets
 		m.MessagesByAnalyzer[mem.Name] = d.RoutedMessages
@@ -208,9 +216,14 @@ func (s *Server) adminRoutes() []adminRoute {
 		{"/health", get, true, page(pageHealth)},
 		{"/livez", get, true, page(pageLivez)},
 		{"/readyz", get, true, page(pageReadyz)},
-		{"/admin/analyzers", get, false, func(w http.ResponseWriter, r *http.Request) {
+		{"/admin/analyzers", get + ", POST", false, func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost {
+				s.adminAdd(w, r)
+				return
+			}
 			writeJSON(w, 200, s.MetricsJSON().Analyzers)
 		}},
+		{"/admin/analyzers/{name}", "PUT, DELETE", false, s.adminMember},
 		{"/admin/analyzers/{name}/{action}", "POST", false, s.adminAction},
 		{"/admin/config", get, false, s.adminConfig},
 		{"/debug/pprof/", get, false, pprof.Index},
@@ -273,7 +286,7 @@ func (s *Server) startAdmin() error {
 // from ?value=W or a JSON body {"value":W}; drain and undrain take an empty body.
 func (s *Server) adminAction(w http.ResponseWriter, r *http.Request) {
 	name, action := r.PathValue("name"), r.PathValue("action")
-	id := slices.IndexFunc(s.cfg.Analyzers, func(a AnalyzerSpec) bool { return a.Name == name })
+	id := s.ctl.lookup(name)
 	if id < 0 {
 		writeError(w, http.StatusNotFound, "no analyzer named "+strconv.Quote(name))
 		return
@@ -300,7 +313,7 @@ func (s *Server) adminAction(w http.ResponseWriter, r *http.Request) {
 		if body.Value != nil && !r.URL.Query().Has("value") {
 			v, err = *body.Value, nil
 		}
-		if err != nil || !(v > 0 && v <= 1e9) {
+		if err != nil || !validWeight(v) {
 			writeError(w, http.StatusBadRequest, "value must be a positive number")
 			return
 		}
@@ -310,11 +323,8 @@ func (s *Server) adminAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	after := s.View().Members[id]
-	s.log.Info("admin change", "client", r.RemoteAddr, "analyzer", name, "action", action,
-		"state", before.State.String()+" -> "+after.State.String(),
-		"weight", strconv.FormatFloat(before.Weight, 'g', 4, 64)+" -> "+strconv.FormatFloat(after.Weight, 'g', 4, 64))
-	h, _ := s.Health()
-	writeJSON(w, 200, h.Analyzers[id])
+	s.logAdminChange(r, name, action, before, after)
+	writeJSON(w, 200, healthOf(after))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -16,6 +16,7 @@ const (
 	StateHalfOpen  = sched.StateHalfOpen  // a probe passed; a trickle of trial packets decides
 	StateDrained   = sched.StateDrained   // taken out by an operator
 	StateUnknown   = sched.StateUnknown   // not probed yet: takes nothing until a probe answers
+	StateRemoved   = sched.StateRemoved   // removed at run time: a tombstone, never eligible
 )
 
 // breaker is one analyzer's circuit breaker. Its state is one of StateUnknown,

@@ -82,7 +82,7 @@ func TestBreakerUnknownUntilProbed(t *testing.T) {
 }
 
 func TestStateNames(t *testing.T) {
-	want := map[sched.State]string{StateHealthy: "healthy", StateSlowStart: "slow_start", StateHalfOpen: "half_open", StateOpen: "open", StateDrained: "drained", StateUnknown: "unknown"}
+	want := map[sched.State]string{StateHealthy: "healthy", StateSlowStart: "slow_start", StateHalfOpen: "half_open", StateOpen: "open", StateDrained: "drained", StateUnknown: "unknown", StateRemoved: "removed"}
 	for s, name := range want {
 		if s.String() != name {
 			t.Errorf("%d.String() = %q, want %q", s, s.String(), name)

@@ -26,6 +26,10 @@ type Config struct {
 	QueueSize         int            // PER_ANALYZER_QUEUE_SIZE: packets queued or in flight per analyzer
 	QueueBytes        int64          // PER_ANALYZER_QUEUE_BYTES: packet bytes queued or in flight per analyzer
 	Analyzers         []AnalyzerSpec // ANALYZERS: url=weight,...
+	AnalyzersDNS      string         // ANALYZERS_DNS: name:port whose addresses are analyzers (dns.go)
+	DNSWeight         float64        // ANALYZERS_DNS_WEIGHT: weight of each analyzer found through ANALYZERS_DNS
+	DNSRefresh        time.Duration  // DNS_REFRESH_SEC: how often ANALYZERS_DNS is resolved again
+	DNSServer         string         // DNS_SERVER: host:port of the DNS server to ask ("" = the system's)
 	SenderRetries     int            // SENDER_RETRIES: re-sends after a failed attempt
 	SenderTimeout     time.Duration  // SENDER_TIMEOUT_MS: answer deadline for one upstream request
 	HealthInterval    time.Duration  // HEALTH_CHECK_INTERVAL_SEC
@@ -95,6 +99,30 @@ func settings() []setting {
 			specs, err := ParseAnalyzers(v)
 			c.Analyzers = specs
 			return err
+		}},
+		{"ANALYZERS_DNS", "analyzers-dns", "", "DNS name:port whose A/AAAA addresses are analyzers (http://ip:port), resolved again every DNS_REFRESH_SEC; with or instead of ANALYZERS", func(c *Config, v string) error {
+			host, port, err := net.SplitHostPort(strings.TrimSpace(v))
+			if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+				return errors.New("want name:port, e.g. analyzers.internal:9001")
+			}
+			c.AnalyzersDNS = net.JoinHostPort(host, port)
+			return nil
+		}},
+		{"ANALYZERS_DNS_WEIGHT", "analyzers-dns-weight", "1", "weight of each analyzer found through ANALYZERS_DNS (ANALYZERS' weights together count 1)", func(c *Config, v string) error {
+			w, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || !validWeight(w) {
+				return errors.New("want a positive number")
+			}
+			c.DNSWeight = w
+			return nil
+		}},
+		{"DNS_REFRESH_SEC", "dns-refresh-sec", "10", "how often ANALYZERS_DNS is resolved again, s", positive(durSetting(func(c *Config, d time.Duration) { c.DNSRefresh = d }, time.Second))},
+		{"DNS_SERVER", "dns-server", "", "DNS server host:port that ANALYZERS_DNS is resolved with (unset: the system's, from /etc/resolv.conf)", func(c *Config, v string) error {
+			if _, _, err := net.SplitHostPort(strings.TrimSpace(v)); err != nil {
+				return errors.New("want host:port, e.g. 10.0.0.2:53")
+			}
+			c.DNSServer = strings.TrimSpace(v)
+			return nil
 		}},
 		{"SENDER_RETRIES", "sender-retries", "3", "re-sends of a packet after a failed attempt", intSetting(func(c *Config, n int) { c.SenderRetries = n }, 0, 100)},
 		{"SENDER_TIMEOUT_MS", "sender-timeout-ms", "500", "answer deadline of one upstream request, ms", positive(durSetting(func(c *Config, d time.Duration) { c.SenderTimeout = d }, time.Millisecond))},
@@ -172,7 +200,7 @@ type Setting struct {
 func Settings() []Setting {
 	var out []Setting
 	for _, s := range settings() {
-		out = append(out, Setting{s.env, s.flag, s.def, s.help, s.env == "ANALYZERS"})
+		out = append(out, Setting{s.env, s.flag, s.def, s.help, false})
 	}
 	return out
 }
@@ -240,8 +268,8 @@ func LoadConfigLookup(args []string, lookup func(string) (string, bool), usage i
 	} else if err != nil {
 		errs = append(errs, err)
 	}
-	if len(c.Analyzers) == 0 && !namesAnalyzers(errs) {
-		errs = append(errs, &ConfigError{"ANALYZERS", "", "at least one analyzer is required, e.g. http://127.0.0.1:9001=0.5,http://127.0.0.1:9002=0.5"})
+	if len(c.Analyzers) == 0 && c.AnalyzersDNS == "" && !namesAnalyzers(errs) {
+		errs = append(errs, &ConfigError{"ANALYZERS", "", "at least one analyzer is required, e.g. http://127.0.0.1:9001=0.5,http://127.0.0.1:9002=0.5 (or ANALYZERS_DNS=name:port)"})
 	}
 	if err := configErr(errs); err != nil {
 		return c, err
@@ -271,22 +299,16 @@ func ParseAnalyzers(v string) ([]AnalyzerSpec, error) {
 		if err != nil || w <= 0 || w != w || w > 1e9 {
 			return nil, fmt.Errorf("item %d %q: weight must be a positive number", i+1, item)
 		}
-		if !strings.Contains(raw, "://") {
-			raw = "http://" + raw
-		}
-		u, err := url.Parse(raw)
-		if err != nil || u.Scheme != "http" || u.Host == "" {
+		spec, ok := analyzerURL(raw)
+		if !ok {
 			return nil, fmt.Errorf("item %d %q: want an http://host:port URL", i+1, item)
 		}
-		addr := u.Host
-		if u.Port() == "" {
-			addr = net.JoinHostPort(u.Hostname(), "80")
-		}
-		if seen[addr] {
+		if seen[spec.Addr] {
 			return nil, fmt.Errorf("item %d %q: analyzer listed twice", i+1, item)
 		}
-		seen[addr] = true
-		specs = append(specs, AnalyzerSpec{URL: raw, Addr: addr, Host: u.Host, Weight: w})
+		seen[spec.Addr] = true
+		spec.Weight = w
+		specs = append(specs, spec)
 	}
 	if len(specs) == 0 {
 		return nil, errors.New("no analyzers")
@@ -309,6 +331,23 @@ func ParseAnalyzers(v string) ([]AnalyzerSpec, error) {
 	return specs, nil
 }
 
+// analyzerURL reads an analyzer's URL ("host:port" means http://host:port) into a
+// spec without name and weight; false when it is not an http URL with a host.
+func analyzerURL(raw string) (AnalyzerSpec, bool) {
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return AnalyzerSpec{}, false
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	return AnalyzerSpec{URL: raw, Addr: addr, Host: u.Host}, true
+}
+
 // WeightsNormalised reports whether the configured weights did not sum to 1 (within
 // 1e-6), so the caller can log that they were scaled.
 func WeightsNormalised(v string) (sum float64, changed bool) {
@@ -325,14 +364,21 @@ func WeightsNormalised(v string) (sum float64, changed bool) {
 // analyzerName derives the seed's label: the URL's host name when it looks like a
 // name ("analyzer-1" from http://analyzer-1:9001), else "analyzer-<n>" by position.
 func analyzerName(raw string, i int) string {
-	u, err := url.Parse(raw)
-	if err == nil {
-		h := u.Hostname()
-		if h != "" && net.ParseIP(h) == nil && h != "localhost" {
-			return h
-		}
+	if h, ok := hostLabel(raw); ok {
+		return h
 	}
 	return "analyzer-" + strconv.Itoa(i+1)
+}
+
+// hostLabel is the URL's host name when it looks like a name (not an address, not
+// localhost).
+func hostLabel(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", false
+	}
+	h := u.Hostname()
+	return h, h != "" && net.ParseIP(h) == nil && h != "localhost"
 }
 
 // Limits turns the configuration into the request parser's limits.

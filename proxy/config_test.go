@@ -91,6 +91,12 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"ANALYZERS": "http://a:1=1", "BATCH_LINGER_US": "2000000"}, nil, "BATCH_LINGER_US"},
 		{map[string]string{"ANALYZERS": "http://a:1=1", "BATCH_LINGER_US": "-1"}, nil, "BATCH_LINGER_US"},
 		{map[string]string{"ANALYZERS": "http://a:1=1"}, []string{"--max-failures", "x"}, "--max-failures"},
+		{map[string]string{"ANALYZERS_DNS": "analyzers"}, nil, "ANALYZERS_DNS"},
+		{map[string]string{"ANALYZERS_DNS": ":9001"}, nil, "ANALYZERS_DNS"},
+		{map[string]string{"ANALYZERS_DNS": "analyzers:0"}, nil, "ANALYZERS_DNS"},
+		{map[string]string{"ANALYZERS_DNS": "analyzers:9001", "ANALYZERS_DNS_WEIGHT": "0"}, nil, "ANALYZERS_DNS_WEIGHT"},
+		{map[string]string{"ANALYZERS_DNS": "analyzers:9001", "DNS_REFRESH_SEC": "0"}, nil, "DNS_REFRESH_SEC"},
+		{map[string]string{"ANALYZERS_DNS": "analyzers:9001", "DNS_SERVER": "10.0.0.2"}, nil, "DNS_SERVER"},
 	} {
 		_, err := LoadConfig(c.args, env(c.env), io.Discard)
 		var ce *ConfigError
@@ -115,5 +121,25 @@ func TestDistributorBadConfigExits2(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) != 1 || !strings.Contains(lines[0], `MAX_FAILURES="lots"`) || !strings.Contains(lines[0], "whole number") {
 		t.Fatalf("want one line naming the variable, value and problem; got %q", out)
+	}
+}
+
+// ANALYZERS_DNS may stand in for ANALYZERS, or come with it; one of them is needed.
+func TestConfigAnalyzersDNS(t *testing.T) {
+	c, err := LoadConfig(nil, env(map[string]string{"ANALYZERS_DNS": "analyzers.internal:9001", "DNS_SERVER": "127.0.0.1:5353"}), io.Discard)
+	if err != nil || c.AnalyzersDNS != "analyzers.internal:9001" || c.DNSServer != "127.0.0.1:5353" || c.DNSWeight != 1 || c.DNSRefresh != 10*time.Second || len(c.Analyzers) != 0 {
+		t.Fatalf("DNS only: %+v %v", c, err)
+	}
+	c, err = LoadConfig([]string{"--analyzers-dns", "a:1", "--analyzers", "http://b:2=1"}, env(nil), io.Discard)
+	if err != nil || c.AnalyzersDNS != "a:1" || len(c.Analyzers) != 1 {
+		t.Fatalf("both: %+v %v", c, err)
+	}
+	p := writeConfig(t, "analyzers_dns: analyzers.internal:9001\ndns_refresh_sec: 3\nanalyzers_dns_weight: 0.5\ndns_server: 127.0.0.1:53\n")
+	c, err = LoadConfig(nil, env(map[string]string{"CONFIG_FILE": p}), io.Discard)
+	if err != nil || c.AnalyzersDNS != "analyzers.internal:9001" || c.DNSRefresh != 3*time.Second || c.DNSWeight != 0.5 || c.DNSServer != "127.0.0.1:53" {
+		t.Fatalf("from a config file: %+v %v", c, err)
+	}
+	if _, err := New(DefaultConfig(), nil); err == nil {
+		t.Fatal("New without ANALYZERS or ANALYZERS_DNS succeeded")
 	}
 }

@@ -351,7 +351,11 @@ func Check(cfg Config, err error, stdout, stderr io.Writer) int {
 	if metricsAddr == "" {
 		metricsAddr = "off"
 	}
-	fmt.Fprintf(stdout, "sluice distributor: configuration OK: file %s; port %d; metrics %s; loops %d; %d analyzers: %s\n",
-		file, cfg.Port, metricsAddr, cfg.Loops, len(cfg.Analyzers), strings.Join(an, " "))
+	dns := ""
+	if cfg.AnalyzersDNS != "" {
+		dns = "; and those of DNS " + cfg.AnalyzersDNS
+	}
+	fmt.Fprintf(stdout, "sluice distributor: configuration OK: file %s; port %d; metrics %s; loops %d; %d analyzers: %s%s\n",
+		file, cfg.Port, metricsAddr, cfg.Loops, len(cfg.Analyzers), strings.Join(an, " "), dns)
 	return 0
 }

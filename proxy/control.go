@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -26,9 +28,15 @@ type controller struct {
 	now           func() time.Time // the clock: time.Now, a fake one in tests
 	launch        func(id int)     // starts analyzer id's probe: go c.probe, a recorder in tests
 
-	// mu guards the members' controller-side fields (everything but their atomics)
-	// between the controller goroutine, admin calls (drain, weight) and metrics
-	// reads. The slice itself is fixed once Start runs: loops index it unlocked.
+	// slots holds every member ever added, by id; its length (maxAnalyzers) is fixed
+	// at construction and it is never reassigned, so loops index it unlocked
+	// (failed, answered) for ids they learnt from a published View: slot id was
+	// written, under mu, before the View that first showed id was published.
+	slots []*member
+	// mu guards members (slots[:n], the ids in use, removed ones included) and the
+	// members' controller-side fields (everything but their atomics) between the
+	// controller goroutine, admin calls (add, remove, drain, weight), DNS discovery
+	// and metrics reads.
 	mu      sync.Mutex
 	members []*member
 	wake    chan struct{}
@@ -45,6 +53,8 @@ type member struct {
 	rejoined   time.Time // when it last closed or was undrained, for slow start
 	ramping    bool      // in slow start: each step republishes until the ramp's end is published
 	drained    bool
+	removed    bool // a tombstone: never eligible, not probed, hidden; its id is never given to another URL
+	joinRamp   bool // added at run time: the first answered probe starts slow start, not full weight
 	batch      bool
 	probing    bool
 	probeFails int       // probes in a row without an answer
@@ -87,35 +97,148 @@ func newController(cfg Config, board *sched.Board, log *slog.Logger, setRetryAft
 		drainSeconds:  drainSeconds,
 		now:           time.Now,
 		wake:          make(chan struct{}, 1),
-		probes:        make(chan probeResult, len(cfg.Analyzers)),
+		probes:        make(chan probeResult, max(len(cfg.Analyzers), 16)),
+		slots:         make([]*member, maxAnalyzers),
 		client: &http.Client{
 			Timeout:   max(cfg.SenderTimeout, 2*time.Second),
 			Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true},
 		},
 	}
+	c.members = c.slots[:0]
 	c.launch = func(id int) { go c.probe(id, c.members[id].spec.URL) }
 	for _, a := range cfg.Analyzers {
-		c.addLocked(a) // not yet shared: no lock needed
+		c.addLocked(a, false) // not yet shared: no lock needed
 	}
 	return c
 }
 
+// maxAnalyzers bounds the analyzer ids (removed ones included): the budget's and
+// the controller's per-analyzer arrays are this long, so loops index them without
+// a lock. An add beyond it is refused (errMembersFull); a restart reclaims the ids
+// of removed analyzers.
+const maxAnalyzers = 1024
+
+// Membership errors; the admin API answers them 409, 507 and 404.
+var (
+	errMemberExists = errors.New("an analyzer with this name or URL exists")
+	errMembersFull  = fmt.Errorf("analyzer ids exhausted: at most %d analyzers (removed ones included) per run; restart to reclaim removed ones", maxAnalyzers)
+	errNoMember     = errors.New("no such analyzer")
+)
+
 // addLocked makes spec a member: unknown, taking nothing, with its first probe due
 // at once (firstProbes or the next step starts it), so it becomes eligible as soon
-// as a probe answers. This is the path of every membership change; membership is
-// fixed once Start runs (shards have one dest per configured analyzer), so today
-// only newController calls it.
-func (c *controller) addLocked(spec AnalyzerSpec) {
-	m := &member{spec: spec, weight: spec.Weight, shown: StateUnknown}
+// as a probe answers. This is the path of every membership change. A member added
+// at run time (joinRamp) ramps up in slow start when its probe answers, like one
+// that rejoins; one configured at start takes its full weight at once. A URL that
+// was removed before gets its old id back (its counters continue); a new URL gets
+// the next id. It returns the id.
+func (c *controller) addLocked(spec AnalyzerSpec, joinRamp bool) (int, error) {
+	for _, m := range c.members {
+		if !m.removed && (m.spec.Name == spec.Name || m.spec.Addr == spec.Addr) {
+			return -1, fmt.Errorf("add %s (%s): %w: %s (%s)", spec.Name, spec.URL, errMemberExists, m.spec.Name, m.spec.URL)
+		}
+	}
+	for id, m := range c.members {
+		if m.removed && m.spec.Addr == spec.Addr && !m.probing {
+			// The tombstone comes back to life. Loops may still touch its atomics
+			// (answers of packets sent before the removal), so the record is reset
+			// in place, never replaced.
+			m.spec, m.weight, m.removed, m.joinRamp = spec, spec.Weight, false, joinRamp
+			m.br = breaker{state: StateUnknown}
+			m.drained, m.ramping, m.batch, m.probeFails, m.nextProbe = false, false, false, 0, time.Time{}
+			m.why = "added"
+			m.streak.Store(0)
+			m.tripped.Store(false)
+			m.trialOK.Store(0)
+			return id, nil
+		}
+	}
+	if len(c.members) == len(c.slots) {
+		return -1, fmt.Errorf("add %s (%s): %w", spec.Name, spec.URL, errMembersFull)
+	}
+	m := &member{spec: spec, weight: spec.Weight, shown: StateUnknown, joinRamp: joinRamp, why: "added"}
 	m.br.state = StateUnknown
 	c.members = append(c.members, m)
+	return len(c.members) - 1, nil
+}
+
+// add makes spec a member (admin API, DNS discovery; by says who, for the log) and
+// publishes the View that shows it, unknown. At run time it is probed at once and
+// ramps up when the probe answers; atStart (DNS discovery's first answer, before
+// Start's first probe round) it is probed with the configured analyzers and, like
+// them, takes its full weight when it answers.
+func (c *controller) add(spec AnalyzerSpec, by string, atStart bool) (sched.Member, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, err := c.addLocked(spec, !atStart)
+	if err != nil {
+		return sched.Member{}, err
+	}
+	now := c.now()
+	if m := c.members[id]; !atStart {
+		m.nextProbe = now
+		c.startProbeLocked(id, m)
+	}
+	c.publishLocked(now)
+	c.log.Info("analyzer added", "analyzer", spec.Name, "url", spec.URL, "weight", spec.Weight, "id", id, "by", by)
+	return c.board.Load().Members[id], nil
+}
+
+// remove makes the analyzer called name a tombstone (state removed): it takes
+// nothing new from the View that is published here on, the shards move its queued
+// packets to the others when they apply that View, its probes stop. It returns its
+// id and how it was before.
+func (c *controller) remove(name, by string) (int, sched.Member, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := c.lookupLocked(name)
+	if id < 0 {
+		return -1, sched.Member{}, fmt.Errorf("remove %q: %w", name, errNoMember)
+	}
+	before := c.board.Load().Members[id]
+	m := c.members[id]
+	m.removed, m.ramping, m.why = true, false, "removed"
+	c.publishLocked(c.now())
+	c.log.Info("analyzer removed", "analyzer", name, "url", m.spec.URL, "was", before.State.String(), "id", id, "by", by)
+	return id, before, nil
+}
+
+// lookup returns the id of the analyzer called name, -1 when there is none (removed
+// ones are none).
+func (c *controller) lookup(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lookupLocked(name)
+}
+
+func (c *controller) lookupLocked(name string) int {
+	for id, m := range c.members {
+		if !m.removed && m.spec.Name == name {
+			return id
+		}
+	}
+	return -1
+}
+
+// addrs lists the addresses of the analyzers that are members (not removed), by
+// name, for DNS discovery.
+func (c *controller) addrs() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]string{}
+	for _, m := range c.members {
+		if !m.removed {
+			out[m.spec.Name] = m.spec.Addr
+		}
+	}
+	return out
 }
 
 // failed is called by a loop for each failed flight to analyzer id: MAX_FAILURES in
 // a row across all loops, or one while trial says the analyzer is half-open, open
 // its breaker. One atomic add per failure; it never blocks.
 func (c *controller) failed(id int, trial bool) {
-	m := c.members[id]
+	m := c.slots[id]
 	if n := m.streak.Add(1); n >= int32(c.cfg.MaxFailures) || trial {
 		m.streak.Store(0)
 		m.tripped.Store(true)
@@ -127,7 +250,7 @@ func (c *controller) failed(id int, trial bool) {
 // streak (one atomic load, a store only when there was a streak) and counts a
 // trial success while half-open. It never blocks.
 func (c *controller) answered(id int, trial bool) {
-	m := c.members[id]
+	m := c.slots[id]
 	if m.streak.Load() != 0 {
 		m.streak.Store(0)
 	}
@@ -195,6 +318,11 @@ func (c *controller) step(now time.Time) {
 	defer c.mu.Unlock()
 	changed := false
 	for id, m := range c.members {
+		if m.removed {
+			m.tripped.Store(false)
+			m.trialOK.Store(0)
+			continue
+		}
 		if m.tripped.Swap(false) && c.tripLocked(m, now, "failing requests") {
 			changed = true
 		}
@@ -242,7 +370,7 @@ func (c *controller) rejoinLocked(m *member, now time.Time, why string) {
 // probeDue reports whether m's next probe should start: its interval has passed
 // and, while its breaker is open, so has the backoff.
 func (c *controller) probeDue(m *member, now time.Time) bool {
-	if m.probing || now.Before(m.nextProbe) {
+	if m.removed || m.probing || now.Before(m.nextProbe) {
 		return false
 	}
 	return m.br.state != StateOpen || m.br.due(now)
@@ -259,6 +387,9 @@ func (c *controller) probed(r probeResult, now time.Time) {
 	defer c.mu.Unlock()
 	m := c.members[r.id]
 	m.probing = false
+	if m.removed {
+		return // removed while the probe ran
+	}
 	changed := false
 	switch {
 	case r.ok:
@@ -267,6 +398,10 @@ func (c *controller) probed(r probeResult, now time.Time) {
 		if m.br.probeOK(now) {
 			m.streak.Store(0)
 			m.why = "health probe answered"
+			if m.joinRamp && m.br.closed() {
+				m.joinRamp = false // added at run time: ramp up like a rejoining analyzer
+				c.rejoinLocked(m, now, "added; health probe answered")
+			}
 			changed = true
 		}
 	case r.status == 0 && (m.br.closed() || m.br.state == StateHalfOpen) && m.probeFails+1 < probeErrorsToOpen:
@@ -326,13 +461,17 @@ func (c *controller) publish(now time.Time) {
 func (c *controller) publishLocked(now time.Time) {
 	sum := 0.0
 	for _, m := range c.members {
-		sum += m.weight
+		if !m.removed {
+			sum += m.weight
+		}
 	}
 	v := &sched.View{Members: make([]sched.Member, len(c.members))}
 	for i, m := range c.members {
 		w := m.weight / sum
-		mv := sched.Member{Name: m.spec.Name, URL: m.spec.URL, Addr: m.spec.Addr, Weight: w, Batch: m.batch}
+		mv := sched.Member{Name: m.spec.Name, URL: m.spec.URL, Addr: m.spec.Addr, Configured: m.weight, Weight: w, Batch: m.batch}
 		switch {
+		case m.removed:
+			mv.State, mv.Reason, mv.Weight, mv.Configured, mv.Batch = StateRemoved, "removed", 0, 0, false
 		case m.drained:
 			mv.State, mv.Reason = StateDrained, "drained by operator"
 		case m.br.state == StateUnknown:
@@ -380,7 +519,7 @@ func (c *controller) retryAfterLocked(now time.Time) int32 {
 		if v.Members[i].Eligible {
 			return c.drainSeconds()
 		}
-		if m.drained {
+		if m.drained || m.removed {
 			continue
 		}
 		left := time.Duration(0)
@@ -418,12 +557,13 @@ func (c *controller) breakerCounts() []breakerCounts {
 	return out
 }
 
-// setDrained takes an analyzer out of (or back into) rotation.
+// setDrained takes an analyzer out of (or back into) rotation. A removed one is
+// left as it is.
 func (c *controller) setDrained(id int, drained bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := c.members[id]
-	if m.drained == drained {
+	if m.removed || m.drained == drained {
 		return
 	}
 	now := c.now()
@@ -434,10 +574,14 @@ func (c *controller) setDrained(id int, drained bool) {
 	c.publishLocked(now)
 }
 
-// setWeight changes an analyzer's configured weight at run time.
+// setWeight changes an analyzer's configured weight at run time. A removed one is
+// left as it is.
 func (c *controller) setWeight(id int, w float64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.members[id].removed {
+		return
+	}
 	c.members[id].weight = w
 	c.publishLocked(c.now())
 }

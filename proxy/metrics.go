@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,7 +38,7 @@ var help = map[string]string{
 	"distributor_messages_by_analyzer_total": "Messages routed to each analyzer, re-routes included.",
 	"distributor_queue_depth":                "Packets waiting in each analyzer's outboxes, not yet written.",
 	"distributor_healthy_analyzers":          "Healthy analyzers: breaker closed (full weight or slow start), not drained; half-open ones are not counted.",
-	"distributor_total_analyzers":            "Configured analyzers.",
+	"distributor_total_analyzers":            "Analyzers: configured, added at run time or discovered through DNS, and not removed.",
 	"distributor_delivered_packets_total":    "Packets answered 2xx by each analyzer.",
 	"distributor_delivered_messages_total":   "Messages in packets answered 2xx by each analyzer.",
 	"distributor_in_flight_packets":          "Packets written to each analyzer and not yet answered.",
@@ -157,9 +158,9 @@ var counterTypes = map[string]bool{
 // WritePrometheus writes the whole exposition: sluice's families, then process
 // and Go runtime metrics, every family with HELP text.
 func (p *promSet) WritePrometheus(w io.Writer) {
+	v := p.srv.View() // before the snapshots: st.Dests then covers every id of v
 	shards := p.srv.shardSnapshots()
 	st := p.srv.sumStats(shards)
-	v := p.srv.View()
 	breakers := p.srv.ctl.breakerCounts()
 	var buf bytes.Buffer
 	p.mu.Lock()
@@ -182,7 +183,7 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 	g("distributor_queued", float64(tot.Queued))
 	g("distributor_in_flight", float64(tot.InFlight))
 	g("distributor_healthy_analyzers", float64(v.Healthy()))
-	g("distributor_total_analyzers", float64(len(v.Members)))
+	g("distributor_total_analyzers", float64(v.Live()))
 	g("distributor_connections", float64(st.Conns))
 	g("distributor_accounting_outstanding", float64(st.AcceptedPackets-tot.DeliveredPackets-tot.Queued-tot.InFlight-tot.DroppedTotal()))
 	g("distributor_retry_after_seconds", float64(p.srv.retryAfter.Load()))
@@ -196,8 +197,12 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 		c(`distributor_responses_total{code="`+strconv.Itoa(code)+`"}`, st.Responses[i])
 	}
 	c(`distributor_responses_total{code="other"}`, st.Responses[len(statusCodes)])
+	p.forgetRemoved(v)
 	for i := range v.Members {
 		m := &v.Members[i]
+		if m.State == StateRemoved {
+			continue
+		}
 		d := &st.Dests[i]
 		l := `{analyzer="` + m.Name + `"}`
 		c("distributor_packets_by_analyzer_total"+l, d.RoutedPackets)
@@ -227,6 +232,34 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 		}
 		for k, name := range failNames {
 			c(`distributor_upstream_failures_total{analyzer="`+m.Name+`",kind="`+name+`"}`, d.Failures[k])
+		}
+	}
+}
+
+// forgetRemoved unregisters the series of analyzers that were removed (and whose
+// name no live analyzer took): they vanish from the exposition instead of standing
+// frozen. Their counts stay in the distributor's totals. An analyzer added again
+// under the name starts its series from 0, which Prometheus reads as a reset.
+func (p *promSet) forgetRemoved(v *sched.View) {
+	var gone []string
+	for i := range v.Members {
+		if v.Members[i].State == StateRemoved {
+			gone = append(gone, v.Members[i].Name)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	for i := range v.Members {
+		if v.Members[i].State != StateRemoved {
+			gone = slices.DeleteFunc(gone, func(n string) bool { return n == v.Members[i].Name })
+		}
+	}
+	for _, series := range p.set.ListMetricNames() {
+		for _, n := range gone {
+			if strings.Contains(series, `analyzer="`+n+`"`) {
+				p.set.UnregisterMetric(series)
+			}
 		}
 	}
 }
@@ -301,7 +334,7 @@ func writeHistograms(w *bytes.Buffer, shards []Stats, v *sched.View) {
 	writeHistHead(w, rttName)
 	for i := range shards {
 		for a := range shards[i].Dests {
-			if a < len(v.Members) {
+			if a < len(v.Members) && v.Members[a].State != StateRemoved {
 				writeHist(w, rttName, `analyzer="`+v.Members[a].Name+`",loop="`+strconv.Itoa(i)+`"`, upstreamBounds, &shards[i].Dests[a].RTT)
 			}
 		}

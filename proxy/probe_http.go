@@ -59,9 +59,9 @@ func (s *Server) Ready() (reason string) {
 	if v.Healthy() > 0 {
 		return ""
 	}
-	out := make([]string, len(v.Members))
-	for i, m := range v.Members {
-		out[i] = m.Name + " " + m.State.String()
+	var out []string
+	for _, m := range membersOf(v) {
+		out = append(out, m.Name+" "+m.State.String())
 	}
 	return "no analyzer can take packets (" + strings.Join(out, ", ") + ")"
 }

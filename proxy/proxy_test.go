@@ -36,6 +36,7 @@ type fakeAnalyzer struct {
 	delay    atomic.Int64 // ns before answering /ingest
 	batch    bool
 	batches  atomic.Int64
+	lastAt   atomic.Int64 // time.Now().UnixNano() when the last packet was recorded
 }
 
 type testPacket struct {
@@ -62,6 +63,7 @@ func newFakeAnalyzer(t *testing.T, batch bool) *fakeAnalyzer {
 			f.messages += len(p.Messages)
 			f.packets++
 		}
+		f.lastAt.Store(time.Now().UnixNano())
 		f.mu.Unlock()
 	}
 	mux.HandleFunc("POST /ingest", func(w http.ResponseWriter, r *http.Request) {
@@ -161,15 +163,18 @@ func startDistributor(t *testing.T, analyzers string, tweak func(*Config)) *Serv
 	return startDistributorLog(t, analyzers, tweak, slog.New(slog.NewTextHandler(logTo, nil)))
 }
 
-// startDistributorLog is startDistributor logging to log.
+// startDistributorLog is startDistributor logging to log. analyzers "" configures
+// none (tweak sets ANALYZERS_DNS then).
 func startDistributorLog(t *testing.T, analyzers string, tweak func(*Config), log *slog.Logger) *Server {
 	t.Helper()
 	cfg := DefaultConfig()
-	specs, err := ParseAnalyzers(analyzers)
-	if err != nil {
-		t.Fatal(err)
+	if analyzers != "" {
+		specs, err := ParseAnalyzers(analyzers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Analyzers = specs
 	}
-	cfg.Analyzers = specs
 	cfg.Port = 0
 	cfg.MetricsAddr = "127.0.0.1:0"
 	cfg.Loops = 2

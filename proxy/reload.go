@@ -186,13 +186,17 @@ func (s *Server) EffectiveConfig() EffectiveConfig {
 func effectiveConfig(cfg Config, v *sched.View, all []setting) EffectiveConfig {
 	out := EffectiveConfig{ConfigFile: cfg.ConfigFile, Settings: map[string]string{}, Analyzers: []ConfiguredAnalyzer{}}
 	items := make([]string, 0, len(cfg.Analyzers))
-	for i, a := range cfg.Analyzers {
-		w := a.Weight
-		if v != nil && i < len(v.Members) {
-			w = v.Members[i].Weight
+	add := func(name, url string, w float64) {
+		out.Analyzers = append(out.Analyzers, ConfiguredAnalyzer{Name: name, URL: url, Weight: w})
+		items = append(items, url+"="+fmtWeight(w))
+	}
+	if v == nil {
+		for _, a := range cfg.Analyzers {
+			add(a.Name, a.URL, a.Weight)
 		}
-		out.Analyzers = append(out.Analyzers, ConfiguredAnalyzer{Name: a.Name, URL: a.URL, Weight: w})
-		items = append(items, a.URL+"="+fmtWeight(w))
+	}
+	for _, m := range membersOf(v) { // the members in force: run-time adds in, removals out
+		add(m.Name, m.URL, m.Weight)
 	}
 	for _, st := range all {
 		val := cfg.raw[st.env]
@@ -203,6 +207,20 @@ func effectiveConfig(cfg Config, v *sched.View, all []setting) EffectiveConfig {
 			val = strconv.Itoa(cfg.Loops) // 0 in the configuration means one per CPU
 		}
 		out.Settings[st.env] = redactSetting(st.env, val)
+	}
+	return out
+}
+
+// membersOf lists v's members that are not removed (none for a nil View).
+func membersOf(v *sched.View) []sched.Member {
+	if v == nil {
+		return nil
+	}
+	out := make([]sched.Member, 0, len(v.Members))
+	for _, m := range v.Members {
+		if m.State != StateRemoved {
+			out = append(out, m)
+		}
 	}
 	return out
 }

@@ -33,6 +33,7 @@ type Server struct {
 	// budget holds the whole distributor's packets against its buffer limits; every loop uses it.
 	budget *budget
 	auth   *ingestAuth // nil when no INGEST_TOKENS: /ingest is open
+	dns    *discovery  // nil without ANALYZERS_DNS
 	// bodies holds packet buffers. Its own pool, not the package default: the pool
 	// calibrates the buffer size it keeps to what this distributor's packets need
 	// (buffers far above the 95th percentile are let go rather than pinned).
@@ -64,8 +65,11 @@ type Server struct {
 
 // New checks cfg and builds a Server; Start runs it.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
-	if len(cfg.Analyzers) == 0 {
-		return nil, errors.New("proxy: no analyzers configured")
+	if len(cfg.Analyzers) == 0 && cfg.AnalyzersDNS == "" {
+		return nil, errors.New("proxy: no analyzers configured (ANALYZERS or ANALYZERS_DNS)")
+	}
+	if len(cfg.Analyzers) > maxAnalyzers {
+		return nil, fmt.Errorf("proxy: %d analyzers configured, at most %d", len(cfg.Analyzers), maxAnalyzers)
 	}
 	if cfg.Loops <= 0 {
 		cfg.Loops = 1
@@ -81,7 +85,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		runErr: make(chan error, 1),
 	}
 	s.limit = newEmitterLimit(cfg.EmitterRate, cfg.EmitterBurst)
-	s.budget = newBudget(len(cfg.Analyzers))
+	s.budget = newBudget(maxAnalyzers) // ids of analyzers added at run time index it too
 	var err error
 	if s.auth, err = newIngestAuth(&cfg); err != nil {
 		return nil, err
@@ -90,6 +94,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.ctl = newController(cfg, &s.board, log, s.updateRetryAfter, s.drainSeconds)
 	s.ctl.publish(time.Now())
 	s.prom = newPromSet(s)
+	if cfg.AnalyzersDNS != "" {
+		s.dns = newDiscovery(s)
+	}
 	s.retryAfter.Store(1)
 	return s, nil
 }
@@ -98,6 +105,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 // that are up take packets from the first request), listens on LISTEN_ADDR or PORT
 // (and METRICS_ADDR) and returns once both accept connections.
 func (s *Server) Start() error {
+	if s.dns != nil {
+		_ = s.dns.refresh(s.ctx, true) // a failure is logged and counted; the refresh loop tries again
+	}
 	s.ctl.firstProbes(min(s.ctl.client.Timeout, firstProbeWait))
 	go func() {
 		err := gnet.Run(&handler{srv: s}, "tcp://"+s.cfg.IngestAddr(),
@@ -119,6 +129,9 @@ func (s *Server) Start() error {
 	}
 	go s.ctl.run(s.ctx)
 	go s.drainEstimator(s.ctx, time.Now())
+	if s.dns != nil {
+		go s.dns.run(s.ctx)
+	}
 	if s.cfg.MetricsAddr != "" {
 		if err := s.startAdmin(); err != nil {
 			s.cancel()
@@ -127,7 +140,7 @@ func (s *Server) Start() error {
 			return err
 		}
 	}
-	s.log.Info("distributor listening", "addr", s.addr, "metrics", s.MetricsAddr(), "loops", s.cfg.Loops, "analyzers", len(s.cfg.Analyzers))
+	s.log.Info("distributor listening", "addr", s.addr, "metrics", s.MetricsAddr(), "loops", s.cfg.Loops, "analyzers", s.View().Live())
 	return nil
 }
 
@@ -222,10 +235,17 @@ func (s *Server) shardSnapshots() []Stats {
 	return out
 }
 
+// sumStats sums shard snapshots. Dests has an entry for every member of the View
+// current when it returns, so a caller that loaded its View before the snapshots
+// may index Dests by any of that View's ids (a shard that has not applied the
+// newest View yet has no counters for its new members: zeros).
 func (s *Server) sumStats(shards []Stats) Stats {
-	total := Stats{Dests: make([]DestStats, len(s.cfg.Analyzers))}
+	var total Stats
 	for i := range shards {
 		total.add(&shards[i])
+	}
+	for len(total.Dests) < len(s.View().Members) {
+		total.Dests = append(total.Dests, DestStats{})
 	}
 	return total
 }

@@ -65,6 +65,7 @@ type dest struct {
 	eligible bool
 	batch    bool
 	trial    bool // breaker half-open: every answer is reported to the controller
+	removed  bool // a tombstone in the View: its connections close once they have nothing in flight
 	dirty    bool
 	st       *DestStats
 }
@@ -79,25 +80,15 @@ type parcel struct {
 
 func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 	cfg := &srv.cfg
-	n := len(cfg.Analyzers)
 	s := &shard{
 		srv:  srv,
 		idx:  idx,
 		loop: loop,
-		cred: sched.NewCredit(n, idx, cfg.Loops),
+		cred: sched.NewCredit(0, idx, cfg.Loops), // grown by sync to the View's members
 
 		framing: batchFramingTable(cfg.BatchMax),
 
 		lingerWake: make(chan struct{}, 1),
-	}
-	s.stats.Dests = make([]DestStats, n)
-	for i, a := range cfg.Analyzers {
-		d := &dest{id: i, name: a.Name, host: a.Host, addr: a.Addr, st: &s.stats.Dests[i]}
-		d.conns = make([]*upstream, cfg.UpstreamConns)
-		for k := range d.conns {
-			d.conns[k] = &upstream{sh: s, d: d, failed: failNone}
-		}
-		s.dests = append(s.dests, d)
 	}
 	s.closing = srv.closing.Load()
 	s.now = nanotime()
@@ -105,21 +96,51 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 	return s
 }
 
-// sync applies a new View: weights (credits restart when the eligible set changed,
-// so a returning analyzer gets no burst, and carry over a mere reweighting),
-// eligibility, batching, and moves packets queued for analyzers that may no longer
-// take them.
+// grow gives the shard a dest (and counters, and scheduler room) for every member of
+// v it does not know yet: analyzers added at run time. It allocates, on the loop,
+// once per added analyzer (bounded by maxAnalyzers); the per-packet path never
+// does. Counters move when their slice grows, so every dest's pointer is redone.
+func (s *shard) grow(v *sched.View) {
+	n := len(v.Members)
+	if n <= len(s.dests) {
+		return
+	}
+	s.cred.Grow(n)
+	for len(s.stats.Dests) < n {
+		s.stats.Dests = append(s.stats.Dests, DestStats{})
+	}
+	for i := len(s.dests); i < n; i++ {
+		m := &v.Members[i]
+		spec, _ := analyzerURL(m.URL) // the controller took only URLs that parse
+		d := &dest{id: i, name: m.Name, host: spec.Host, addr: m.Addr}
+		d.conns = make([]*upstream, s.srv.cfg.UpstreamConns)
+		for k := range d.conns {
+			d.conns[k] = &upstream{sh: s, d: d, failed: failNone}
+		}
+		s.dests = append(s.dests, d)
+	}
+	for i, d := range s.dests {
+		d.st = &s.stats.Dests[i]
+	}
+}
+
+// sync applies a new View: new members (grow), weights (credits restart when the
+// eligible set changed, so a returning analyzer gets no burst, and carry over a
+// mere reweighting), eligibility, batching; it moves packets queued for analyzers
+// that may no longer take them and starts closing the connections of removed ones.
 func (s *shard) sync() {
 	v := s.srv.board.Load()
 	if v == nil || v.Gen == s.gen {
 		return
 	}
 	s.gen, s.view = v.Gen, v
+	s.grow(v)
 	s.weights = v.Effective(s.weights)
 	s.cred.SetWeights(s.weights)
 	for i, d := range s.dests {
 		m := &v.Members[i]
 		d.eligible, d.batch, d.trial = m.Eligible, m.Batch, m.State == StateHalfOpen
+		d.removed, d.name = m.State == StateRemoved, m.Name
 		if d.eligible {
 			s.markDirty(d) // dial and flush anything that waited
 		}
@@ -127,6 +148,24 @@ func (s *shard) sync() {
 	for _, d := range s.dests {
 		if !d.eligible {
 			s.evacuate(d)
+		}
+		if d.removed {
+			s.retire(d)
+		}
+	}
+}
+
+// retire closes the connections of a removed analyzer that have nothing in flight;
+// the others close after their last answer (closing), which settles or retries
+// what they carried. It runs at every View change and tick while d is removed.
+func (s *shard) retire(d *dest) {
+	for _, u := range d.conns {
+		if u.state != connOpen || u.closing {
+			continue // none, or closing already (onResponses closes it after its last answer)
+		}
+		u.closing = true
+		if u.flights.len() == 0 {
+			_ = s.loop.Close(u.c)
 		}
 	}
 }
@@ -220,8 +259,8 @@ func (s *shard) release(p *parcel, d *dest, at heldAt) {
 // reached (other loops change it, so it is read afresh for every packet).
 func (s *shard) refreshFull() {
 	s.full.Clear()
-	for i := range s.dests {
-		if s.srv.budget.full(i, &s.srv.cfg) {
+	for i, d := range s.dests {
+		if d.eligible && s.srv.budget.full(i, &s.srv.cfg) {
 			s.full.Add(i)
 		}
 	}
@@ -391,6 +430,9 @@ func (s *shard) tick() {
 		}
 		if d.outbox.len() > 0 {
 			s.markDirty(d)
+		}
+		if d.removed {
+			s.retire(d) // a connection dialled before the removal, or one that was busy
 		}
 	}
 	// By the clock, not by counting ticks: a loaded machine skips ticks.

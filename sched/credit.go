@@ -90,6 +90,24 @@ func NewCredit(members, shard, shards int) *Credit {
 	return c
 }
 
+// Grow makes room for members analyzers (ids below members), for analyzers added at
+// run time. The new ones are ineligible until SetWeights makes them eligible, so
+// credits and the eligible set do not change. It allocates (the control path, not
+// per packet); fewer members than there are is a no-op.
+func (c *Credit) Grow(members int) {
+	if members <= c.members {
+		return
+	}
+	if members > MaxMembers {
+		panic("sched: Credit.Grow: members above MaxMembers")
+	}
+	for range members - c.members {
+		c.pos = append(c.pos, -1)
+		c.next = append(c.next, 0)
+	}
+	c.members = members
+}
+
 // SetWeights installs effective weights, one per member (missing entries count as 0).
 // Any non-negative floats will do: 0 (or negative, NaN, ±Inf) means ineligible, and
 // they need not sum to 1. What happens to the credits depends on what changed:

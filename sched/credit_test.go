@@ -153,3 +153,31 @@ func TestSet(t *testing.T) {
 		t.Fatalf("reused Set allocates %.1f times", a)
 	}
 }
+
+// Grow makes room for analyzers added at run time without touching the credits of
+// the eligible ones; the new one takes its share once SetWeights makes it eligible,
+// and the set change resets the credits like any other.
+func TestCreditGrow(t *testing.T) {
+	c := NewCredit(2, 0, 1)
+	c.SetWeights([]float64{0.5, 0.5})
+	for range 5 {
+		c.Pick(3, nil)
+	}
+	before, resets := append([]int64(nil), c.credit...), c.resets
+	c.Grow(3)
+	c.Grow(2) // fewer: nothing
+	if c.members != 3 || len(c.pos) != 3 || c.pos[2] != -1 || c.resets != resets || c.credit[0] != before[0] || c.credit[1] != before[1] {
+		t.Fatalf("Grow changed the scheduler: members %d pos %v credits %v -> %v", c.members, c.pos, before, c.credit)
+	}
+	c.SetWeights([]float64{0.25, 0.25, 0.5})
+	if c.Eligible() != 3 || c.resets != resets+1 {
+		t.Fatalf("eligible %d, resets %d -> %d after the new member's weight", c.Eligible(), resets, c.resets)
+	}
+	got := make([]int, 3)
+	for range 400 {
+		got[c.Pick(1, nil)]++
+	}
+	if got[0] != 100 || got[1] != 100 || got[2] != 200 {
+		t.Fatalf("messages %v after growing to 0.25/0.25/0.5, want 100/100/200", got)
+	}
+}

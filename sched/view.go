@@ -18,9 +18,10 @@ const (
 	StateOpen                   // taking nothing; probed until it answers again
 	StateDrained                // taken out by an operator
 	StateUnknown                // not yet probed: taking nothing until a probe answers
+	StateRemoved                // removed at run time: a tombstone, never eligible again, its id never reused
 )
 
-var stateNames = [...]string{"healthy", "slow_start", "half_open", "open", "drained", "unknown"}
+var stateNames = [...]string{"healthy", "slow_start", "half_open", "open", "drained", "unknown", "removed"}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
@@ -52,10 +53,13 @@ func (s *State) UnmarshalText(b []byte) error {
 // Member is one analyzer as every shard sees it in a View. Index in View.Members is
 // the analyzer's id for the life of the process.
 type Member struct {
-	Name   string  // "analyzer-1" (from the URL host) or "analyzer-<n>"
-	URL    string  // as configured, e.g. "http://analyzer-1:9001"
-	Addr   string  // host:port to dial
-	Weight float64 // configured weight, normalised so all weights sum to 1
+	Name string // "analyzer-1" (from the URL host) or "analyzer-<n>"
+	URL  string // as configured, e.g. "http://analyzer-1:9001"
+	Addr string // host:port to dial
+	// Configured is the weight as configured or set by an operator, before
+	// normalisation (0 when removed).
+	Configured float64
+	Weight     float64 // configured weight, normalised so the members' weights sum to 1
 	// Effective is the weight the scheduler uses now: Weight while the analyzer is
 	// healthy, a ramp during slow start, 0 while it must not take new packets.
 	Effective float64
@@ -86,11 +90,23 @@ func (v *View) Effective(dst []float64) []float64 {
 }
 
 // Healthy counts healthy members (State.Healthy). Half-open members can take
-// trial packets (Eligible) but are not counted.
+// trial packets (Eligible) but are not counted; removed ones are not members.
 func (v *View) Healthy() int {
 	n := 0
 	for i := range v.Members {
 		if v.Members[i].State.Healthy() {
+			n++
+		}
+	}
+	return n
+}
+
+// Live counts the members that are not removed: what /health and the metrics call
+// the analyzers.
+func (v *View) Live() int {
+	n := 0
+	for i := range v.Members {
+		if v.Members[i].State != StateRemoved {
 			n++
 		}
 	}
