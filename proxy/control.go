@@ -220,20 +220,6 @@ func (c *controller) lookupLocked(name string) int {
 	return -1
 }
 
-// addrs lists the addresses of the analyzers that are members (not removed), by
-// name, for DNS discovery.
-func (c *controller) addrs() map[string]string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[string]string{}
-	for _, m := range c.members {
-		if !m.removed {
-			out[m.spec.Name] = m.spec.Addr
-		}
-	}
-	return out
-}
-
 // failed is called by a loop for each failed flight to analyzer id: MAX_FAILURES in
 // a row across all loops, or one while trial says the analyzer is half-open, open
 // its breaker. One atomic add per failure; it never blocks.
