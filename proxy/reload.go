@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -20,10 +22,11 @@ import (
 
 // SIGHUP re-reads the configuration (file, environment, flags: LoadConfig again)
 // and applies what can change while serving: the weights of the analyzers that are
-// running. Everything else that changed (ports, LOOPS, queue sizes, adding or
-// removing analyzers, ...) is logged by name and takes effect on restart. A file
-// that does not load or validate changes nothing. Reloads run one at a time on
-// Main's goroutine.
+// running and the settings in liveSettings (live.go: buffer limits, breaker and
+// probe settings, LOG_LEVEL, ...). Everything else that changed (ports, LOOPS,
+// timeouts the loops read, adding or removing analyzers, ...) is logged by name and
+// takes effect on restart. A file that does not load or validate changes nothing.
+// Reloads run one at a time on Main's goroutine.
 
 func init() {
 	help["distributor_config_reloads_total"] = "Configuration reloads on SIGHUP, by result: success (applied what can change live) or failure (the running configuration was kept)."
@@ -33,7 +36,7 @@ func init() {
 type ReloadResult struct {
 	File     string   `json:"file"`
 	OK       bool     `json:"ok"`
-	Applied  []string `json:"applied,omitempty"`          // live changes, e.g. "weight of analyzer-1: 0.5 -> 0.8"
+	Applied  []string `json:"applied,omitempty"`          // live changes, e.g. "weight of analyzer-1: 0.5 -> 0.8", "MAX_FAILURES: 5 -> 3"
 	Restart  []string `json:"restart_required,omitempty"` // settings that changed and take effect on restart
 	Problems []string `json:"problems,omitempty"`         // why the file was refused
 }
@@ -47,11 +50,17 @@ type reloader struct {
 	weights []float64 // by analyzer: the weight last loaded from the configuration
 	ok      *metrics.Counter
 	fail    *metrics.Counter
+
+	level    *slog.LevelVar    // the logger's level: LOG_LEVEL
+	shutdown time.Duration     // SHUTDOWN_TIMEOUT_SEC in force, for Main once serve returns
+	inForce  map[string]string // each setting's value in force as written: the start's, live changes applied
 }
 
-func newReloader(srv *Server, args []string, lookup func(string) (string, bool), log *slog.Logger) *reloader {
+// newReloader reloads srv's configuration; level is the level log filters on.
+func newReloader(srv *Server, args []string, lookup func(string) (string, bool), log *slog.Logger, level *slog.LevelVar) *reloader {
 	r := &reloader{
 		srv: srv, args: args, lookup: lookup, log: log, all: settings(),
+		level: level, shutdown: srv.cfg.ShutdownTimeout, inForce: maps.Clone(srv.cfg.raw),
 		ok:   srv.prom.set.GetOrCreateCounter(`distributor_config_reloads_total{result="success"}`),
 		fail: srv.prom.set.GetOrCreateCounter(`distributor_config_reloads_total{result="failure"}`),
 	}
@@ -90,17 +99,31 @@ func (r *reloader) reload() ReloadResult {
 		return res
 	}
 	res.OK = true
+	live := false
 	for _, s := range r.all {
 		if s.env == "ANALYZERS" {
 			continue
 		}
-		if old, now := cur.raw[s.env], next.raw[s.env]; !sameValue(s, old, now) {
-			res.Restart = append(res.Restart, s.env)
-			r.log.Warn("config reload: setting changed; it takes effect on restart", "setting", s.env,
-				"running", redactSetting(s.env, old), "file", redactSetting(s.env, now))
+		old, now := r.inForce[s.env], next.raw[s.env]
+		if sameValue(s, old, now) {
+			continue
 		}
+		if apply := liveSettings[s.env]; apply != nil {
+			apply(r, &next)
+			r.inForce[s.env], live = now, true
+			res.Applied = append(res.Applied, s.env+": "+redactSetting(s.env, old)+" -> "+redactSetting(s.env, now))
+			continue
+		}
+		res.Restart = append(res.Restart, s.env)
+		r.log.Warn("config reload: setting changed; it takes effect on restart", "setting", s.env,
+			"running", redactSetting(s.env, old), "file", redactSetting(s.env, now))
 	}
-	res.Applied, res.Restart = r.analyzers(cur.Analyzers, next.Analyzers, res.Restart)
+	if live {
+		m := maps.Clone(r.inForce)
+		r.srv.inForce.Store(&m) // for GET /admin/config, read on other goroutines
+	}
+	weights, restart := r.analyzers(cur.Analyzers, next.Analyzers, res.Restart)
+	res.Applied, res.Restart = append(res.Applied, weights...), restart
 	r.ok.Inc()
 	r.log.Info("config reloaded", "file", res.File, "applied", res.Applied, "restart_required", res.Restart)
 	return res
@@ -177,10 +200,15 @@ type ConfiguredAnalyzer struct {
 	Weight float64 `json:"weight"`
 }
 
-// EffectiveConfig reports the configuration in force. What a reload found changed
-// but needing a restart is not in force, so it is not shown.
+// EffectiveConfig reports the configuration in force: a setting a reload applied
+// live shows its new value. What a reload found changed but needing a restart is
+// not in force, so it is not shown.
 func (s *Server) EffectiveConfig() EffectiveConfig {
-	return effectiveConfig(s.cfg, s.View(), settings())
+	cfg := s.cfg
+	if raw := s.inForce.Load(); raw != nil {
+		cfg.raw = *raw
+	}
+	return effectiveConfig(cfg, s.View(), settings())
 }
 
 func effectiveConfig(cfg Config, v *sched.View, all []setting) EffectiveConfig {

@@ -31,7 +31,9 @@ func loadedServer(t *testing.T, path string, logTo io.Writer) (*Server, *reloade
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(logTo, nil))
+	level := &slog.LevelVar{}
+	level.Set(logLevel(cfg.LogLevel))
+	log := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level}))
 	srv, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +46,7 @@ func loadedServer(t *testing.T, path string, logTo io.Writer) (*Server, *reloade
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})
-	return srv, newReloader(srv, nil, func(k string) (string, bool) { v := e(k); return v, v != "" }, log)
+	return srv, newReloader(srv, nil, func(k string) (string, bool) { v := e(k); return v, v != "" }, log, level)
 }
 
 func reloadYAML(fakes []*fakeAnalyzer, w0, w1 string, extra string) string {
@@ -84,14 +86,22 @@ func TestReloadAppliesWeightsAndListsRestartSettings(t *testing.T) {
 	srv, r := loadedServer(t, path, logs)
 	metricsURL := "http://" + srv.MetricsAddr()
 
-	// Weights changed, a restart-only setting changed, a value written differently
-	// but meaning the same (SENDER_TIMEOUT_MS 500 vs 500.0) is no change.
-	if err := os.WriteFile(path, []byte(reloadYAML(fakes, "3", "1", "per_analyzer_queue_size: 5\nsender_timeout_ms: 500.0\n")), 0o600); err != nil {
+	// Weights changed, a live setting changed, a restart-only setting changed, a
+	// value written differently but meaning the same (SENDER_TIMEOUT_MS 500 vs
+	// 500.0) is no change.
+	if err := os.WriteFile(path, []byte(reloadYAML(fakes, "3", "1", "per_analyzer_queue_size: 5\npipeline_depth: 5\nsender_timeout_ms: 500.0\n")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	res := r.reload()
-	if !res.OK || len(res.Applied) != 2 || strings.Join(res.Restart, ",") != "PER_ANALYZER_QUEUE_SIZE" {
-		t.Fatalf("reload: %+v; want both weights applied and only PER_ANALYZER_QUEUE_SIZE needing a restart", res)
+	if !res.OK || len(res.Applied) != 3 || res.Applied[0] != "PER_ANALYZER_QUEUE_SIZE: 10000 -> 5" || strings.Join(res.Restart, ",") != "PIPELINE_DEPTH" {
+		t.Fatalf("reload: %+v; want PER_ANALYZER_QUEUE_SIZE and both weights applied and only PIPELINE_DEPTH needing a restart", res)
+	}
+	if ec := srv.EffectiveConfig(); ec.Settings["PER_ANALYZER_QUEUE_SIZE"] != "5" || ec.Settings["PIPELINE_DEPTH"] != "32" {
+		t.Fatalf("/admin/config after reload: PER_ANALYZER_QUEUE_SIZE %s (want the new 5), PIPELINE_DEPTH %s (want the running 32)",
+			ec.Settings["PER_ANALYZER_QUEUE_SIZE"], ec.Settings["PIPELINE_DEPTH"])
+	}
+	if srv.cfg.PipelineDepth != 32 || srv.budget.queueLimit.Load() != 5 {
+		t.Fatalf("in force: PIPELINE_DEPTH %d (want 32), queue limit %d (want 5)", srv.cfg.PipelineDepth, srv.budget.queueLimit.Load())
 	}
 	h, _ := srv.Health()
 	if w := healthWeights(h); w[0] != 0.75 || w[1] != 0.25 {

@@ -42,6 +42,10 @@ type Server struct {
 	drainSec   atomic.Int32 // backlog ÷ delivery rate, refreshed every second
 	conns      atomic.Int64 // inbound connections, for MAX_CONNS
 
+	// inForce is each setting as written once a reload applied some live (reload.go);
+	// nil until then: cfg.raw.
+	inForce atomic.Pointer[map[string]string]
+
 	mu       sync.Mutex // guards byLoop and shards (loops add their shard on first use)
 	snapMu   sync.Mutex // guards each shard's lastSnap
 	byLoop   map[gnet.EventLoop]*shard
@@ -82,6 +86,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.limit = newEmitterLimit(cfg.EmitterRate, cfg.EmitterBurst)
 	s.budget = newBudget(len(cfg.Analyzers))
+	s.budget.setLimits(&cfg)
 	var err error
 	if s.auth, err = newIngestAuth(&cfg); err != nil {
 		return nil, err

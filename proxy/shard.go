@@ -221,7 +221,7 @@ func (s *shard) release(p *parcel, d *dest, at heldAt) {
 func (s *shard) refreshFull() {
 	s.full.Clear()
 	for i := range s.dests {
-		if s.srv.budget.full(i, &s.srv.cfg) {
+		if s.srv.budget.full(i) {
 			s.full.Add(i)
 		}
 	}
@@ -257,7 +257,7 @@ func (s *shard) accept(body []byte, msgs int) acceptResult {
 	}
 	// The packet takes its place in INGEST_BUFFER_SIZE first, with an add that no
 	// other loop can race past, and gives it back if it is refused below.
-	if !s.srv.budget.reserve(s.srv.cfg.IngestBufferSize) {
+	if !s.srv.budget.reserve() {
 		return acceptFull
 	}
 	if s.cred.Eligible() == 0 {
