@@ -1,5 +1,7 @@
 package proxy
 
+import "sync/atomic"
+
 // liveSettings is every setting a reload (SIGHUP, reload.go) applies while
 // serving, with how: the one place that decides. Any other setting that changed is
 // logged and reported as taking effect on restart; docs/operations.md's Reload
@@ -22,8 +24,36 @@ var liveSettings = map[string]func(r *reloader, next *Config){
 	"DOWN_PROBE_INTERVAL_MS":    controlSetting(func(c, n *Config) { c.DownProbeInterval = n.DownProbeInterval }),
 	"BREAKER_BACKOFF_MAX_SEC":   controlSetting(func(c, n *Config) { c.BreakerBackoffMax = n.BreakerBackoffMax }),
 
+	"SENDER_RETRIES":      func(r *reloader, n *Config) { r.srv.knobs.senderRetries.Store(int32(n.SenderRetries)) },
+	"SPILL":               func(r *reloader, n *Config) { r.srv.knobs.spill.Store(n.Spill) },
+	"MAX_CONNS":           func(r *reloader, n *Config) { r.srv.knobs.maxConns.Store(int64(n.MaxConns)) },
+	"REQUEST_TIMEOUT_SEC": func(r *reloader, n *Config) { r.srv.knobs.requestTimeout.Store(int64(n.RequestTimeout)) },
+	"IDLE_TIMEOUT_SEC":    func(r *reloader, n *Config) { r.srv.knobs.idleTimeout.Store(int64(n.IdleTimeout)) },
+
 	"LOG_LEVEL":            func(r *reloader, n *Config) { r.level.Set(logLevel(n.LogLevel)) },
 	"SHUTDOWN_TIMEOUT_SEC": func(r *reloader, n *Config) { r.shutdown = n.ShutdownTimeout }, // Main reads it after serve
+}
+
+// knobs are the settings (other than the buffer limits) that the loops read and a
+// reload may change: each is read with one atomic load where Config's field was.
+// SENDER_RETRIES when a send failed, SPILL per packet, MAX_CONNS per accepted
+// connection, the two timeouts by each loop's once-a-second expiry. A change
+// applies from the next read: a lower MAX_CONNS closes no open connection, a
+// shorter timeout applies to connections already open at their next check.
+type knobs struct {
+	senderRetries  atomic.Int32
+	spill          atomic.Bool
+	maxConns       atomic.Int64
+	requestTimeout atomic.Int64 // ns
+	idleTimeout    atomic.Int64 // ns
+}
+
+func (k *knobs) store(cfg *Config) {
+	k.senderRetries.Store(int32(cfg.SenderRetries))
+	k.spill.Store(cfg.Spill)
+	k.maxConns.Store(int64(cfg.MaxConns))
+	k.requestTimeout.Store(int64(cfg.RequestTimeout))
+	k.idleTimeout.Store(int64(cfg.IdleTimeout))
 }
 
 // setLimits stores the buffer limits of cfg, where every loop reads them.

@@ -45,6 +45,7 @@ type Server struct {
 	// inForce is each setting as written once a reload applied some live (reload.go);
 	// nil until then: cfg.raw.
 	inForce atomic.Pointer[map[string]string]
+	knobs   knobs // settings the loops read that a reload may change (live.go)
 
 	mu       sync.Mutex // guards byLoop and shards (loops add their shard on first use)
 	snapMu   sync.Mutex // guards each shard's lastSnap
@@ -87,6 +88,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.limit = newEmitterLimit(cfg.EmitterRate, cfg.EmitterBurst)
 	s.budget = newBudget(len(cfg.Analyzers))
 	s.budget.setLimits(&cfg)
+	s.knobs.store(&cfg)
 	var err error
 	if s.auth, err = newIngestAuth(&cfg); err != nil {
 		return nil, err
@@ -408,7 +410,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	s := h.srv
 	sh := s.shardFor(c.EventLoop())
-	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
+	if s.conns.Add(1) > s.knobs.maxConns.Load() {
 		s.conns.Add(-1)
 		sh.stats.Rejected[rejectConns]++
 		sh.stats.Responses[statusIndex(503)]++

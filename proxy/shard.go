@@ -266,7 +266,7 @@ func (s *shard) accept(body []byte, msgs int) acceptResult {
 	}
 	s.refreshFull()
 	var a int
-	if s.srv.cfg.Spill {
+	if s.srv.knobs.spill.Load() {
 		// A full analyzer is skipped; it keeps gaining credit (up to the cap) and
 		// catches up when its queue drains.
 		a = s.cred.Pick(msgs, &s.full)
@@ -329,7 +329,7 @@ func (s *shard) retry(p *parcel, d *dest) {
 	s.release(p, d, heldInFlight)
 	p.attempts++
 	d.st.Retries++
-	if p.attempts > s.srv.cfg.SenderRetries {
+	if p.attempts > int(s.srv.knobs.senderRetries.Load()) {
 		s.drop(p, d, dropRetries)
 		return
 	}
