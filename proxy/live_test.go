@@ -133,6 +133,35 @@ func TestReloadLiveMaxFailures(t *testing.T) {
 	})
 }
 
+// SENDER_RETRIES counts from the next failed send: a packet failing everywhere is
+// dropped after one attempt at 0, after three at 2.
+func TestReloadLiveSenderRetries(t *testing.T) {
+	fa := newFrontAnalyzer(t, false)
+	path := writeConfig(t, liveYAML(fa.url, "max_failures: 1000\nsender_retries: 0\n"))
+	srv, r := loadedServer(t, path, io.Discard)
+	fa.f.status.Store(500)
+	s := newSender(ingestURL(srv), 1)
+	settled := func(dropped int64) Stats {
+		t.Helper()
+		var st Stats
+		waitFor(t, "the packet dropped", 10*time.Second, func() bool {
+			st = srv.Snapshot()
+			tot := st.Total()
+			return tot.DroppedTotal() >= dropped
+		})
+		return st
+	}
+	s.send(t, "once", 1)
+	if st := settled(1); st.Total().Retries != 1 {
+		t.Fatalf("SENDER_RETRIES 0: %d failed attempts, want 1", st.Total().Retries)
+	}
+	reloadTo(t, r, path, liveYAML(fa.url, "max_failures: 1000\nsender_retries: 2\n"), "SENDER_RETRIES: 0 -> 2")
+	s.send(t, "thrice", 1)
+	if st := settled(2); st.Total().Retries != 1+3 {
+		t.Fatalf("SENDER_RETRIES 2: %d failed attempts in all, want 1+3", st.Total().Retries)
+	}
+}
+
 // LOG_LEVEL changes what the running logger writes: the debug line for each
 // failed probe of a down analyzer appears once it is debug.
 func TestReloadLiveLogLevel(t *testing.T) {
