@@ -23,9 +23,9 @@ import (
 // SIGHUP re-reads the configuration (file, environment, flags: LoadConfig again)
 // and applies what can change while serving: the weights of the analyzers that are
 // running and the settings in liveSettings (live.go: buffer limits, breaker and
-// probe settings, LOG_LEVEL, ...). Everything else that changed (ports, LOOPS,
-// timeouts the loops read, adding or removing analyzers, ...) is logged by name and
-// takes effect on restart. A file that does not load or validate changes nothing.
+// probe settings, retries, LOG_LEVEL, ...). Everything else that changed (ports,
+// LOOPS, SENDER_TIMEOUT_MS, batching, adding or removing analyzers, ...) is logged
+// by name and takes effect on restart. A file that does not load or validate changes nothing.
 // Reloads run one at a time on Main's goroutine.
 
 func init() {
