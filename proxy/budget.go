@@ -14,9 +14,16 @@ import "sync/atomic"
 // where those Stats change: per analyzer by shard.enqueue and shard.release, held
 // by accept (reserve) and settle and drop (unreserve).
 type budget struct {
-	held  atomic.Int64 // accepted, not yet delivered or dropped
-	_     [56]byte     // held is touched on every accept and settle: its own cache line
-	dests []destBudget
+	held atomic.Int64 // accepted, not yet delivered or dropped
+	_    [56]byte     // held is touched on every accept and settle: its own cache line
+
+	// The limits, read with one atomic load where they are checked and stored by
+	// setLimits (New, and a reload: live.go). Lowering one below what is held
+	// refuses new packets until enough drain; nothing held is dropped for it.
+	ingestLimit atomic.Int64 // INGEST_BUFFER_SIZE
+	queueLimit  atomic.Int64 // PER_ANALYZER_QUEUE_SIZE
+	bytesLimit  atomic.Int64 // PER_ANALYZER_QUEUE_BYTES
+	dests       []destBudget
 }
 
 // destBudget is one analyzer's packets and bytes queued or in flight, all loops.
@@ -31,9 +38,9 @@ func newBudget(analyzers int) *budget {
 }
 
 // reserve takes one packet of INGEST_BUFFER_SIZE; false (and nothing taken) when
-// the distributor already holds limit packets.
-func (b *budget) reserve(limit int) bool {
-	if b.held.Add(1) > int64(limit) {
+// the distributor already holds that many packets.
+func (b *budget) reserve() bool {
+	if b.held.Add(1) > b.ingestLimit.Load() {
 		b.held.Add(-1)
 		return false
 	}
@@ -44,14 +51,14 @@ func (b *budget) reserve(limit int) bool {
 func (b *budget) unreserve() { b.held.Add(-1) }
 
 // full reports whether analyzer i holds its queue limit in packets or bytes.
-func (b *budget) full(i int, cfg *Config) bool {
+func (b *budget) full(i int) bool {
 	d := &b.dests[i]
-	return d.n.Load() >= int64(cfg.QueueSize) || d.bytes.Load() >= cfg.QueueBytes
+	return d.n.Load() >= b.queueLimit.Load() || d.bytes.Load() >= b.bytesLimit.Load()
 }
 
 // nearFull reports whether one more packet of about size bytes would bring analyzer
 // i to its queue limit.
-func (b *budget) nearFull(i int, cfg *Config, size int) bool {
+func (b *budget) nearFull(i int, size int) bool {
 	d := &b.dests[i]
-	return d.n.Load()+1 >= int64(cfg.QueueSize) || d.bytes.Load()+int64(size) >= cfg.QueueBytes
+	return d.n.Load()+1 >= b.queueLimit.Load() || d.bytes.Load()+int64(size) >= b.bytesLimit.Load()
 }

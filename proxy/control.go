@@ -20,7 +20,8 @@ import (
 // and answered, which touch an atomic counter and, when something changed, set a
 // flag and nudge it without blocking.
 type controller struct {
-	cfg           Config
+	cfg           Config       // its own copy; the fields a reload changes (live.go) are written under mu
+	maxFailures   atomic.Int32 // MAX_FAILURES, for the loops' failed (a reload changes it)
 	board         *sched.Board
 	log           *slog.Logger
 	setRetryAfter func(sec int32)  // where the Retry-After of 503s goes
@@ -106,6 +107,7 @@ func newController(cfg Config, board *sched.Board, log *slog.Logger, setRetryAft
 	}
 	c.members = c.slots[:0]
 	c.launch = func(id int) { go c.probe(id, c.members[id].spec.URL) }
+	c.maxFailures.Store(int32(cfg.MaxFailures))
 	for _, a := range cfg.Analyzers {
 		c.addLocked(a, false) // not yet shared: no lock needed
 	}
@@ -225,7 +227,7 @@ func (c *controller) lookupLocked(name string) int {
 // its breaker. One atomic add per failure; it never blocks.
 func (c *controller) failed(id int, trial bool) {
 	m := c.slots[id]
-	if n := m.streak.Add(1); n >= int32(c.cfg.MaxFailures) || trial {
+	if n := m.streak.Add(1); n >= c.maxFailures.Load() || trial {
 		m.streak.Store(0)
 		m.tripped.Store(true)
 		c.nudge()

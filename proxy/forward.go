@@ -86,7 +86,7 @@ func (s *shard) lingering(d *dest) bool {
 	if n == 0 || n >= s.lingerFill(d) {
 		return false // nothing to wait for, or a full request's worth
 	}
-	if s.srv.budget.nearFull(d.id, &s.srv.cfg, d.outbox.at(n-1).body.Len()) {
+	if s.srv.budget.nearFull(d.id, d.outbox.at(n-1).body.Len()) {
 		// One more packet would fill the analyzer's queue: waiting would make it
 		// refuse packets (503, or spill elsewhere) while it may have nothing in
 		// flight. The linger trades latency for fewer writes; it must never be the

@@ -90,7 +90,7 @@ func (s *shard) onRequests(in *ingress, c gnet.Conn) gnet.Action {
 // expire closes connections that took too long to send a request they started
 // (408), or sat idle past the keep-alive timeout. It runs on the loop once a second.
 func (s *shard) expire() {
-	reqTimeout, idle := int64(s.srv.cfg.RequestTimeout), int64(s.srv.cfg.IdleTimeout)
+	reqTimeout, idle := s.srv.knobs.requestTimeout.Load(), s.srv.knobs.idleTimeout.Load()
 	for i := 0; i < len(s.ingresses); i++ {
 		in := s.ingresses[i]
 		switch {

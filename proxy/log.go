@@ -58,20 +58,33 @@ func errString(err error) string {
 
 // NewLogger builds the process logger from LOG_LEVEL and LOG_FORMAT.
 func NewLogger(level, format string) *slog.Logger {
-	var l slog.Level
+	log, _ := newLogger(level, format)
+	return log
+}
+
+// newLogger is NewLogger that also returns the level it filters on: setting it
+// (a reload of LOG_LEVEL) changes what every holder of the logger writes, at once.
+func newLogger(level, format string) (*slog.Logger, *slog.LevelVar) {
+	lv := &slog.LevelVar{}
+	lv.Set(logLevel(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), lv
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts)), lv
+}
+
+// logLevel is LOG_LEVEL's value as a slog level (info for anything else).
+func logLevel(level string) slog.Level {
 	switch level {
 	case "debug":
-		l = slog.LevelDebug
+		return slog.LevelDebug
 	case "warn":
-		l = slog.LevelWarn
+		return slog.LevelWarn
 	case "error":
-		l = slog.LevelError
+		return slog.LevelError
 	}
-	opts := &slog.HandlerOptions{Level: l}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return slog.LevelInfo
 }
 
 // gnetLog routes gnet's own log lines into the distributor's slog logger. gnet

@@ -25,7 +25,7 @@ func Main(args []string) int {
 	if err != nil {
 		return failConfig(os.Stderr, err)
 	}
-	log := NewLogger(cfg.LogLevel, cfg.LogFormat)
+	log, level := newLogger(cfg.LogLevel, cfg.LogFormat)
 	if sum, changed := WeightsNormalised(cfg.raw["ANALYZERS"]); changed {
 		log.Warn("analyzer weights do not sum to 1; normalised", "sum", sum)
 	}
@@ -42,9 +42,10 @@ func Main(args []string) int {
 		fmt.Fprintln(os.Stderr, "sluice distributor:", err)
 		return 1
 	}
-	got := newReloader(srv, args, LookupEnv, log).serve(sig) // reloads on SIGHUP (reload.go)
-	log.Info("signal received: draining", "signal", got.String(), "timeout", cfg.ShutdownTimeout.String())
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	r := newReloader(srv, args, LookupEnv, log, level)
+	got := r.serve(sig) // reloads on SIGHUP (reload.go)
+	log.Info("signal received: draining", "signal", got.String(), "timeout", r.shutdown.String())
+	ctx, cancel := context.WithTimeout(context.Background(), r.shutdown)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Error("shutdown", "err", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -19,11 +21,13 @@ import (
 )
 
 // SIGHUP re-reads the configuration (file, environment, flags: LoadConfig again)
-// and applies what can change while serving: the weights of the analyzers that are
-// running. Everything else that changed (ports, LOOPS, queue sizes, adding or
-// removing analyzers, ...) is logged by name and takes effect on restart. A file
-// that does not load or validate changes nothing. Reloads run one at a time on
-// Main's goroutine.
+// and applies what can change while serving: the configured analyzers (added,
+// removed, reweighted through the membership calls the admin API uses,
+// reloader.analyzers) and the settings in liveSettings (live.go: buffer limits,
+// breaker and probe settings, retries, LOG_LEVEL, ...). Everything else that
+// changed (ports, LOOPS, SENDER_TIMEOUT_MS, batching, ...) is logged by name and
+// takes effect on restart. A file that does not load or validate changes nothing.
+// Reloads run one at a time on Main's goroutine.
 
 func init() {
 	help["distributor_config_reloads_total"] = "Configuration reloads on SIGHUP, by result: success (applied what can change live) or failure (the running configuration was kept)."
@@ -33,7 +37,7 @@ func init() {
 type ReloadResult struct {
 	File     string   `json:"file"`
 	OK       bool     `json:"ok"`
-	Applied  []string `json:"applied,omitempty"`          // live changes, e.g. "weight of analyzer-1: 0.5 -> 0.8"
+	Applied  []string `json:"applied,omitempty"`          // live changes, e.g. "weight of analyzer-1: 0.5 -> 0.8", "MAX_FAILURES: 5 -> 3"
 	Restart  []string `json:"restart_required,omitempty"` // settings that changed and take effect on restart
 	Problems []string `json:"problems,omitempty"`         // why the file was refused
 }
@@ -44,19 +48,29 @@ type reloader struct {
 	lookup  func(string) (string, bool)
 	log     *slog.Logger
 	all     []setting
-	weights []float64 // by analyzer: the weight last loaded from the configuration
+	// configured holds the analyzers the configuration (file, ANALYZERS) last
+	// asked for, by address, with the weight it gave them: a reload reconciles
+	// these and leaves alone the ones the admin API or DNS discovery added.
+	configured map[string]AnalyzerSpec
 	ok      *metrics.Counter
 	fail    *metrics.Counter
+
+	level    *slog.LevelVar    // the logger's level: LOG_LEVEL
+	shutdown time.Duration     // SHUTDOWN_TIMEOUT_SEC in force, for Main once serve returns
+	inForce  map[string]string // each setting's value in force as written: the start's, live changes applied
 }
 
-func newReloader(srv *Server, args []string, lookup func(string) (string, bool), log *slog.Logger) *reloader {
+// newReloader reloads srv's configuration; level is the level log filters on.
+func newReloader(srv *Server, args []string, lookup func(string) (string, bool), log *slog.Logger, level *slog.LevelVar) *reloader {
 	r := &reloader{
 		srv: srv, args: args, lookup: lookup, log: log, all: settings(),
+		level: level, shutdown: srv.cfg.ShutdownTimeout, inForce: maps.Clone(srv.cfg.raw),
 		ok:   srv.prom.set.GetOrCreateCounter(`distributor_config_reloads_total{result="success"}`),
 		fail: srv.prom.set.GetOrCreateCounter(`distributor_config_reloads_total{result="failure"}`),
 	}
+	r.configured = make(map[string]AnalyzerSpec, len(srv.cfg.Analyzers))
 	for _, a := range srv.cfg.Analyzers {
-		r.weights = append(r.weights, a.Weight)
+		r.configured[a.Addr] = a
 	}
 	return r
 }
@@ -90,60 +104,91 @@ func (r *reloader) reload() ReloadResult {
 		return res
 	}
 	res.OK = true
+	live := false
 	for _, s := range r.all {
 		if s.env == "ANALYZERS" {
 			continue
 		}
-		if old, now := cur.raw[s.env], next.raw[s.env]; !sameValue(s, old, now) {
-			res.Restart = append(res.Restart, s.env)
-			r.log.Warn("config reload: setting changed; it takes effect on restart", "setting", s.env,
-				"running", redactSetting(s.env, old), "file", redactSetting(s.env, now))
+		old, now := r.inForce[s.env], next.raw[s.env]
+		if sameValue(s, old, now) {
+			continue
 		}
+		if apply := liveSettings[s.env]; apply != nil {
+			apply(r, &next)
+			r.inForce[s.env], live = now, true
+			res.Applied = append(res.Applied, s.env+": "+redactSetting(s.env, old)+" -> "+redactSetting(s.env, now))
+			continue
+		}
+		res.Restart = append(res.Restart, s.env)
+		r.log.Warn("config reload: setting changed; it takes effect on restart", "setting", s.env,
+			"running", redactSetting(s.env, old), "file", redactSetting(s.env, now))
 	}
-	res.Applied, res.Restart = r.analyzers(cur.Analyzers, next.Analyzers, res.Restart)
+	if live {
+		m := maps.Clone(r.inForce)
+		r.srv.inForce.Store(&m) // for GET /admin/config, read on other goroutines
+	}
+	res.Applied = append(res.Applied, r.analyzers(next.Analyzers)...)
 	r.ok.Inc()
 	r.log.Info("config reloaded", "file", res.File, "applied", res.Applied, "restart_required", res.Restart)
 	return res
 }
 
-// analyzers applies the new weights of the running analyzers (matched by address)
-// through the controller's operator-weight path, and lists additions, removals and
-// renames as needing a restart. A weight the file did not change is not touched,
-// so a weight set through the admin API stays until the file changes it.
-func (r *reloader) analyzers(cur, next []AnalyzerSpec, restart []string) (applied, _ []string) {
-	byAddr := map[string]int{}
-	for i, a := range cur {
-		byAddr[a.Addr] = i
-	}
-	seen := map[int]bool{}
-	var added, removed, renamed []string
+// analyzers makes the configured analyzers what next says, through the same
+// membership calls as the admin API: an address that is new is added (probed, then
+// slow start), one that is gone is removed (its packets move to the others, nothing
+// accepted is lost), a renamed one is removed and added under its new name, and a
+// changed weight goes through the operator-weight path. A weight the file did not
+// change is not touched, so a weight set through the admin API stays until the
+// file changes it. Analyzers added by the admin API or DNS discovery are not the
+// configuration's and are left alone. A change that cannot be made (the address was
+// meanwhile added through the admin API, say) is logged and skipped.
+func (r *reloader) analyzers(next []AnalyzerSpec) (applied []string) {
+	want := make(map[string]bool, len(next))
 	for _, a := range next {
-		id, ok := byAddr[a.Addr]
-		if !ok {
-			added = append(added, a.URL)
+		want[a.Addr] = true
+	}
+	for addr, old := range r.configured { // removals (and the old half of a rename) first
+		renamed := want[addr] && r.specAt(next, addr).Name != old.Name
+		if want[addr] && !renamed {
 			continue
 		}
-		seen[id] = true
-		if a.Name != cur[id].Name {
-			renamed = append(renamed, cur[id].Name+" -> "+a.Name)
+		if _, err := r.srv.RemoveAnalyzer(old.Name, "config reload"); err != nil {
+			r.log.Warn("config reload: cannot remove analyzer", "analyzer", old.Name, "err", err)
+		} else {
+			applied = append(applied, "removed "+old.Name+" ("+old.URL+")")
 		}
-		if math.Abs(a.Weight-r.weights[id]) > 1e-9 {
-			r.srv.ctl.setWeight(id, a.Weight)
-			applied = append(applied, fmt.Sprintf("weight of %s: %s -> %s", cur[id].Name, fmtWeight(r.weights[id]), fmtWeight(a.Weight)))
-			r.weights[id] = a.Weight
+		delete(r.configured, addr)
+	}
+	for _, a := range next {
+		old, known := r.configured[a.Addr]
+		if !known {
+			if _, err := r.srv.AddAnalyzer(a, "config reload"); err != nil {
+				r.log.Warn("config reload: cannot add analyzer", "analyzer", a.Name, "url", a.URL, "err", err)
+				continue
+			}
+			r.configured[a.Addr] = a
+			applied = append(applied, "added "+a.Name+" ("+a.URL+", weight "+fmtWeight(a.Weight)+")")
+			continue
+		}
+		if math.Abs(a.Weight-old.Weight) > 1e-9 {
+			if id := r.srv.ctl.lookup(a.Name); id >= 0 {
+				r.srv.ctl.setWeight(id, a.Weight)
+				applied = append(applied, fmt.Sprintf("weight of %s: %s -> %s", a.Name, fmtWeight(old.Weight), fmtWeight(a.Weight)))
+			}
+			r.configured[a.Addr] = a
 		}
 	}
-	for i, a := range cur {
-		if !seen[i] {
-			removed = append(removed, a.URL)
+	return applied
+}
+
+// specAt is the analyzer of specs at addr.
+func (r *reloader) specAt(specs []AnalyzerSpec, addr string) AnalyzerSpec {
+	for _, a := range specs {
+		if a.Addr == addr {
+			return a
 		}
 	}
-	if len(added)+len(removed)+len(renamed) > 0 {
-		restart = append(restart, "ANALYZERS")
-		r.log.Warn("config reload: analyzers added, removed or renamed; that takes effect on restart",
-			"added", added, "removed", removed, "renamed", renamed)
-	}
-	return applied, restart
+	return AnalyzerSpec{}
 }
 
 func fmtWeight(w float64) string { return strconv.FormatFloat(w, 'f', -1, 64) }
@@ -177,10 +222,15 @@ type ConfiguredAnalyzer struct {
 	Weight float64 `json:"weight"`
 }
 
-// EffectiveConfig reports the configuration in force. What a reload found changed
-// but needing a restart is not in force, so it is not shown.
+// EffectiveConfig reports the configuration in force: a setting a reload applied
+// live shows its new value. What a reload found changed but needing a restart is
+// not in force, so it is not shown.
 func (s *Server) EffectiveConfig() EffectiveConfig {
-	return effectiveConfig(s.cfg, s.View(), settings())
+	cfg := s.cfg
+	if raw := s.inForce.Load(); raw != nil {
+		cfg.raw = *raw
+	}
+	return effectiveConfig(cfg, s.View(), settings())
 }
 
 func effectiveConfig(cfg Config, v *sched.View, all []setting) EffectiveConfig {

@@ -31,7 +31,9 @@ func loadedServer(t *testing.T, path string, logTo io.Writer) (*Server, *reloade
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(logTo, nil))
+	level := &slog.LevelVar{}
+	level.Set(logLevel(cfg.LogLevel))
+	log := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level}))
 	srv, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +46,7 @@ func loadedServer(t *testing.T, path string, logTo io.Writer) (*Server, *reloade
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})
-	return srv, newReloader(srv, nil, func(k string) (string, bool) { v := e(k); return v, v != "" }, log)
+	return srv, newReloader(srv, nil, func(k string) (string, bool) { v := e(k); return v, v != "" }, log, level)
 }
 
 func reloadYAML(fakes []*fakeAnalyzer, w0, w1 string, extra string) string {
@@ -84,14 +86,22 @@ func TestReloadAppliesWeightsAndListsRestartSettings(t *testing.T) {
 	srv, r := loadedServer(t, path, logs)
 	metricsURL := "http://" + srv.MetricsAddr()
 
-	// Weights changed, a restart-only setting changed, a value written differently
-	// but meaning the same (SENDER_TIMEOUT_MS 500 vs 500.0) is no change.
-	if err := os.WriteFile(path, []byte(reloadYAML(fakes, "3", "1", "per_analyzer_queue_size: 5\nsender_timeout_ms: 500.0\n")), 0o600); err != nil {
+	// Weights changed, a live setting changed, a restart-only setting changed, a
+	// value written differently but meaning the same (SENDER_TIMEOUT_MS 500 vs
+	// 500.0) is no change.
+	if err := os.WriteFile(path, []byte(reloadYAML(fakes, "3", "1", "per_analyzer_queue_size: 5\npipeline_depth: 5\nsender_timeout_ms: 500.0\n")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	res := r.reload()
-	if !res.OK || len(res.Applied) != 2 || strings.Join(res.Restart, ",") != "PER_ANALYZER_QUEUE_SIZE" {
-		t.Fatalf("reload: %+v; want both weights applied and only PER_ANALYZER_QUEUE_SIZE needing a restart", res)
+	if !res.OK || len(res.Applied) != 3 || res.Applied[0] != "PER_ANALYZER_QUEUE_SIZE: 10000 -> 5" || strings.Join(res.Restart, ",") != "PIPELINE_DEPTH" {
+		t.Fatalf("reload: %+v; want PER_ANALYZER_QUEUE_SIZE and both weights applied and only PIPELINE_DEPTH needing a restart", res)
+	}
+	if ec := srv.EffectiveConfig(); ec.Settings["PER_ANALYZER_QUEUE_SIZE"] != "5" || ec.Settings["PIPELINE_DEPTH"] != "32" {
+		t.Fatalf("/admin/config after reload: PER_ANALYZER_QUEUE_SIZE %s (want the new 5), PIPELINE_DEPTH %s (want the running 32)",
+			ec.Settings["PER_ANALYZER_QUEUE_SIZE"], ec.Settings["PIPELINE_DEPTH"])
+	}
+	if srv.cfg.PipelineDepth != 32 || srv.budget.queueLimit.Load() != 5 {
+		t.Fatalf("in force: PIPELINE_DEPTH %d (want 32), queue limit %d (want 5)", srv.cfg.PipelineDepth, srv.budget.queueLimit.Load())
 	}
 	h, _ := srv.Health()
 	if w := healthWeights(h); w[0] != 0.75 || w[1] != 0.25 {
@@ -117,16 +127,40 @@ func TestReloadAppliesWeightsAndListsRestartSettings(t *testing.T) {
 		t.Fatalf("failure counter %s, want 1", v)
 	}
 
-	// Adding an analyzer needs a restart; the running ones keep serving.
+	// Adding an analyzer to the file adds it live: probed, then it takes packets.
 	third := newFakeAnalyzer(t, false)
-	if err := os.WriteFile(path, []byte(reloadYAML(fakes, "3", "1", "")+"  - {url: '"+third.url()+"', weight: 1}\n"), 0o600); err != nil {
+	withThird := reloadYAML(fakes, "3", "1", "") + "  - {url: '" + third.url() + "', weight: 1, name: third}\n"
+	if err := os.WriteFile(path, []byte(withThird), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if res = r.reload(); !res.OK || strings.Join(res.Restart, ",") != "ANALYZERS" {
-		t.Fatalf("added analyzer: %+v; want ANALYZERS listed as needing a restart", res)
+	if res = r.reload(); !res.OK || len(res.Restart) != 0 || !strings.Contains(strings.Join(res.Applied, ";"), "added third") {
+		t.Fatalf("added analyzer: %+v; want it added live, nothing needing a restart", res)
 	}
-	if !strings.Contains(logs.String(), "takes effect on restart") || !strings.Contains(logs.String(), third.url()) {
-		t.Fatalf("log does not say what needs a restart:\n%s", logs.String())
+	s := newSender(ingestURL(srv), 1)
+	waitFor(t, "the added analyzer to receive packets", 10*time.Second, func() bool {
+		s.send(t, "after-add-"+strconv.Itoa(int(time.Now().UnixNano())), 3)
+		n, _, _ := third.counts()
+		return n > 0
+	})
+
+	// Taking it out of the file removes it live: it gets nothing afterwards.
+	if err := os.WriteFile(path, []byte(reloadYAML(fakes, "3", "1", "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res = r.reload(); !res.OK || !strings.Contains(strings.Join(res.Applied, ";"), "removed third") {
+		t.Fatalf("removed analyzer: %+v; want it removed live", res)
+	}
+	before, _, _ := third.counts()
+	for i := range 30 {
+		if code, _ := s.send(t, "after-remove-"+strconv.Itoa(i), 3); code != 202 {
+			t.Fatalf("POST after the removal: %d", code)
+		}
+	}
+	if after, _, _ := third.counts(); after != before {
+		t.Fatalf("the removed analyzer received %d packets after the reload that removed it", after-before)
+	}
+	if !strings.Contains(logs.String(), "analyzer removed") || !strings.Contains(logs.String(), "config reload") {
+		t.Fatalf("log does not say the reload removed the analyzer:\n%s", logs.String())
 	}
 
 	// GET /admin/config: the configuration in force, weights included.

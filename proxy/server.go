@@ -43,6 +43,11 @@ type Server struct {
 	drainSec   atomic.Int32 // backlog ÷ delivery rate, refreshed every second
 	conns      atomic.Int64 // inbound connections, for MAX_CONNS
 
+	// inForce is each setting as written once a reload applied some live (reload.go);
+	// nil until then: cfg.raw.
+	inForce atomic.Pointer[map[string]string]
+	knobs   knobs // settings the loops read that a reload may change (live.go)
+
 	mu       sync.Mutex // guards byLoop and shards (loops add their shard on first use)
 	snapMu   sync.Mutex // guards each shard's lastSnap
 	byLoop   map[gnet.EventLoop]*shard
@@ -86,6 +91,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.limit = newEmitterLimit(cfg.EmitterRate, cfg.EmitterBurst)
 	s.budget = newBudget(maxAnalyzers) // ids of analyzers added at run time index it too
+	s.budget.setLimits(&cfg)
+	s.knobs.store(&cfg)
 	var err error
 	if s.auth, err = newIngestAuth(&cfg); err != nil {
 		return nil, err
@@ -423,7 +430,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	s := h.srv
 	sh := s.shardFor(c.EventLoop())
-	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
+	if s.conns.Add(1) > s.knobs.maxConns.Load() {
 		s.conns.Add(-1)
 		sh.stats.Rejected[rejectConns]++
 		sh.stats.Responses[statusIndex(503)]++

@@ -260,7 +260,7 @@ func (s *shard) release(p *parcel, d *dest, at heldAt) {
 func (s *shard) refreshFull() {
 	s.full.Clear()
 	for i, d := range s.dests {
-		if d.eligible && s.srv.budget.full(i, &s.srv.cfg) {
+		if d.eligible && s.srv.budget.full(i) {
 			s.full.Add(i)
 		}
 	}
@@ -296,7 +296,7 @@ func (s *shard) accept(body []byte, msgs int) acceptResult {
 	}
 	// The packet takes its place in INGEST_BUFFER_SIZE first, with an add that no
 	// other loop can race past, and gives it back if it is refused below.
-	if !s.srv.budget.reserve(s.srv.cfg.IngestBufferSize) {
+	if !s.srv.budget.reserve() {
 		return acceptFull
 	}
 	if s.cred.Eligible() == 0 {
@@ -305,7 +305,7 @@ func (s *shard) accept(body []byte, msgs int) acceptResult {
 	}
 	s.refreshFull()
 	var a int
-	if s.srv.cfg.Spill {
+	if s.srv.knobs.spill.Load() {
 		// A full analyzer is skipped; it keeps gaining credit (up to the cap) and
 		// catches up when its queue drains.
 		a = s.cred.Pick(msgs, &s.full)
@@ -368,7 +368,7 @@ func (s *shard) retry(p *parcel, d *dest) {
 	s.release(p, d, heldInFlight)
 	p.attempts++
 	d.st.Retries++
-	if p.attempts > s.srv.cfg.SenderRetries {
+	if p.attempts > int(s.srv.knobs.senderRetries.Load()) {
 		s.drop(p, d, dropRetries)
 		return
 	}

@@ -1,0 +1,96 @@
+package proxy
+
+import "sync/atomic"
+
+// liveSettings is every setting a reload (SIGHUP, reload.go) applies while
+// serving, with how: the one place that decides. Any other setting that changed is
+// logged and reported as taking effect on restart; docs/operations.md's Reload
+// table lists the same split (TestReloadDocsTable checks it).
+//
+// An apply func runs on Main's goroutine (reloads run one at a time) and must be
+// race-free against the loops: it never writes a Config field a loop reads. It
+// stores into an atomic the loops read (the budget's limits, the controller's
+// maxFailures), changes the controller's own copy under its lock, or sets
+// something only Main's goroutine reads. ANALYZERS (weights) is applied apart, by
+// reloader.analyzers.
+var liveSettings = map[string]func(r *reloader, next *Config){
+	"INGEST_BUFFER_SIZE":       func(r *reloader, n *Config) { r.srv.budget.ingestLimit.Store(int64(n.IngestBufferSize)) },
+	"PER_ANALYZER_QUEUE_SIZE":  func(r *reloader, n *Config) { r.srv.budget.queueLimit.Store(int64(n.QueueSize)) },
+	"PER_ANALYZER_QUEUE_BYTES": func(r *reloader, n *Config) { r.srv.budget.bytesLimit.Store(n.QueueBytes) },
+
+	"MAX_FAILURES":              controlSetting(func(c, n *Config) { c.MaxFailures = n.MaxFailures }),
+	"SLOW_START_SEC":            controlSetting(func(c, n *Config) { c.SlowStart = n.SlowStart }),
+	"HEALTH_CHECK_INTERVAL_SEC": controlSetting(func(c, n *Config) { c.HealthInterval = n.HealthInterval }),
+	"DOWN_PROBE_INTERVAL_MS":    controlSetting(func(c, n *Config) { c.DownProbeInterval = n.DownProbeInterval }),
+	"BREAKER_BACKOFF_MAX_SEC":   controlSetting(func(c, n *Config) { c.BreakerBackoffMax = n.BreakerBackoffMax }),
+
+	"SENDER_RETRIES":      func(r *reloader, n *Config) { r.srv.knobs.senderRetries.Store(int32(n.SenderRetries)) },
+	"SPILL":               func(r *reloader, n *Config) { r.srv.knobs.spill.Store(n.Spill) },
+	"MAX_CONNS":           func(r *reloader, n *Config) { r.srv.knobs.maxConns.Store(int64(n.MaxConns)) },
+	"REQUEST_TIMEOUT_SEC": func(r *reloader, n *Config) { r.srv.knobs.requestTimeout.Store(int64(n.RequestTimeout)) },
+	"IDLE_TIMEOUT_SEC":    func(r *reloader, n *Config) { r.srv.knobs.idleTimeout.Store(int64(n.IdleTimeout)) },
+
+	"LOG_LEVEL":            func(r *reloader, n *Config) { r.level.Set(logLevel(n.LogLevel)) },
+	"SHUTDOWN_TIMEOUT_SEC": func(r *reloader, n *Config) { r.shutdown = n.ShutdownTimeout }, // Main reads it after serve
+}
+
+// knobs are the settings (other than the buffer limits) that the loops read and a
+// reload may change: each is read with one atomic load where Config's field was.
+// SENDER_RETRIES when a send failed, SPILL per packet, MAX_CONNS per accepted
+// connection, the two timeouts by each loop's once-a-second expiry. A change
+// applies from the next read: a lower MAX_CONNS closes no open connection, a
+// shorter timeout applies to connections already open at their next check.
+type knobs struct {
+	senderRetries  atomic.Int32
+	spill          atomic.Bool
+	maxConns       atomic.Int64
+	requestTimeout atomic.Int64 // ns
+	idleTimeout    atomic.Int64 // ns
+}
+
+func (k *knobs) store(cfg *Config) {
+	k.senderRetries.Store(int32(cfg.SenderRetries))
+	k.spill.Store(cfg.Spill)
+	k.maxConns.Store(int64(cfg.MaxConns))
+	k.requestTimeout.Store(int64(cfg.RequestTimeout))
+	k.idleTimeout.Store(int64(cfg.IdleTimeout))
+}
+
+// setLimits stores the buffer limits of cfg, where every loop reads them.
+func (b *budget) setLimits(cfg *Config) {
+	b.ingestLimit.Store(int64(cfg.IngestBufferSize))
+	b.queueLimit.Store(int64(cfg.QueueSize))
+	b.bytesLimit.Store(cfg.QueueBytes)
+}
+
+// controlSetting applies a setting of the controller: set copies it from the new
+// configuration into the controller's own.
+func controlSetting(set func(ctl, next *Config)) func(*reloader, *Config) {
+	return func(r *reloader, next *Config) {
+		r.srv.ctl.reconfigure(func(c *Config) { set(c, next) })
+	}
+}
+
+// reconfigure changes the controller's copy of its settings (set writes the new
+// values into it) under mu: the controller goroutine and the admin calls read them
+// only under mu, and the loops read MAX_FAILURES only through maxFailures. A new
+// breaker backoff cap applies from the next trip, a new slow start to the ramps
+// under way; a probe scheduled further out than a new interval allows is brought
+// forward. The controller is then nudged, so a step runs with the new values.
+func (c *controller) reconfigure(set func(cfg *Config)) {
+	c.mu.Lock()
+	set(&c.cfg)
+	c.maxFailures.Store(int32(c.cfg.MaxFailures))
+	now := c.now()
+	for _, m := range c.members {
+		every := c.cfg.HealthInterval
+		if m.br.state == StateOpen || m.br.state == StateUnknown {
+			every = c.cfg.DownProbeInterval
+		}
+		if due := now.Add(every); m.nextProbe.After(due) {
+			m.nextProbe = due
+		}
+	}
+	c.mu.Unlock()
+	c.nudge()
+}
