@@ -43,17 +43,17 @@ type ReloadResult struct {
 }
 
 type reloader struct {
-	srv     *Server
-	args    []string
-	lookup  func(string) (string, bool)
-	log     *slog.Logger
-	all     []setting
+	srv    *Server
+	args   []string
+	lookup func(string) (string, bool)
+	log    *slog.Logger
+	all    []setting
 	// configured holds the analyzers the configuration (file, ANALYZERS) last
 	// asked for, by address, with the weight it gave them: a reload reconciles
 	// these and leaves alone the ones the admin API or DNS discovery added.
 	configured map[string]AnalyzerSpec
-	ok      *metrics.Counter
-	fail    *metrics.Counter
+	ok         *metrics.Counter
+	fail       *metrics.Counter
 
 	level    *slog.LevelVar    // the logger's level: LOG_LEVEL
 	shutdown time.Duration     // SHUTDOWN_TIMEOUT_SEC in force, for Main once serve returns
