@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sluicelog/sluice/analyzer"
+	"github.com/sluicelog/sluice/demo"
 	"github.com/sluicelog/sluice/emitter"
 	"github.com/sluicelog/sluice/proxy"
 )
@@ -17,7 +18,7 @@ import (
 // are the command's.
 func TestMain(m *testing.M) {
 	mains := map[string]func([]string) int{
-		"distributor": proxy.Main, "analyzer": analyzer.Main, "emitter": emitter.Main,
+		"distributor": proxy.Main, "analyzer": analyzer.Main, "emitter": emitter.Main, "demo": demo.Main,
 	}
 	if name := os.Getenv("SLUICE_CLI_CHILD"); name != "" {
 		os.Exit(mains[name](os.Args[len(os.Args)-countArgs():]))
@@ -66,6 +67,8 @@ func TestBadFlagIsOneLine(t *testing.T) {
 		{"analyzer", []string{"--nope"}, "flag provided but not defined: -nope"},
 		{"emitter", []string{"--rate", "fast"}, `--rate="fast": want a number`},
 		{"emitter", []string{"--nope"}, "flag provided but not defined: -nope"},
+		{"demo", []string{"--rate", "x"}, `--rate="x": want a number`},
+		{"demo", []string{"--nope"}, "flag provided but not defined: -nope"},
 	} {
 		env := []string{"ANALYZERS=http://127.0.0.1:1=1"}
 		code, out, errOut := runCommand(t, env, tc.command, tc.args...)
@@ -84,6 +87,7 @@ func TestHelpNamesEveryVariable(t *testing.T) {
 		"distributor": {"PORT", "ANALYZERS", "BATCH_LINGER_US", "LOG_FORMAT"},
 		"analyzer":    {"PORT", "ANALYZER_ID", "METRICS_ADDR", "DEDUP_WINDOW", "ANALYZER_BATCH"},
 		"emitter":     {"EMITTER_TARGET", "EMITTER_RATE", "EMITTER_TOKEN", "EMITTER_PROGRESS"},
+		"demo":        {"SLUICE_DEMO_PORT", "SLUICE_DEMO_RATE", "SLUICE_DEMO_WEIGHTS", "SLUICE_DEMO_PLAIN"},
 	} {
 		code, out, errOut := runCommand(t, nil, command, "-h")
 		if code != 0 || !strings.HasPrefix(out, "usage: sluice "+command+" [flags]\n") {

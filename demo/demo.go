@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sluicelog/sluice/cli"
 	"io"
 	"log"
 	"log/slog"
@@ -127,39 +128,31 @@ func loadDemoConfig(args []string, getenv func(string) string, usage io.Writer) 
 		}
 	}
 	fs := flag.NewFlagSet("sluice demo", flag.ContinueOnError)
-	fs.SetOutput(usage)
-	fs.Usage = func() {
-		fmt.Fprint(usage, "usage: sluice demo [flags]\n\n"+
-			"Runs a distributor, analyzers and an emitter on this machine and shows a live view.\n"+
-			"Type commands and Enter: k N kills analyzer N, r N revives it, d N / u N drain and\n"+
-			"undrain it through the admin API, f N toggles injected 500s, q quits (so does Ctrl-C).\n\n")
-		fs.PrintDefaults()
-	}
-	var flagErr error
+	envOf := make(map[string]string, len(all))
 	for _, s := range all {
 		s := s
-		help := s.help + " (env " + s.env + ", default " + strconv.Quote(s.def) + ")"
-		apply := func(v string) error {
-			if err := s.set(&c, v); err != nil {
-				flagErr = fmt.Errorf("-%s %q: %w", s.flag, v, err)
-				return err
-			}
-			return nil
-		}
+		apply := func(v string) error { return s.set(&c, v) }
 		if s.flag == "plain" {
-			fs.BoolFunc(s.flag, help, apply)
+			fs.BoolFunc(s.flag, s.help, apply)
 		} else {
-			fs.Func(s.flag, help, apply)
+			fs.Func(s.flag, s.help, apply)
 		}
+		fs.Lookup(s.flag).DefValue = s.def
+		envOf[s.flag] = s.env
 	}
-	if err := fs.Parse(args); err != nil {
-		if flagErr != nil {
-			return c, flagErr
+	cmd := cli.Command{
+		Name: "sluice demo",
+		Summary: "Runs a distributor, analyzers and an emitter on this machine and shows a live view.\n" +
+			"Type commands and Enter: k N kills analyzer N, r N revives it, d N / u N drain and\n" +
+			"undrain it through the admin API, f N toggles injected 500s, q quits (so does Ctrl-C).",
+		Flags: fs,
+		Env:   func(flag string) string { return envOf[flag] },
+	}
+	if err := cmd.Parse(args, nil); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			cmd.Usage(usage)
 		}
 		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if c.analyzerPort != 0 && c.analyzerPort+len(c.weights)-1 > 65535 {
 		return c, fmt.Errorf("analyzer ports %d..%d: past 65535", c.analyzerPort, c.analyzerPort+len(c.weights)-1)
@@ -170,13 +163,12 @@ func loadDemoConfig(args []string, getenv func(string) string, usage io.Writer) 
 // Main is `sluice demo`: it runs the pipeline until Ctrl-C or q and returns the
 // process's exit code.
 func Main(args []string) int {
-	cfg, err := loadDemoConfig(args, os.Getenv, os.Stderr)
+	cfg, err := loadDemoConfig(args, os.Getenv, os.Stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "sluice demo:", err)
-		return 2
+		return cli.Fail(os.Stderr, "sluice demo", err)
 	}
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
