@@ -183,6 +183,12 @@ func startDistributorLog(t *testing.T, analyzers string, tweak func(*Config), lo
 	if tweak != nil {
 		tweak(&cfg)
 	}
+	return startServer(t, cfg, log)
+}
+
+// startServer starts a distributor with cfg and shuts it down when the test ends.
+func startServer(t *testing.T, cfg Config, log *slog.Logger) *Server {
+	t.Helper()
 	srv, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)

@@ -34,18 +34,7 @@ func loadedServer(t *testing.T, path string, logTo io.Writer) (*Server, *reloade
 	level := &slog.LevelVar{}
 	level.Set(logLevel(cfg.LogLevel))
 	log := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level}))
-	srv, err := New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := contextWithTimeout(5 * time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	srv := startServer(t, cfg, log)
 	return srv, newReloader(srv, nil, func(k string) (string, bool) { v := e(k); return v, v != "" }, log, level)
 }
 
