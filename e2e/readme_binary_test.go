@@ -370,8 +370,9 @@ func until(want int, within time.Duration, try func() walkAnswer) walkAnswer {
 
 // apiRow is one row of the `## API` table: what it documents for each code.
 type apiRow struct {
-	route   string // "POST /ingest"
-	keys    []string
+	route   string              // "POST /ingest"
+	keys    []string            // top-level keys of the row's JSON bodies
+	lists   map[string][]string // "analyzers: [{name, url, ...}]": keys of a list's elements
 	answers map[int]codeDoc
 }
 
@@ -384,6 +385,8 @@ var (
 	apiRowRE  = regexp.MustCompile("(?m)^\\| `(GET|HEAD|POST|PUT|PATCH|DELETE) (/[^`]*)` \\| (.*) \\|$")
 	apiCodeRE = regexp.MustCompile("`([1-5][0-9][0-9])((?: [^`]*)?)`(?: \\+ `([^`]+)`)?")
 	apiKeysRE = regexp.MustCompile("`\\{(\"[a-z_]+\"(?:,\"[a-z_]+\")*)\\}`")
+	apiWordRE = regexp.MustCompile("`([a-z][a-z_]*)`")
+	apiListRE = regexp.MustCompile("`([a-z_]+): \\[\\{([a-z_, ]+)\\}\\]`")
 )
 
 // section is the README's text from the heading to the next heading of the same
@@ -414,10 +417,20 @@ func apiRows(t *testing.T, text string) []apiRow {
 	t.Helper()
 	var rows []apiRow
 	for _, m := range apiRowRE.FindAllStringSubmatch(text, -1) {
-		r := apiRow{route: m[1] + " " + m[2], answers: map[int]codeDoc{}}
+		r := apiRow{route: m[1] + " " + m[2], answers: map[int]codeDoc{}, lists: map[string][]string{}}
 		if k := apiKeysRE.FindStringSubmatch(m[3]); k != nil {
 			for _, q := range strings.Split(k[1], ",") {
 				r.keys = append(r.keys, strings.Trim(q, `"`))
+			}
+		} else { // the fields named one by one: `total_packets`, `timestamp`, ...
+			for _, w := range apiWordRE.FindAllStringSubmatch(m[3], -1) {
+				r.keys = append(r.keys, w[1])
+			}
+		}
+		for _, l := range apiListRE.FindAllStringSubmatch(m[3], -1) {
+			r.keys = append(r.keys, l[1])
+			for _, k := range strings.Split(l[2], ",") {
+				r.lists[l[1]] = append(r.lists[l[1]], strings.TrimSpace(k))
 			}
 		}
 		for _, c := range apiCodeRE.FindAllStringSubmatch(m[3], -1) {
@@ -472,7 +485,9 @@ func checkAPI(t *testing.T, readme string, settings []readmeSetting, bin string,
 	const token = "walk-token"
 	gA := startWalkAnalyzer(t, "walk-guarded")
 	g := startDistributor(t, bin, gA, []string{"INGEST_TOKENS=" + token, "EMITTER_RATE_LIMIT=1", "EMITTER_BURST=1",
-		"MAX_FAILURES=1", "HEALTH_CHECK_INTERVAL_SEC=1", "DOWN_PROBE_INTERVAL_MS=100"}, nil)
+		"MAX_FAILURES=1", "HEALTH_CHECK_INTERVAL_SEC=1", "DOWN_PROBE_INTERVAL_MS=100",
+		"SHUTDOWN_TIMEOUT_SEC=1"}, nil) // its analyzer stops: what it accepted cannot be flushed
+
 	gDown := false
 	downGuarded := func(t *testing.T) {
 		if !gDown {
@@ -531,11 +546,11 @@ func checkAPI(t *testing.T, readme string, settings []readmeSetting, bin string,
 	}
 
 	docs := map[string]codeDoc{}
-	keys := map[string][]string{}
+	rowOf := map[string]apiRow{}
 	for _, r := range rows {
 		for code, d := range r.answers {
 			k := r.route + " " + strconv.Itoa(code)
-			docs[k], keys[k] = d, r.keys
+			docs[k], rowOf[k] = d, r
 			if !slices.ContainsFunc(scenarios, func(s apiScenario) bool { return s.key == k }) {
 				t.Errorf("README's API table documents %s; the test has no scenario that makes the binary answer it", k)
 			}
@@ -560,16 +575,8 @@ func checkAPI(t *testing.T, readme string, settings []readmeSetting, bin string,
 			switch {
 			case doc.body != nil:
 				checkJSONBody(t, s.key, ans.body, doc.body)
-			case keys[s.key] != nil:
-				var got map[string]any
-				if err := json.Unmarshal(ans.body, &got); err != nil {
-					t.Fatalf("%s: body is not JSON: %v %s", s.key, err, ans.body)
-				}
-				for _, k := range keys[s.key] {
-					if _, ok := got[k]; !ok {
-						t.Errorf("README: %s's body has %q; the answer does not: %s", s.key, k, ans.body)
-					}
-				}
+			case rowOf[s.key].keys != nil:
+				checkJSONKeys(t, s.key, ans.body, rowOf[s.key])
 			case want >= 400 && errorShape:
 				checkErrorShape(t, s.key, ans.body, want)
 			}
@@ -601,6 +608,35 @@ func checkJSONBody(t *testing.T, key string, body []byte, doc map[string]any) {
 	for k := range got {
 		if _, ok := doc[k]; !ok {
 			t.Errorf("%s: the body has %q, which README does not document: %s", key, k, body)
+		}
+	}
+}
+
+// checkJSONKeys checks that a body has the keys its row names, and each element
+// of a documented list the keys the row gives it.
+func checkJSONKeys(t *testing.T, key string, body []byte, r apiRow) {
+	t.Helper()
+	var got map[string]any
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("%s: body is not JSON: %v %.300s", key, err, body)
+	}
+	for _, k := range r.keys {
+		if _, ok := got[k]; !ok {
+			t.Errorf("README: %s's body has %q; the answer has not: %.300s", key, k, body)
+		}
+	}
+	for list, keys := range r.lists {
+		elems, _ := got[list].([]any)
+		if len(elems) == 0 {
+			t.Errorf("README: %s's %q is a list of objects; the answer: %.300s", key, list, body)
+		}
+		for _, e := range elems {
+			obj, _ := e.(map[string]any)
+			for _, k := range keys {
+				if _, ok := obj[k]; !ok {
+					t.Errorf("README: %s: each of %q has %q; the answer's: %v", key, list, k, e)
+				}
+			}
 		}
 	}
 }
