@@ -61,6 +61,7 @@ func TestREADMEMatchesBinary(t *testing.T) {
 	t.Run("variables", func(t *testing.T) { checkVariables(t, readme, rows, help, a) })
 	t.Run("api", func(t *testing.T) { checkAPI(t, readme, rows, bin, a) })
 	t.Run("admin", func(t *testing.T) { checkAdmin(t, readme, a) })
+	t.Run("admin security", func(t *testing.T) { checkAdminSecurity(t, readme, bin, a) })
 }
 
 // ---- the configuration table ----
@@ -738,6 +739,91 @@ func checkAdmin(t *testing.T, readme string, a *walkDistributor) {
 		ans := a.do(c.method, a.metrics, path, h, []byte(c.body))
 		if ans.status < 200 || ans.status > 299 {
 			t.Errorf("README %s: %s %s from loopback (no ADMIN_TOKEN): %v, want 2xx", c.from, c.method, c.path, ans)
+		}
+	}
+}
+
+// ---- the admin API's security prose ----
+
+var (
+	proseCodeRE   = regexp.MustCompile("`([1-5][0-9][0-9])`")
+	proseHeaderRE = regexp.MustCompile("`([1-5][0-9][0-9])`[^`]{0,20}`([A-Z][A-Za-z]*(?:-[A-Z][A-Za-z]*)*)(?:: ([^`]+))?`")
+)
+
+// checkAdminSecurity gives each status code the "Admin API and security" section
+// names a scenario, as the API table's codes have: a code without one fails, and
+// each answer is the one error shape, with the header the prose gives the code.
+func checkAdminSecurity(t *testing.T, readme, bin string, a *walkDistributor) {
+	text := section(t, readme, "### Admin API and security")
+	headers := map[int][2]string{}
+	for _, m := range proseHeaderRE.FindAllStringSubmatch(text, -1) {
+		if strings.ToUpper(m[2]) != m[2] { // a header name, not `POST`
+			code, _ := strconv.Atoi(m[1])
+			headers[code] = [2]string{m[2], m[3]}
+		}
+	}
+	// An instance with ADMIN_TOKEN: 401 without the bearer token.
+	const adminToken = "walk-admin-token"
+	tA := startWalkAnalyzer(t, "walk-admin")
+	tk := startDistributor(t, bin, tA, []string{"ADMIN_TOKEN=" + adminToken, "INGEST_TOKENS=walk-ingest-token"}, nil)
+	drain := "/admin/analyzers/analyzer-1/drain"
+	scenarios := map[int]func() walkAnswer{
+		401: func() walkAnswer { return tk.get(t, tk.metrics, "/admin/config", nil) },
+		403: func() walkAnswer { // a change from a page on another site
+			return a.do("POST", a.metrics, drain, http.Header{"Content-Type": {"application/json"}, "Origin": {"http://elsewhere.example"}}, nil)
+		},
+		405: func() walkAnswer { return a.do("PUT", a.ingest, "/ingest", jsonCT, nil) },
+		415: func() walkAnswer { return a.do("POST", a.metrics, drain, nil, nil) }, // no Content-Type
+	}
+	seen := map[int]bool{}
+	for _, m := range proseCodeRE.FindAllStringSubmatch(text, -1) {
+		code, _ := strconv.Atoi(m[1])
+		if seen[code] {
+			continue
+		}
+		seen[code] = true
+		run, ok := scenarios[code]
+		if !ok {
+			t.Errorf("README's \"Admin API and security\" names %d; the test has no scenario that makes the binary answer it", code)
+			continue
+		}
+		ans := run()
+		if ans.status != code {
+			t.Errorf("README's \"Admin API and security\" documents %d; the scenario got %v", code, ans)
+			continue
+		}
+		if h, ok := headers[code]; ok {
+			if v := ans.header.Get(h[0]); v == "" || !strings.HasPrefix(v, h[1]) {
+				t.Errorf("README: %d comes with `%s: %s`; the answer has %q", code, h[0], h[1], v)
+			}
+		}
+		checkErrorShape(t, "admin "+m[1], ans.body, code)
+	}
+	for code := range scenarios {
+		if !seen[code] {
+			t.Errorf("the test has an admin scenario for %d; README's \"Admin API and security\" does not name it", code)
+		}
+	}
+	// With the token the admin API answers, and its configuration dump redacts both
+	// kinds of token as the README says.
+	ans := tk.get(t, tk.metrics, "/admin/config", http.Header{"Authorization": {"Bearer " + adminToken}})
+	if ans.status != 200 {
+		t.Fatalf("GET /admin/config with the admin token: %v", ans)
+	}
+	if strings.Contains(text, "`[redacted]`") {
+		var cfg struct {
+			Settings map[string]string `json:"settings"`
+		}
+		if err := json.Unmarshal(ans.body, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		for _, env := range []string{"ADMIN_TOKEN", "INGEST_TOKENS"} {
+			if cfg.Settings[env] != "[redacted]" {
+				t.Errorf("README: tokens print as `[redacted]`; /admin/config's %s: %q", env, cfg.Settings[env])
+			}
+		}
+		if strings.Contains(string(ans.body), adminToken) || strings.Contains(string(ans.body), "walk-ingest-token") {
+			t.Errorf("/admin/config shows a token: %s", ans.body)
 		}
 	}
 }
