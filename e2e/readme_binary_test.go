@@ -162,7 +162,7 @@ func checkVariables(t *testing.T, readme string, rows []readmeSetting, help []he
 	}
 	ans := d.get(t, d.metrics, "/admin/config", nil)
 	if ans.status != 200 {
-		t.Fatalf("GET /admin/config: %d %s", ans.status, ans.body)
+		t.Fatalf("GET /admin/config: %v", ans)
 	}
 	if err := json.Unmarshal(ans.body, &cfg); err != nil || len(cfg.Settings) == 0 {
 		t.Fatalf("GET /admin/config: %v %s", err, ans.body)
@@ -247,7 +247,7 @@ func startWalkAnalyzer(t *testing.T, id string) *analyzer.Analyzer {
 
 // startDistributor runs the binary with only ANALYZERS (one analyzer),
 // LISTEN_ADDR and METRICS_ADDR (loopback ports) and extra, and waits until /readyz
-// answers 200. With stderr set, the process logs into it; else into the test log
+// answers 200 on both. With stderr set, the process logs into it; else into the test log
 // under -v.
 func startDistributor(t *testing.T, bin string, a *analyzer.Analyzer, extra []string, stderr *os.File) *walkDistributor {
 	t.Helper()
@@ -283,9 +283,12 @@ func startDistributor(t *testing.T, bin string, a *analyzer.Analyzer, extra []st
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		// both ports: the ingest port serves before METRICS_ADDR is bound
 		ans := d.get(t, d.ingest, "/readyz", nil)
 		if ans.status == 200 {
-			return d
+			if ans = d.get(t, d.metrics, "/readyz", nil); ans.status == 200 {
+				return d
+			}
 		}
 		select {
 		case <-exited:
@@ -293,7 +296,7 @@ func startDistributor(t *testing.T, bin string, a *analyzer.Analyzer, extra []st
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("distributor %v not ready within 10s: last %d %s %v", extra, ans.status, ans.body, ans.err)
+			t.Fatalf("distributor %v not ready within 10s: last %v", extra, ans)
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval, not a synchronisation
 	}
