@@ -230,7 +230,6 @@ type walkDistributor struct {
 	ingest        string // host:port
 	metrics       string // host:port
 	analyzer      *analyzer.Analyzer
-	stderrW       *os.File // the write end of stderr's pipe, when the test holds it
 	client        *http.Client
 	analyzersSpec string
 }
