@@ -38,7 +38,16 @@ import (
 //     code or endpoint without a scenario fails, so does a scenario whose code the
 //     README no longer documents;
 //   - the admin API: rows of an admin route table (`| `METHOD /admin/...` |`), if
-//     there is one, and every `curl` example of an /admin/ path, answer from loopback.
+//     there is one, and every `curl` example of an /admin/ path, answer 2xx from
+//     loopback; each status code "Admin API and security" names has a scenario
+//     (both ways), with the one error shape and the header the prose gives it.
+//
+// Exceptions, by design: ANALYZERS, LISTEN_ADDR and METRICS_ADDR are set by the test
+// (only their -h default is compared); LOOPS' default 0 is a rule (one loop per CPU),
+// so its value in force is compared with GOMAXPROCS; /livez's 503 is asked on
+// METRICS_ADDR, since on PORT the stuck loop itself would have to answer. The
+// reverse direction for admin routes (every route the binary serves is documented)
+// is not checked: the binary does not list its routes.
 //
 // The rows are parsed, not listed here: a row someone adds is checked at once.
 func TestREADMEMatchesBinary(t *testing.T) {
