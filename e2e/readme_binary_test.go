@@ -265,6 +265,7 @@ func startDistributor(t *testing.T, bin string, a *analyzer.Analyzer, extra []st
 		analyzersSpec: "http://" + a.Addr() + "=1",
 	}
 	d.cmd = exec.Command(bin, "distributor")
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // a test binary killed by -timeout takes it along
 	d.cmd.Env = append([]string{"ANALYZERS=" + d.analyzersSpec, "LISTEN_ADDR=" + d.ingest, "METRICS_ADDR=" + d.metrics}, extra...)
 	var logBuf bytes.Buffer
 	if stderr != nil {
