@@ -33,7 +33,7 @@ type AnalyzerHealth struct {
 	Name            string  `json:"name"`
 	URL             string  `json:"url"`
 	State           string  `json:"state"`
-	Reason          string  `json:"reason,omitempty"`
+	Reason          string  `json:"reason"` // "" while healthy; always present, as README.md lists it
 	Weight          float64 `json:"weight"`
 	EffectiveWeight float64 `json:"effective_weight"`
 	Batch           bool    `json:"batch"`
