@@ -821,6 +821,9 @@ func checkAdminSecurity(t *testing.T, readme, bin string, a *walkDistributor) {
 		},
 		405: func() walkAnswer { return a.do("PUT", a.ingest, "/ingest", jsonCT, nil) },
 		415: func() walkAnswer { return a.do("POST", a.metrics, drain, nil, nil) }, // no Content-Type
+		400: func() walkAnswer { // an unknown field in an add
+			return a.do("POST", a.metrics, "/admin/analyzers", jsonCT, []byte(`{"url":"http://127.0.0.1:9","weight":1,"colour":"red"}`))
+		},
 	}
 	seen := map[int]bool{}
 	for _, m := range proseCodeRE.FindAllStringSubmatch(text, -1) {

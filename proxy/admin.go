@@ -268,18 +268,22 @@ func (s *Server) adminHandler() http.Handler {
 	return mux
 }
 
-// startAdmin serves Prometheus, JSON, probes, pprof and the admin API on
-// METRICS_ADDR with net/http: nothing here is on the data path.
-func (s *Server) startAdmin() error {
+// listenAdmin binds METRICS_ADDR, where serveAdmin serves Prometheus, JSON, probes,
+// pprof and the admin API with net/http: nothing here is on the data path.
+func (s *Server) listenAdmin() error {
 	ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
 	if err != nil {
 		return &ConfigError{"METRICS_ADDR", s.cfg.MetricsAddr, err.Error()}
 	}
 	s.adminLn = ln
-	s.adminSrv = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = s.adminSrv.Serve(ln) }()
-	s.log.Info("admin API listening", "addr", ln.Addr().String(), "access", adminAccess(&s.cfg))
 	return nil
+}
+
+// serveAdmin serves on the listener listenAdmin bound.
+func (s *Server) serveAdmin() {
+	s.adminSrv = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = s.adminSrv.Serve(s.adminLn) }()
+	s.log.Info("admin API listening", "addr", s.adminLn.Addr().String(), "access", adminAccess(&s.cfg))
 }
 
 // adminAction is POST /admin/analyzers/{name}/drain|undrain|weight. The weight comes

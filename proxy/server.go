@@ -116,6 +116,14 @@ func (s *Server) Start() error {
 		_ = s.dns.refresh(s.ctx, true) // a failure is logged and counted; the refresh loop tries again
 	}
 	s.ctl.firstProbes(min(s.ctl.client.Timeout, firstProbeWait))
+	// METRICS_ADDR is bound before the ingest port opens, so a client that sees
+	// the ingest port answer (its /readyz, say) finds the admin port accepting
+	// too: connections wait in its backlog the moment until it serves.
+	if s.cfg.MetricsAddr != "" {
+		if err := s.listenAdmin(); err != nil {
+			return err
+		}
+	}
 	go func() {
 		err := gnet.Run(&handler{srv: s}, "tcp://"+s.cfg.IngestAddr(),
 			gnet.WithMulticore(true),
@@ -132,6 +140,9 @@ func (s *Server) Start() error {
 	select {
 	case <-s.booted:
 	case err := <-s.runErr:
+		if s.adminLn != nil {
+			_ = s.adminLn.Close()
+		}
 		return fmt.Errorf("listen on %s: %w", s.cfg.IngestAddr(), err)
 	}
 	go s.ctl.run(s.ctx)
@@ -139,13 +150,8 @@ func (s *Server) Start() error {
 	if s.dns != nil {
 		go s.dns.run(s.ctx)
 	}
-	if s.cfg.MetricsAddr != "" {
-		if err := s.startAdmin(); err != nil {
-			s.cancel()
-			_ = s.eng.Stop(context.Background())
-			<-s.runErr
-			return err
-		}
+	if s.adminLn != nil {
+		s.serveAdmin()
 	}
 	s.log.Info("distributor listening", "addr", s.addr, "metrics", s.MetricsAddr(), "loops", s.cfg.Loops, "analyzers", s.View().Live())
 	return nil
