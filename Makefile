@@ -5,7 +5,7 @@ FUZZTIME ?= 8s
 # package:FuzzTarget pairs run briefly by `make test` (corpus under testdata/fuzz).
 FUZZ     := codec:FuzzParseRequest codec:FuzzValidatePacket codec:FuzzValidatePacketLevels codec:FuzzValidatePacketLevelsStrings codec:FuzzParseResponse sched:FuzzCredit analyzer:FuzzBatchScanner
 
-.PHONY: all build deps test unit unit-race unit-bench unit-norace fuzz lint run bench bench-peers soak profile clean
+.PHONY: all build deps test unit unit-race unit-bench unit-deploy unit-norace fuzz lint run bench bench-peers soak profile clean
 
 all: build
 
@@ -16,16 +16,20 @@ build:
 # product's go.mod nor bench's lists what it is built from.
 STATICCHECK = $(GO) tool -modfile=$(CURDIR)/tools/go.mod staticcheck
 
-# Both modules: the product (root) and bench/ (the harness and vegeta). go.mod must
-# be tidy, so it lists exactly what the product uses.
+# The three modules: the product (root), bench/ (the harness and vegeta) and
+# deploy/kubernetes/ (the manifests' test and k8s.io/api). go.mod must be tidy, so
+# it lists exactly what the product uses.
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) mod tidy -diff
 	$(GO) -C bench mod tidy -diff
+	$(GO) -C deploy/kubernetes mod tidy -diff
 	$(GO) vet ./...
 	$(GO) -C bench vet ./...
+	$(GO) -C deploy/kubernetes vet ./...
 	$(STATICCHECK) ./...
 	cd bench && $(STATICCHECK) ./...
+	cd deploy/kubernetes && $(STATICCHECK) ./...
 
 # Packages whose tests scale themselves down under the race detector or skip what
 # it distorts (they have a race_off_test.go defining raceEnabled).
@@ -38,13 +42,18 @@ NORACE := $(patsubst %/,./%,$(sort $(dir $(wildcard */race_off_test.go */*/race_
 # left the two cores idle two thirds of the time. For the same reason the product's
 # packages run four at a time (-p 4), so proxy's (the longest) starts at once.
 unit:
-	@$(MAKE) --no-print-directory -j3 --output-sync=target unit-race unit-bench unit-norace
+	@$(MAKE) --no-print-directory -j3 --output-sync=target unit-race unit-bench unit-deploy unit-norace
 
 unit-race:
 	$(GO) test -race -count=1 -p 4 ./...
 
 unit-bench:
 	$(GO) -C bench test -race -count=1 ./...
+
+# The Kubernetes manifests, decoded strictly into k8s.io/api's types and checked
+# against each other, the Dockerfile and the settings (a module of its own).
+unit-deploy:
+	$(GO) -C deploy/kubernetes test -count=1 ./...
 
 unit-norace:
 	$(if $(NORACE),$(GO) test -count=1 -run 'EndToEnd|Allocs' $(NORACE),@echo "no package has a race_off_test.go")
