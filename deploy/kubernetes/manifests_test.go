@@ -400,6 +400,22 @@ func TestDistributor(t *testing.T) {
 		t.Errorf("GOMEMLIMIT %s is %.0f %% of the memory limit %s, want 80-95 %%", env["GOMEMLIMIT"], ratio*100, limit.String())
 	}
 
+	// The packet-memory bound (analyzers x PER_ANALYZER_QUEUE_BYTES) at the most
+	// analyzers the autoscaler may run stays within 75 % of GOMEMLIMIT.
+	perAnalyzer, err := strconv.ParseInt(cmpOr(env["PER_ANALYZER_QUEUE_BYTES"], defaultOf(t, "PER_ANALYZER_QUEUE_BYTES")), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	analyzers := int64(*m.deploy(t, "sluice-analyzer").Spec.Replicas)
+	if so := m.generic["ScaledObject/sluice-analyzer"]; so != nil {
+		if hi, ok, _ := unstructured.NestedInt64(so.Object, "spec", "maxReplicaCount"); ok {
+			analyzers = max(analyzers, hi)
+		}
+	}
+	if gml > 0 && analyzers*perAnalyzer > gml*3/4 {
+		t.Errorf("%d analyzers x PER_ANALYZER_QUEUE_BYTES %d = %d MiB, more than 75 %% of GOMEMLIMIT (%d MiB)", analyzers, perAnalyzer, analyzers*perAnalyzer>>20, gml>>20)
+	}
+
 	// Spread over nodes.
 	spread := false
 	for _, tsc := range spec.TopologySpreadConstraints {
