@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -150,25 +151,16 @@ func load(t *testing.T) *manifests {
 // decode decodes o strictly into its k8s.io/api type; CRD objects are kept
 // generic (tested field by field below).
 func (m *manifests) decode(o object) error {
+	var err error
 	switch o.apiVersion + " " + o.kind {
 	case "apps/v1 Deployment":
-		var d appsv1.Deployment
-		if err := strict(o.json, &d); err != nil {
-			return err
-		}
-		m.deploys[o.name] = &d
+		m.deploys[o.name], err = decodeAs[appsv1.Deployment](o.json)
 	case "v1 Service":
-		var s corev1.Service
-		if err := strict(o.json, &s); err != nil {
-			return err
-		}
-		m.services[o.name] = &s
+		m.services[o.name], err = decodeAs[corev1.Service](o.json)
 	case "policy/v1 PodDisruptionBudget":
-		var p policyv1.PodDisruptionBudget
-		if err := strict(o.json, &p); err != nil {
-			return err
-		}
-		m.pdbs = append(m.pdbs, &p)
+		var p *policyv1.PodDisruptionBudget
+		p, err = decodeAs[policyv1.PodDisruptionBudget](o.json)
+		m.pdbs = append(m.pdbs, p)
 	case "keda.sh/v1alpha1 ScaledObject", "monitoring.coreos.com/v1 ServiceMonitor", "monitoring.coreos.com/v1 PrometheusRule":
 		var u unstructured.Unstructured
 		if err := u.UnmarshalJSON(o.json); err != nil {
@@ -178,7 +170,12 @@ func (m *manifests) decode(o object) error {
 	default:
 		return fmt.Errorf("no test knows %s %s: add it to decode", o.apiVersion, o.kind)
 	}
-	return nil
+	return err
+}
+
+func decodeAs[T any](js []byte) (*T, error) {
+	var v T
+	return &v, strict(js, &v)
 }
 
 func (m *manifests) deploy(t *testing.T, name string) *appsv1.Deployment {
@@ -244,7 +241,7 @@ func TestSelectorsAndPorts(t *testing.T) {
 	skipShort(t)
 	m := load(t)
 	for name, d := range m.deploys {
-		sel, err := metav1LabelSelector(d)
+		sel, err := labelSelector(d.Spec.Selector)
 		if err != nil {
 			t.Fatalf("Deployment %s: %v", name, err)
 		}
@@ -299,10 +296,6 @@ func TestSelectorsAndPorts(t *testing.T) {
 	if s := m.services["sluice-analyzer"]; s == nil || s.Spec.ClusterIP != corev1.ClusterIPNone {
 		t.Error("Service sluice-analyzer is not headless (clusterIP: None): ANALYZERS_DNS needs one A record per pod")
 	}
-}
-
-func metav1LabelSelector(d *appsv1.Deployment) (labels.Selector, error) {
-	return labelSelector(d.Spec.Selector)
 }
 
 func hasPort(c corev1.Container, p intstr.IntOrString) bool {
@@ -676,21 +669,11 @@ func TestPrometheusRule(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"distributor_healthy_analyzers", "distributor_dropped_packets_total", `distributor_responses_total{code="503"}`, "distributor_breaker_state"} {
-		if !slices.ContainsFunc(slices.Collect(mapValues(exprs)), func(e string) bool { return strings.Contains(e, want) }) {
+		if !slices.ContainsFunc(slices.Collect(maps.Values(exprs)), func(e string) bool { return strings.Contains(e, want) }) {
 			t.Errorf("no alert uses %s", want)
 		}
 	}
 	promtoolCheck(t, groups)
-}
-
-func mapValues(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for _, v := range m {
-			if !yield(v) {
-				return
-			}
-		}
-	}
 }
 
 // TestServiceMonitor: it selects the distributor Service and scrapes a port the
