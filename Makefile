@@ -5,7 +5,7 @@ FUZZTIME ?= 8s
 # package:FuzzTarget pairs run briefly by `make test` (corpus under testdata/fuzz).
 FUZZ     := codec:FuzzParseRequest codec:FuzzValidatePacket codec:FuzzValidatePacketLevels codec:FuzzValidatePacketLevelsStrings codec:FuzzParseResponse sched:FuzzCredit analyzer:FuzzBatchScanner
 
-.PHONY: all build deps test unit unit-race unit-bench unit-norace fuzz lint run bench bench-peers soak profile clean
+.PHONY: all build deps test unit unit-race unit-bench unit-deploy unit-norace fuzz lint run bench bench-peers soak scale profile clean
 
 all: build
 
@@ -16,16 +16,20 @@ build:
 # product's go.mod nor bench's lists what it is built from.
 STATICCHECK = $(GO) tool -modfile=$(CURDIR)/tools/go.mod staticcheck
 
-# Both modules: the product (root) and bench/ (the harness and vegeta). go.mod must
-# be tidy, so it lists exactly what the product uses.
+# The three modules: the product (root), bench/ (the harness and vegeta) and
+# deploy/kubernetes/ (the manifests' test and k8s.io/api). go.mod must be tidy, so
+# it lists exactly what the product uses.
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) mod tidy -diff
 	$(GO) -C bench mod tidy -diff
+	$(GO) -C deploy/kubernetes mod tidy -diff
 	$(GO) vet ./...
 	$(GO) -C bench vet ./...
+	$(GO) -C deploy/kubernetes vet ./...
 	$(STATICCHECK) ./...
 	cd bench && $(STATICCHECK) ./...
+	cd deploy/kubernetes && $(STATICCHECK) ./...
 
 # Packages whose tests scale themselves down under the race detector or skip what
 # it distorts (they have a race_off_test.go defining raceEnabled).
@@ -38,13 +42,18 @@ NORACE := $(patsubst %/,./%,$(sort $(dir $(wildcard */race_off_test.go */*/race_
 # left the two cores idle two thirds of the time. For the same reason the product's
 # packages run four at a time (-p 4), so proxy's (the longest) starts at once.
 unit:
-	@$(MAKE) --no-print-directory -j3 --output-sync=target unit-race unit-bench unit-norace
+	@$(MAKE) --no-print-directory -j3 --output-sync=target unit-race unit-bench unit-deploy unit-norace
 
 unit-race:
 	$(GO) test -race -count=1 -p 4 ./...
 
 unit-bench:
 	$(GO) -C bench test -race -count=1 ./...
+
+# The Kubernetes manifests, decoded strictly into k8s.io/api's types and checked
+# against each other, the Dockerfile and the settings (a module of its own).
+unit-deploy:
+	$(GO) -C deploy/kubernetes test -count=1 ./...
 
 unit-norace:
 	$(if $(NORACE),$(GO) test -count=1 -run 'EndToEnd|Allocs' $(NORACE),@echo "no package has a race_off_test.go")
@@ -110,10 +119,54 @@ soak: build
 	$(GO) -C bench build -trimpath -o $(CURDIR)/bin/sluice-soak ./cmd/sluice-soak
 	./bin/sluice-soak -sluice $(BIN) -duration $${SOAK_DURATION:-60s}
 
-# The peers make bench compares against when they are installed (Debian packages).
+# The peers make bench compares against when they are installed (Debian packages),
+# and HAProxy for make scale.
 bench-peers:
 	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx wrk
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx wrk haproxy
+
+# Two distributors behind HAProxy (deploy/haproxy/haproxy.cfg) sharing three
+# analyzers (0.5/0.3/0.2), all bin/sluice on loopback ports from $SCALE_PORT
+# (default 38080) up, and an emitter through HAProxy for SCALE_DURATION (20s): how
+# the load divided between the replicas and how close the analyzers' global share
+# of messages came to the weights; it fails when that distance passes the sum of
+# the replicas' scheduler bounds or a replica did not account for every packet it
+# accepted (docs/scaling.md). Logs go to bench/out/.
+scale: build
+	@set -e; out=bench/out; mkdir -p $$out; PATH="$$PATH:/usr/sbin"; \
+	command -v haproxy >/dev/null || { echo "make scale needs haproxy (make bench-peers installs it)"; exit 1; }; \
+	base=$${SCALE_PORT:-38080}; pids=; trap 'rc=$$?; kill $$pids 2>/dev/null || true; wait 2>/dev/null || true; exit $$rc' EXIT; trap 'exit 130' INT TERM; \
+	analyzers=; for aw in 1:0.5 2:0.3 3:0.2; do i=$${aw%%:*}; \
+	  ./$(BIN) analyzer -port 127.0.0.1:$$((base+i)) >$$out/scale-analyzer-$$i.log 2>&1 & pids="$$pids $$!"; \
+	  analyzers="$$analyzers$${analyzers:+,}http://127.0.0.1:$$((base+i))=$${aw#*:}"; done; \
+	for i in 1 2 3; do for n in $$(seq 50); do curl -fs -o /dev/null http://127.0.0.1:$$((base+i))/health && break; sleep 0.1; done; done; \
+	for d in 1 2; do \
+	  LISTEN_ADDR=127.0.0.1:$$((base+10+d)) METRICS_ADDR=127.0.0.1:$$((base+20+d)) ANALYZERS=$$analyzers LOOPS=1 SHUTDOWN_TIMEOUT_SEC=5 \
+	    ./$(BIN) distributor >$$out/scale-distributor-$$d.log 2>&1 & pids="$$pids $$!"; done; \
+	SCALE_FRONT=127.0.0.1:$$base SCALE_D1=127.0.0.1:$$((base+11)) SCALE_D2=127.0.0.1:$$((base+12)) \
+	  haproxy -f deploy/haproxy/haproxy.cfg -db >$$out/scale-haproxy.log 2>&1 & pids="$$pids $$!"; \
+	for i in $$(seq 100); do up=0; for d in 1 2; do curl -fs -o /dev/null http://127.0.0.1:$$((base+10+d))/readyz && up=$$((up+1)); done; \
+	  [ $$up = 2 ] && curl -fs -o /dev/null http://127.0.0.1:$$base/readyz && break; sleep 0.1; done; \
+	curl -fs -o /dev/null http://127.0.0.1:$$base/readyz || { echo "not ready: see $$out/scale-*.log"; exit 1; }; \
+	sleep 2; echo "emitter through HAProxy for $${SCALE_DURATION:-20s} ..."; \
+	./$(BIN) emitter -target http://127.0.0.1:$$base -rate 0 -concurrency 32 -duration $${SCALE_DURATION:-20s} >$$out/scale-emitter.txt 2>&1 || true; \
+	sleep 2; cat $$out/scale-emitter.txt; \
+	for d in 1 2; do curl -fsS http://127.0.0.1:$$((base+20+d))/metrics | sed "s/^/distributor-$$d /"; done >$$out/scale-metrics.txt; \
+	awk -v weights="0.5 0.3 0.2" 'BEGIN { split(weights, w, " ") } \
+	  $$2 == "distributor_total_packets_total" { acc[$$1] = $$3 } \
+	  $$2 == "distributor_delivered_total" { del[$$1] = $$3 } \
+	  $$2 ~ /^distributor_dropped_total/ { drop[$$1] = $$3 } \
+	  $$2 ~ /^distributor_delivered_messages_total\{analyzer="analyzer-[0-9]+"\}$$/ { a = $$2; sub(/.*analyzer-/, "", a); sub(/".*/, "", a); \
+	    m[$$1, a] = $$3; tot[$$1] += $$3; g[a] += $$3; all += $$3 } \
+	  END { for (d = 1; d <= 2; d++) { r = "distributor-" d; \
+	      printf "%s: accepted %d packets, delivered %d, dropped %d; message shares", r, acc[r], del[r], drop[r]; \
+	      for (a = 1; a <= 3; a++) printf " %.4f", (tot[r] ? m[r, a] / tot[r] : 0); printf "\n" } \
+	    printf "both: %d messages; shares (weights 0.5 0.3 0.2)", all; worst = 0; \
+	    for (a = 1; a <= 3; a++) { s = (all ? g[a] / all : 0); e = (s - w[a]) * all; if (e < 0) e = -e; if (e > worst) worst = e; printf " %.6f", s } \
+	    bound = 2 * 1 * (1 + 1/2 + 1/3 - 1/3) * 5; \
+	    printf "\nlargest distance from an exact split: %.1f messages; bound 2 replicas x 1 loop x (H_3 - 1/3) x 5 messages = %.1f (docs/scheduler.md)\n", worst, bound; \
+	    bad = (worst > bound); for (d = 1; d <= 2; d++) { r = "distributor-" d; if (acc[r] == 0 || acc[r] != del[r] + drop[r]) { printf "%s: accepted %d != delivered %d + dropped %d\n", r, acc[r], del[r], drop[r]; bad = 1 } } \
+	    exit bad }' $$out/scale-metrics.txt
 
 run: build
 	./$(BIN) demo $(ARGS)
