@@ -52,8 +52,9 @@ const MaxObjectKeys = 64
 // float64 holds exactly (RFC 8259 §6).
 const maxTimestamp = 1<<53 - 1
 
-// keySet holds the keys an object has had so far, as offsets of their raw contents
-// in the body; the top bit of end marks a key written with escapes.
+// keySet holds the keys an object has had so far, as the offset and length of
+// their raw contents in the body; the top bit of the length marks a key written
+// with escapes.
 type keySet struct {
 	n    int
 	keys [MaxObjectKeys][2]uint32
@@ -63,26 +64,24 @@ const keyEscaped = 1 << 31
 
 // add records the key b[start:end] (raw contents, esc when it has escapes) and
 // reports whether an earlier key of the set has the same value. Keys without
-// escapes compare byte for byte; a key with escapes compares by decoded value. The
-// caller checks n < MaxObjectKeys first.
+// escapes compare byte for byte (length first); a key with escapes compares by
+// decoded value. The caller checks n < MaxObjectKeys first.
 func (s *keySet) add(b []byte, start, end int, esc bool) (dup bool) {
 	key := b[start:end]
+	n := uint32(len(key))
+	if esc {
+		n |= keyEscaped
+	}
 	for _, k := range s.keys[:s.n] {
-		ke := k[1] &^ keyEscaped
-		other := b[k[0]:ke]
-		if k[1]&keyEscaped == 0 && !esc {
-			if string(other) == string(key) {
+		if k[1] == n && !esc { // same length, neither escaped
+			if string(b[k[0]:k[0]+n]) == string(key) {
 				return true
 			}
-		} else if jsonDecodedEqual(other, key) {
+		} else if (k[1]|n)&keyEscaped != 0 && jsonDecodedEqual(b[k[0]:k[0]+k[1]&^keyEscaped], key) {
 			return true
 		}
 	}
-	e := uint32(end)
-	if esc {
-		e |= keyEscaped
-	}
-	s.keys[s.n] = [2]uint32{uint32(start), e}
+	s.keys[s.n] = [2]uint32{uint32(start), n}
 	s.n++
 	return false
 }
@@ -442,24 +441,32 @@ func walkMessage(b []byte, i int, lv *Levels, msg, meta *keySet) (int, error) {
 // exponent. Any other number is errTimestampInteger (errInvalidJSON when it is not
 // a JSON number at all).
 func jsonScanTimestamp(b []byte, i int) (int, error) {
-	end, err := jsonScanNumber(b, i)
-	if err != nil {
-		return 0, err
-	}
-	if end-i > 16 { // 2^53 has 16 digits
-		return 0, errTimestampInteger
-	}
+	// Fast path: up to 16 digits, not a leading zero before more digits, and no
+	// fraction or exponent after them.
+	j := i
 	var t uint64
-	for _, c := range b[i:end] {
+	for j < len(b) && j-i < 17 {
+		c := b[j]
 		if c < '0' || c > '9' {
-			return 0, errTimestampInteger
+			break
 		}
 		t = t*10 + uint64(c-'0')
+		j++
 	}
-	if t > maxTimestamp {
-		return 0, errTimestampInteger
+	if n := j - i; n > 0 && n <= 16 && (b[i] != '0' || n == 1) {
+		if c := byteAt(b, j); c != '.' && c != 'e' && c != 'E' {
+			if t > maxTimestamp {
+				return 0, errTimestampInteger
+			}
+			return j, nil
+		}
 	}
-	return end, nil
+	// A sign, fraction, exponent or too many digits: refused, but broken JSON is
+	// reported as such.
+	if _, err := jsonScanNumber(b, i); err != nil {
+		return 0, err
+	}
+	return 0, errTimestampInteger
 }
 
 // walkMetadata checks the metadata object starting at b[i] == '{' and returns the
