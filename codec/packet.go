@@ -54,13 +54,29 @@ const maxTimestamp = 1<<53 - 1
 
 // keySet holds the keys an object has had so far, as the offset and length of
 // their raw contents in the body; the top bit of the length marks a key written
-// with escapes.
+// with escapes. sigs has the bit keySig of every key without escapes, so a new key
+// whose bit is clear (the common case) is compared with nothing unless the set
+// holds an escaped key.
 type keySet struct {
-	n    int
-	keys [MaxObjectKeys][2]uint32
+	n       int
+	sigs    uint64
+	escaped bool
+	keys    [MaxObjectKeys][2]uint32
 }
 
 const keyEscaped = 1 << 31
+
+// keySig picks one of 64 bits from a key's length and last byte.
+func keySig(key []byte) uint64 {
+	h := uint(len(key))
+	if len(key) > 0 {
+		h = h*7 + uint(key[len(key)-1])
+	}
+	return 1 << (h & 63)
+}
+
+// reset empties the set for the next object.
+func (s *keySet) reset() { s.n, s.sigs, s.escaped = 0, 0, false }
 
 // add records the key b[start:end] (raw contents, esc when it has escapes) and
 // reports whether an earlier key of the set has the same value. Keys without
@@ -71,6 +87,16 @@ func (s *keySet) add(b []byte, start, end int, esc bool) (dup bool) {
 	n := uint32(len(key))
 	if esc {
 		n |= keyEscaped
+		s.escaped = true
+	} else {
+		sig := keySig(key)
+		fresh := s.sigs&sig == 0 && !s.escaped
+		s.sigs |= sig
+		if fresh {
+			s.keys[s.n] = [2]uint32{uint32(start), n}
+			s.n++
+			return false
+		}
 	}
 	for _, k := range s.keys[:s.n] {
 		if k[1] == n && !esc { // same length, neither escaped
@@ -353,7 +379,7 @@ func walkMessage(b []byte, i int, lv *Levels, msg, meta *keySet) (int, error) {
 	i = jsonSkipSpace(b, i+1)
 	var seen [pkNumKeys]bool
 	level := LevelOther
-	msg.n = 0
+	msg.reset()
 	if byteAt(b, i) != '}' {
 		for nkeys := 1; ; nkeys++ {
 			if nkeys > MaxObjectKeys {
@@ -463,8 +489,12 @@ func jsonScanTimestamp(b []byte, i int) (int, error) {
 	}
 	// A sign, fraction, exponent or too many digits: refused, but broken JSON is
 	// reported as such.
-	if _, err := jsonScanNumber(b, i); err != nil {
+	end, err := jsonScanNumber(b, i)
+	if err != nil {
 		return 0, err
+	}
+	if c := byteAt(b, end); c >= '0' && c <= '9' {
+		return 0, errInvalidJSON // a leading zero ("01")
 	}
 	return 0, errTimestampInteger
 }
@@ -474,7 +504,7 @@ func jsonScanTimestamp(b []byte, i int) (int, error) {
 // MaxObjectKeys; its values are skipped by jsonSkipValue (objects nested in them
 // are not checked for duplicates).
 func walkMetadata(b []byte, i int, set *keySet) (int, error) {
-	set.n = 0
+	set.reset()
 	i = jsonSkipSpace(b, i+1)
 	if byteAt(b, i) == '}' {
 		return i + 1, nil
