@@ -7,7 +7,8 @@ import (
 )
 
 // The JSON scanner under ValidatePacket: the grammar of RFC 8259 checked the way
-// encoding/json checks it (strings included), with no allocation. packet.go walks
+// encoding/json checks it (strings included), plus UTF-8, lone surrogate escapes
+// and float64 overflow, which encoding/json lets through; no allocation. packet.go walks
 // the packet's own objects with it; everything else is skipped by jsonSkipValue.
 
 // jsonColon expects optional whitespace, ':' and optional whitespace at b[i] and

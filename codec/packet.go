@@ -187,12 +187,16 @@ var (
 // *Error with Status 400 and a Reason naming the problem; p is then partly filled
 // and must not be used.
 //
-// It is one strict pass over the body: the packet's own objects are walked by the
-// schema code below and every other value (unknown fields, metadata) by
+// It is one strict pass over the body: the packet's own objects (and each metadata
+// object's keys) are walked by the schema code below and every other value by
 // jsonSkipValue, which checks the full JSON grammar as encoding/json does, strings
-// included. docs/benchmarks.md measures it against sonic and encoding/json.
+// included, and is stricter where RFC 8259 allows it: UTF-8, lone surrogate
+// escapes, float64 overflow (docs/analyzer.md, "What is refused").
+// docs/benchmarks.md measures it against sonic and encoding/json.
 //
-// The fuzz test holds the grammar to encoding/json.Valid in both directions.
+// FuzzValidatePacket holds the grammar to encoding/json.Valid (errInvalidJSON only
+// for what it refuses, nothing accepted that it refuses); FuzzValidatePacketStrict
+// holds the whole validator to a strict reference in both directions.
 func ValidatePacket(body []byte, p *Packet) error {
 	*p = Packet{}
 	i, err := walkPacket(body, jsonSkipSpace(body, 0), p, nil)
