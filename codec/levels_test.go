@@ -188,7 +188,7 @@ var levelsBodies = []string{
 	`{ "messages" : [ { "metadata" : { "level" : "ERROR" , "x" : "\"level\":\"ERROR\"" } , "message" : "level" ,
 	   "level" : "DEBUG" , "timestamp" : "2024" } , {"level":"INFO","timestamp":1,"message":"]}\"}"} ] ,
 	   "packet_id" : "p" }  ` + "\n",
-	`{"packet_id":"p","before":{"messages":[{"level":"FATAL"}]},"messages":[{"timestamp":-1.5e3,"message":"","level":"WARN","metadata":null}]}`,
+	`{"packet_id":"p","before":{"messages":[{"level":"FATAL"}]},"messages":[{"timestamp":1500,"message":"","level":"WARN","metadata":null}]}`,
 	`{"packet_id":"p","messages":[{"timestamp":1,"message":"m","level":"\u0049NFO"}]}`, // escaped value: OTHER
 	`{"packet_id":"p","messages":[{"timestamp":1,"message":"m","lev\u0065l":"INFO"}]}`, // escaped key: still the level
 	`{"packet_id":"p","m\u0065ssages":[{"timestamp":1,"message":"m","level":"WARN"}]}`, // and still the messages

@@ -27,7 +27,105 @@ var (
 	errLevel            = &Error{Status: 400, Reason: "message: level must be a string"}
 	errMessageText      = &Error{Status: 400, Reason: "message: message must be a string"}
 	errMetadata         = &Error{Status: 400, Reason: "message: metadata must be an object or null"}
+
+	// Strict where RFC 8259 leaves room; docs/analyzer.md ("What is refused") says why.
+	errStringUTF8       = &Error{Status: 400, Reason: "string is not valid UTF-8"}
+	errSurrogate        = &Error{Status: 400, Reason: "string has a lone UTF-16 surrogate escape"}
+	errNumberRange      = &Error{Status: 400, Reason: "number out of float64 range"}
+	errTimestampInteger = &Error{Status: 400, Reason: "message: numeric timestamp must be an integer from 0 to 9007199254740991"}
+	errDuplicateOther   = &Error{Status: 400, Reason: "duplicate key"}
+	errDuplicateMsgKey  = &Error{Status: 400, Reason: "message: duplicate key"}
+	errDuplicateMeta    = &Error{Status: 400, Reason: "message: duplicate metadata key"}
+	errTooManyKeys      = &Error{Status: 400, Reason: "too many keys in packet object"}
+	errTooManyMsgKeys   = &Error{Status: 400, Reason: "message: too many keys"}
+	errTooManyMetaKeys  = &Error{Status: 400, Reason: "message: too many metadata keys"}
+	errTooLarge         = &Error{Status: 400, Reason: "packet too large"}
 )
+
+// MaxObjectKeys is the most keys the packet object, a message object or a metadata
+// object may have. Duplicates are found by comparing each key with the earlier
+// keys of its object, so the bound keeps that at most MaxObjectKeys²/2 key
+// comparisons per object, with no allocation.
+const MaxObjectKeys = 64
+
+// maxTimestamp is 2^53-1, the largest integer every JSON parser reading numbers as
+// float64 holds exactly (RFC 8259 §6).
+const maxTimestamp = 1<<53 - 1
+
+// keySet holds the keys an object has had so far, as the offset and length of
+// their raw contents in the body; the top bit of the length marks a key written
+// with escapes. sigs has the bit keySig of every key without escapes, so a new key
+// whose bit is clear (the common case) is compared with nothing unless the set
+// holds an escaped key.
+type keySet struct {
+	n       int
+	sigs    uint64
+	escaped bool
+	keys    [MaxObjectKeys][2]uint32
+}
+
+const keyEscaped = 1 << 31
+
+// keySig picks one of 64 bits from a key's length and last byte.
+func keySig(key []byte) uint64 {
+	h := uint(len(key))
+	if len(key) > 0 {
+		h = h*7 + uint(key[len(key)-1])
+	}
+	return 1 << (h & 63)
+}
+
+// reset empties the set for the next object.
+func (s *keySet) reset() { s.n, s.sigs, s.escaped = 0, 0, false }
+
+// add records the key b[start:end] (raw contents, esc when it has escapes) and
+// reports whether an earlier key of the set has the same value. Keys without
+// escapes compare byte for byte (length first); a key with escapes compares by
+// decoded value. The caller checks n < MaxObjectKeys first.
+func (s *keySet) add(b []byte, start, end int, esc bool) (dup bool) {
+	key := b[start:end]
+	n := uint32(len(key))
+	if esc {
+		n |= keyEscaped
+		s.escaped = true
+	} else {
+		sig := keySig(key)
+		fresh := s.sigs&sig == 0 && !s.escaped
+		s.sigs |= sig
+		if fresh {
+			s.keys[s.n] = [2]uint32{uint32(start), n}
+			s.n++
+			return false
+		}
+	}
+	for _, k := range s.keys[:s.n] {
+		if k[1] == n && !esc { // same length, neither escaped
+			if string(b[k[0]:k[0]+n]) == string(key) {
+				return true
+			}
+		} else if (k[1]|n)&keyEscaped != 0 && jsonDecodedEqual(b[k[0]:k[0]+k[1]&^keyEscaped], key) {
+			return true
+		}
+	}
+	s.keys[s.n] = [2]uint32{uint32(start), n}
+	s.n++
+	return false
+}
+
+// jsonDecodedEqual reports whether two raw string contents checked by
+// jsonScanString (valid UTF-8, no lone surrogates) decode to the same string.
+func jsonDecodedEqual(x, y []byte) bool {
+	i, j := 0, 0
+	for i < len(x) && j < len(y) {
+		var rx, ry rune
+		rx, i = jsonDecodeRune(x, i)
+		ry, j = jsonDecodeRune(y, j)
+		if rx != ry {
+			return false
+		}
+	}
+	return i == len(x) && j == len(y)
+}
 
 // Keys validation knows. Top-level and message-level keys share one numbering so
 // one table holds their names and their duplicate / case-variant errors.
@@ -89,12 +187,16 @@ var (
 // *Error with Status 400 and a Reason naming the problem; p is then partly filled
 // and must not be used.
 //
-// It is one strict pass over the body: the packet's own objects are walked by the
-// schema code below and every other value (unknown fields, metadata) by
+// It is one strict pass over the body: the packet's own objects (and each metadata
+// object's keys) are walked by the schema code below and every other value by
 // jsonSkipValue, which checks the full JSON grammar as encoding/json does, strings
-// included. docs/benchmarks.md measures it against sonic and encoding/json.
+// included, and is stricter where RFC 8259 allows it: UTF-8, lone surrogate
+// escapes, float64 overflow (docs/analyzer.md, "What is refused").
+// docs/benchmarks.md measures it against sonic and encoding/json.
 //
-// The fuzz test holds the grammar to encoding/json.Valid in both directions.
+// FuzzValidatePacket holds the grammar to encoding/json.Valid (errInvalidJSON only
+// for what it refuses, nothing accepted that it refuses); FuzzValidatePacketStrict
+// holds the whole validator to a strict reference in both directions.
 func ValidatePacket(body []byte, p *Packet) error {
 	*p = Packet{}
 	i, err := walkPacket(body, jsonSkipSpace(body, 0), p, nil)
@@ -152,6 +254,9 @@ func ValidatePacketAt(b []byte, i int, p *Packet, lv *Levels) (end int, err erro
 // past it. With lv non-nil it counts the messages by level into lv as it goes, so
 // on an error lv holds a partial count.
 func walkPacket(b []byte, i int, p *Packet, lv *Levels) (int, error) {
+	if len(b) >= keyEscaped { // keySet's offsets
+		return 0, errTooLarge
+	}
 	switch byteAt(b, i) {
 	case '{':
 	case '[', '"', 't', 'f', 'n', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
@@ -164,13 +269,14 @@ func walkPacket(b []byte, i int, p *Packet, lv *Levels) (int, error) {
 	}
 	i = jsonSkipSpace(b, i+1)
 	var seen [pkNumKeys]bool
+	var top, msg, meta keySet // the packet's other keys, a message's, a metadata object's
 	if byteAt(b, i) != '}' {
-		for {
+		for nkeys := 1; ; nkeys++ {
+			if nkeys > MaxObjectKeys {
+				return 0, errTooManyKeys
+			}
 			key, next, err := jsonScanKey(b, i, pkKeyPacketID, pkKeyMessages)
 			if err != nil {
-				return 0, err
-			}
-			if i, err = jsonColon(b, next); err != nil {
 				return 0, err
 			}
 			if key != pkKeyOther {
@@ -178,6 +284,11 @@ func walkPacket(b []byte, i int, p *Packet, lv *Levels) (int, error) {
 					return 0, errDuplicateKey[key]
 				}
 				seen[key] = true
+			} else if top.add(b, i+1, next-1, hasBackslash(b[i+1:next-1])) {
+				return 0, errDuplicateOther
+			}
+			if i, err = jsonColon(b, next); err != nil {
+				return 0, err
 			}
 			var end int
 			switch c := byteAt(b, i); key {
@@ -186,33 +297,33 @@ func walkPacket(b []byte, i int, p *Packet, lv *Levels) (int, error) {
 					return 0, typeError(b, i, errPacketID)
 				}
 				if end, err = jsonScanString(b, i); err != nil {
+					if err == errStringUTF8 {
+						err = errPacketIDUTF8
+					}
 					return 0, err
 				}
 				p.ID = b[i+1 : end-1]
 				if len(p.ID) == 0 {
 					return 0, errPacketID
 				}
-				if !utf8.Valid(p.ID) {
-					return 0, errPacketIDUTF8
-				}
 			case pkKeyEmitterID:
 				if c != '"' && c != 'n' {
 					return 0, typeError(b, i, errEmitterID)
 				}
 				if end, err = jsonSkipValue(b, i); err != nil {
+					if err == errStringUTF8 {
+						err = errEmitterIDUTF8
+					}
 					return 0, err
 				}
 				if c == '"' {
 					p.EmitterID = b[i+1 : end-1]
-					if !utf8.Valid(p.EmitterID) {
-						return 0, errEmitterIDUTF8
-					}
 				}
 			case pkKeyMessages:
 				if c != '[' {
 					return 0, typeError(b, i, errMessages)
 				}
-				if end, p.Messages, err = walkMessages(b, i, lv); err != nil {
+				if end, p.Messages, err = walkMessages(b, i, lv, &msg, &meta); err != nil {
 					return 0, err
 				}
 				if p.Messages == 0 {
@@ -243,7 +354,7 @@ func walkPacket(b []byte, i int, p *Packet, lv *Levels) (int, error) {
 
 // walkMessages checks the array starting at b[i] == '[' and returns the index past
 // it and the number of messages; with lv non-nil it counts them by level into lv.
-func walkMessages(b []byte, i int, lv *Levels) (end, n int, err error) {
+func walkMessages(b []byte, i int, lv *Levels, msg, meta *keySet) (end, n int, err error) {
 	i = jsonSkipSpace(b, i+1)
 	if byteAt(b, i) == ']' {
 		return i + 1, 0, nil
@@ -252,7 +363,7 @@ func walkMessages(b []byte, i int, lv *Levels) (end, n int, err error) {
 		if byteAt(b, i) != '{' {
 			return 0, 0, typeError(b, i, errMessageNotObject)
 		}
-		if i, err = walkMessage(b, i, lv); err != nil {
+		if i, err = walkMessage(b, i, lv, msg, meta); err != nil {
 			return 0, 0, err
 		}
 		n++
@@ -268,17 +379,18 @@ func walkMessages(b []byte, i int, lv *Levels) (end, n int, err error) {
 
 // walkMessage checks one message object starting at b[i] == '{' and returns the
 // index past it; with lv non-nil it counts the message's level in lv.
-func walkMessage(b []byte, i int, lv *Levels) (int, error) {
+func walkMessage(b []byte, i int, lv *Levels, msg, meta *keySet) (int, error) {
 	i = jsonSkipSpace(b, i+1)
 	var seen [pkNumKeys]bool
 	level := LevelOther
+	msg.reset()
 	if byteAt(b, i) != '}' {
-		for {
+		for nkeys := 1; ; nkeys++ {
+			if nkeys > MaxObjectKeys {
+				return 0, errTooManyMsgKeys
+			}
 			key, next, err := jsonScanKey(b, i, pkKeyTimestamp, pkKeyMetadata)
 			if err != nil {
-				return 0, err
-			}
-			if i, err = jsonColon(b, next); err != nil {
 				return 0, err
 			}
 			if key != pkKeyOther {
@@ -286,32 +398,50 @@ func walkMessage(b []byte, i int, lv *Levels) (int, error) {
 					return 0, errDuplicateKey[key]
 				}
 				seen[key] = true
+			} else if msg.add(b, i+1, next-1, hasBackslash(b[i+1:next-1])) {
+				return 0, errDuplicateMsgKey
+			}
+			if i, err = jsonColon(b, next); err != nil {
+				return 0, err
 			}
 			c := byteAt(b, i)
+			var end int
 			switch key {
 			case pkKeyTimestamp:
-				if c != '"' && c != '-' && (c < '0' || c > '9') {
+				switch {
+				case c == '"':
+					end, err = jsonScanString(b, i)
+				case c == '-' || (c >= '0' && c <= '9'):
+					end, err = jsonScanTimestamp(b, i)
+				default:
 					return 0, typeError(b, i, errTimestamp)
 				}
 			case pkKeyLevel:
 				if c != '"' {
 					return 0, typeError(b, i, errLevel)
 				}
+				if end, err = jsonScanString(b, i); err == nil && lv != nil {
+					level = ClassifyLevel(b[i+1 : end-1])
+				}
 			case pkKeyMessage:
 				if c != '"' {
 					return 0, typeError(b, i, errMessageText)
 				}
+				end, err = jsonScanString(b, i)
 			case pkKeyMetadata:
-				if c != '{' && c != 'n' {
+				switch c {
+				case '{':
+					end, err = walkMetadata(b, i, meta)
+				case 'n':
+					end, err = jsonLiteral(b, i, "null")
+				default:
 					return 0, typeError(b, i, errMetadata)
 				}
+			default:
+				end, err = jsonSkipValue(b, i)
 			}
-			end, err := jsonSkipValue(b, i)
 			if err != nil {
 				return 0, err
-			}
-			if lv != nil && key == pkKeyLevel {
-				level = ClassifyLevel(b[i+1 : end-1]) // a string: checked above
 			}
 			if i, err = jsonNext(b, end, '}'); err != nil {
 				return 0, err
@@ -334,6 +464,98 @@ func walkMessage(b []byte, i int, lv *Levels) (int, error) {
 		lv[level]++
 	}
 	return i + 1, nil
+}
+
+// jsonScanTimestamp checks the number at b[i] that is a message's timestamp: an
+// integer from 0 to 2^53-1 (milliseconds), written without sign, fraction or
+// exponent. Any other number is errTimestampInteger (errInvalidJSON when it is not
+// a JSON number at all).
+func jsonScanTimestamp(b []byte, i int) (int, error) {
+	// Fast path: up to 16 digits, not a leading zero before more digits, and no
+	// fraction or exponent after them.
+	j := i
+	var t uint64
+	for j < len(b) && j-i < 17 {
+		c := b[j]
+		if c < '0' || c > '9' {
+			break
+		}
+		t = t*10 + uint64(c-'0')
+		j++
+	}
+	if n := j - i; n > 0 && n <= 16 && (b[i] != '0' || n == 1) {
+		if c := byteAt(b, j); c != '.' && c != 'e' && c != 'E' {
+			if t > maxTimestamp {
+				return 0, errTimestampInteger
+			}
+			return j, nil
+		}
+	}
+	// A sign, fraction, exponent or too many digits: refused, but broken JSON is
+	// reported as such.
+	end, err := jsonScanNumber(b, i)
+	if err != nil {
+		return 0, err
+	}
+	if c := byteAt(b, end); c >= '0' && c <= '9' {
+		return 0, errInvalidJSON // a leading zero ("01")
+	}
+	return 0, errTimestampInteger
+}
+
+// walkMetadata checks the metadata object starting at b[i] == '{' and returns the
+// index past it. Its keys must be distinct (compared with set) and at most
+// MaxObjectKeys; its values are skipped by jsonSkipValue (objects nested in them
+// are not checked for duplicates).
+func walkMetadata(b []byte, i int, set *keySet) (int, error) {
+	set.reset()
+	i = jsonSkipSpace(b, i+1)
+	if byteAt(b, i) == '}' {
+		return i + 1, nil
+	}
+	for {
+		if byteAt(b, i) != '"' {
+			return 0, errInvalidJSON
+		}
+		next, esc, err := jsonScanStringEsc(b, i)
+		if err != nil {
+			return 0, err
+		}
+		if set.n == MaxObjectKeys {
+			return 0, errTooManyMetaKeys
+		}
+		if set.add(b, i+1, next-1, esc) {
+			return 0, errDuplicateMeta
+		}
+		if i, err = jsonColon(b, next); err != nil {
+			return 0, err
+		}
+		if c := byteAt(b, i); c == '{' || c == '[' {
+			i, err = jsonSkipContainer(b, i, jsonMaxDepth-1) // metadata is the first level
+		} else {
+			i, err = jsonSkipScalar(b, i)
+		}
+		if err != nil {
+			return 0, err
+		}
+		if i, err = jsonNext(b, i, '}'); err != nil {
+			return 0, err
+		}
+		if b[i] == '}' {
+			return i + 1, nil
+		}
+		i = jsonSkipSpace(b, i+1)
+	}
+}
+
+// hasBackslash reports whether a raw key has an escape.
+func hasBackslash(raw []byte) bool {
+	for _, c := range raw {
+		if c == '\\' {
+			return true
+		}
+	}
+	return false
 }
 
 // typeError returns want when the value at b[i] is well-formed JSON of the wrong
