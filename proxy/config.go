@@ -153,7 +153,7 @@ func settings() []setting {
 			return nil
 		}},
 		{"EMITTER_BURST", "emitter-burst", "100", "packets an emitter may send at once above its rate", intSetting(func(c *Config, n int) { c.EmitterBurst = n }, 1, 1<<30)},
-		{"REQUEST_TIMEOUT_SEC", "request-timeout-sec", "10", "a request's bytes must all arrive within this once it started, s", durSetting(func(c *Config, d time.Duration) { c.RequestTimeout = d }, time.Second)},
+		{"REQUEST_TIMEOUT_SEC", "request-timeout-sec", "10", "a request's bytes must all arrive within this once it started (a connection's first request: from accept), s", durSetting(func(c *Config, d time.Duration) { c.RequestTimeout = d }, time.Second)},
 		{"IDLE_TIMEOUT_SEC", "idle-timeout-sec", "120", "idle keep-alive connections are closed after this, s", durSetting(func(c *Config, d time.Duration) { c.IdleTimeout = d }, time.Second)},
 		{"SHUTDOWN_TIMEOUT_SEC", "shutdown-timeout-sec", "10", "time to flush queued packets on SIGTERM, s", durSetting(func(c *Config, d time.Duration) { c.ShutdownTimeout = d }, time.Second)},
 		{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", func(c *Config, v string) error {

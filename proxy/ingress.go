@@ -18,8 +18,12 @@ type ingress struct {
 	parked    bool // an admin answer is being rendered off the loop; later requests wait
 	c         gnet.Conn
 	slot      int   // index in shard.ingresses
-	last      int64 // nanotime of the last bytes received
-	started   int64 // nanotime the pending partial request began, 0 when none
+	last      int64 // nanotime of the last bytes received (of accept, before any)
+	opened    int64 // nanotime of accept
+	// started is when the pending request began, 0 when none: its first byte, or
+	// accept for the connection's first request, so a connection that never sends
+	// a byte is closed after REQUEST_TIMEOUT_SEC, not IDLE_TIMEOUT_SEC.
+	started int64
 	// need is how many buffered bytes the partial request at the front needs to be
 	// complete, once its head is parsed and it has a Content-Length (0: unknown).
 	// Until gnet buffers that much, onRequests does not Peek: while a request spans
@@ -88,7 +92,9 @@ func (s *shard) onRequests(in *ingress, c gnet.Conn) gnet.Action {
 }
 
 // expire closes connections that took too long to send a request they started
-// (408), or sat idle past the keep-alive timeout. It runs on the loop once a second.
+// (408) or, from accept, their first one (closed without an answer if they never
+// sent a byte), or sat idle past the keep-alive timeout. It runs on the loop once
+// a second.
 func (s *shard) expire() {
 	reqTimeout, idle := s.srv.knobs.requestTimeout.Load(), s.srv.knobs.idleTimeout.Load()
 	for i := 0; i < len(s.ingresses); i++ {
@@ -96,11 +102,15 @@ func (s *shard) expire() {
 		switch {
 		case in.parked:
 		case in.started != 0 && reqTimeout > 0 && s.now-in.started > reqTimeout:
-			s.stats.Rejected[rejectProtocol]++
-			_, _ = in.c.Write(s.answerError(s.out[:0], 408, "request timeout", false, ""))
+			s.stats.Closed[closeRequestTimeout]++
+			if in.last != in.opened { // it sent part of a request
+				s.stats.Rejected[rejectProtocol]++
+				_, _ = in.c.Write(s.answerError(s.out[:0], 408, "request timeout", false, ""))
+			}
 			_ = s.loop.Close(in.c) // removes it from s.ingresses: look at slot i again
 			i--
 		case in.started == 0 && idle > 0 && s.now-in.last > idle:
+			s.stats.Closed[closeIdleTimeout]++
 			_ = s.loop.Close(in.c)
 			i--
 		}

@@ -437,7 +437,8 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		c.SetContext(nil)
 		return codec.AppendError(nil, 503, "too many connections", false, "Retry-After: 1\r\n"), gnet.Close
 	}
-	in := &ingress{sh: sh, c: c, last: nanotime()}
+	now := nanotime()
+	in := &ingress{sh: sh, c: c, last: now, opened: now, started: now}
 	in.parser.Init(s.cfg.Limits())
 	c.SetContext(in)
 	sh.addIngress(in)

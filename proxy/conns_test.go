@@ -1,0 +1,97 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// dialFrom opens a connection to addr from the loopback address from (127.0.0.x).
+func dialFrom(t *testing.T, from, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// closedWithin reports whether the server closed c (EOF or reset) within d,
+// reading and returning whatever it sent first.
+func closedWithin(c net.Conn, d time.Duration) (bool, []byte) {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	got, err := io.ReadAll(c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false, got
+	}
+	return true, got
+}
+
+// postOn sends one POST /ingest on c (keep-alive) and returns the status.
+func postOn(t *testing.T, br *bufio.Reader, c net.Conn, id string) int {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	body := packetBody(id, 1)
+	req := "POST /ingest HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + string(body)
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatalf("post %s: %v", id, err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("post %s: %v", id, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Connections that never send a byte are closed after REQUEST_TIMEOUT_SEC from
+// accept, not left until IDLE_TIMEOUT_SEC (they were: 10,000 silent connections
+// held MAX_CONNS for two minutes), and counted; a client that sends keeps being
+// answered meanwhile.
+func TestSilentConnectionsClosedAfterRequestTimeout(t *testing.T) {
+	f := newFakeAnalyzer(t, false)
+	srv := startDistributor(t, f.url()+"=1", func(c *Config) {
+		c.RequestTimeout = time.Second
+		c.IdleTimeout = time.Minute
+	})
+	const silent = 20
+	conns := make([]net.Conn, silent)
+	for i := range conns {
+		conns[i] = dialFrom(t, "127.0.0.1", srv.Addr())
+	}
+	client := dialFrom(t, "127.0.0.1", srv.Addr())
+	br := bufio.NewReader(client)
+	start := time.Now()
+	for i := 0; time.Since(start) < 2500*time.Millisecond; i++ {
+		if code := postOn(t, br, client, "alive-"+strconv.Itoa(i)); code != 202 {
+			t.Fatalf("request %d on the busy connection: %d", i, code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for i, c := range conns {
+		// Closed 1 s after accept, by a check once a second: by 2 s at most; the
+		// deadline leaves room for a slow machine.
+		closed, got := closedWithin(c, 5*time.Second-time.Since(start))
+		if !closed {
+			t.Fatalf("silent connection %d still open %v after accept with REQUEST_TIMEOUT_SEC=1", i, time.Since(start))
+		}
+		if len(got) != 0 {
+			t.Fatalf("silent connection %d was answered %q; want a plain close", i, got)
+		}
+	}
+	waitFor(t, "the closes counted", 5*time.Second, func() bool {
+		return srv.Snapshot().Closed[closeRequestTimeout] >= silent
+	})
+	if code := postOn(t, br, client, "still-alive"); code != 202 {
+		t.Fatalf("the busy connection after the silent ones closed: %d", code)
+	}
+}
