@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"testing"
 	"time"
@@ -94,4 +95,54 @@ func TestSilentConnectionsClosedAfterRequestTimeout(t *testing.T) {
 	if code := postOn(t, br, client, "still-alive"); code != 202 {
 		t.Fatalf("the busy connection after the silent ones closed: %d", code)
 	}
+}
+
+// MAX_CONNS_PER_IP counts an address's connections on every loop: over it, a new
+// connection from that address gets 503 + Retry-After and is closed, while another
+// address still connects; when one closes, the address may connect again.
+func TestMaxConnsPerIP(t *testing.T) {
+	f := newFakeAnalyzer(t, false)
+	srv := startDistributor(t, f.url()+"=1", func(c *Config) {
+		c.Loops = 2
+		c.MaxConnsPerIP = 2
+	})
+	var held []net.Conn
+	for i := 0; i < 2; i++ {
+		c := dialFrom(t, "127.0.0.2", srv.Addr())
+		if code := postOn(t, bufio.NewReader(c), c, "a-"+strconv.Itoa(i)); code != 202 {
+			t.Fatalf("connection %d from 127.0.0.2 under the limit: %d", i, code)
+		}
+		held = append(held, c)
+	}
+	refused := func(from string) {
+		t.Helper()
+		c := dialFrom(t, from, srv.Addr())
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("connection over MAX_CONNS_PER_IP from %s: %v, want a 503", from, err)
+		}
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("connection over MAX_CONNS_PER_IP from %s: %d %v, want 503 + Retry-After", from, resp.StatusCode, resp.Header)
+		}
+		if closed, _ := closedWithin(c, 5*time.Second); !closed {
+			t.Fatalf("connection over MAX_CONNS_PER_IP from %s left open", from)
+		}
+	}
+	refused("127.0.0.2")
+	other := dialFrom(t, "127.0.0.3", srv.Addr())
+	if code := postOn(t, bufio.NewReader(other), other, "b-0"); code != 202 {
+		t.Fatalf("connection from 127.0.0.3 while 127.0.0.2 is at its limit: %d", code)
+	}
+	if got := srv.Snapshot().Rejected[rejectConnsPerIP]; got != 1 {
+		t.Fatalf("rejected{max_conns_per_ip} = %d, want 1", got)
+	}
+	_ = held[0].Close()
+	ip := netip.MustParseAddr("127.0.0.2")
+	waitFor(t, "the closed connection uncounted", 5*time.Second, func() bool { return srv.perIP.count(ip) == 1 })
+	again := dialFrom(t, "127.0.0.2", srv.Addr())
+	if code := postOn(t, bufio.NewReader(again), again, "a-again"); code != 202 {
+		t.Fatalf("connection from 127.0.0.2 after one of its connections closed: %d", code)
+	}
+	refused("127.0.0.2")
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"net/netip"
 	"strconv"
 
 	"github.com/panjf2000/gnet/v2"
@@ -17,9 +18,10 @@ type ingress struct {
 	continued bool // "100 Continue" already sent for the request being read
 	parked    bool // an admin answer is being rendered off the loop; later requests wait
 	c         gnet.Conn
-	slot      int   // index in shard.ingresses
-	last      int64 // nanotime of the last bytes received (of accept, before any)
-	opened    int64 // nanotime of accept
+	ip        netip.Addr // client address, counted in Server.perIP (zero: none)
+	slot      int        // index in shard.ingresses
+	last      int64      // nanotime of the last bytes received (of accept, before any)
+	opened    int64      // nanotime of accept
 	// started is when the pending request began, 0 when none: its first byte, or
 	// accept for the connection's first request, so a connection that never sends
 	// a byte is closed after REQUEST_TIMEOUT_SEC, not IDLE_TIMEOUT_SEC.

@@ -42,6 +42,7 @@ type Server struct {
 	retryAfter atomic.Int32 // seconds, for 503 answers
 	drainSec   atomic.Int32 // backlog ÷ delivery rate, refreshed every second
 	conns      atomic.Int64 // inbound connections, for MAX_CONNS
+	perIP      *ipConns     // inbound connections per client address, for MAX_CONNS_PER_IP
 
 	// inForce is each setting as written once a reload applied some live (reload.go);
 	// nil until then: cfg.raw.
@@ -93,6 +94,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.budget = newBudget(maxAnalyzers) // ids of analyzers added at run time index it too
 	s.budget.setLimits(&cfg)
 	s.knobs.store(&cfg)
+	s.perIP = newIPConns()
 	var err error
 	if s.auth, err = newIngestAuth(&cfg); err != nil {
 		return nil, err
@@ -437,8 +439,16 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		c.SetContext(nil)
 		return codec.AppendError(nil, 503, "too many connections", false, "Retry-After: 1\r\n"), gnet.Close
 	}
+	ip := remoteIP(c.RemoteAddr())
+	if ip.IsValid() && !s.perIP.open(ip, s.knobs.maxConnsPerIP.Load()) {
+		s.conns.Add(-1)
+		sh.stats.Rejected[rejectConnsPerIP]++
+		sh.stats.Responses[statusIndex(503)]++
+		c.SetContext(nil)
+		return codec.AppendError(nil, 503, "too many connections from this address", false, "Retry-After: 1\r\n"), gnet.Close
+	}
 	now := nanotime()
-	in := &ingress{sh: sh, c: c, last: now, opened: now, started: now}
+	in := &ingress{sh: sh, c: c, ip: ip, last: now, opened: now, started: now}
 	in.parser.Init(s.cfg.Limits())
 	c.SetContext(in)
 	sh.addIngress(in)
@@ -463,6 +473,9 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch x := c.Context().(type) {
 	case *ingress:
 		h.srv.conns.Add(-1)
+		if x.ip.IsValid() {
+			h.srv.perIP.close(x.ip)
+		}
 		x.sh.removeIngress(x)
 	case *upstream:
 		sh := x.sh

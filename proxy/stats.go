@@ -26,11 +26,12 @@ const (
 	rejectConns                            // MAX_CONNS reached
 	rejectRateLimited                      // EMITTER_RATE_LIMIT (429)
 	rejectUnauthorized                     // INGEST_TOKENS set, no valid bearer token (401)
+	rejectConnsPerIP                       // MAX_CONNS_PER_IP reached for the client's address
 	numRejects
 )
 
 // rejectNames are the metrics' reason labels, in rejectReason order.
-var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited", "unauthorized"}
+var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited", "unauthorized", "max_conns_per_ip"}
 
 func (r rejectReason) String() string {
 	if r < numRejects {
