@@ -43,8 +43,20 @@ func TestEveryAnswerIsCounted(t *testing.T) {
 	if code := get("/health"); code != 503 {
 		t.Fatalf("GET /health with every analyzer drained: %d", code)
 	}
-	// The client's keep-alive connection is the one MAX_CONNS allows; a second is
-	// refused with a 503 as it opens.
+	// The connection MAX_CONNS allows is busy (a request under way: an idle one
+	// would be closed to make room); a second is refused with a 503 as it opens.
+	client.CloseIdleConnections()
+	waitFor(t, "the client's connection closed", 5*time.Second, func() bool { return srv.Snapshot().Conns == 0 })
+	busy, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	if _, err := busy.Write([]byte("POST /ingest HTTP/1.1\r\nHost: sluice\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the partial request read", 5*time.Second, func() bool { return srv.Snapshot().Conns == 1 })
+	time.Sleep(50 * time.Millisecond) // let the loop read the bytes sent
 	c, err := net.Dial("tcp", srv.Addr())
 	if err != nil {
 		t.Fatal(err)

@@ -146,3 +146,45 @@ func TestMaxConnsPerIP(t *testing.T) {
 	}
 	refused("127.0.0.2")
 }
+
+// At MAX_CONNS a new client is not refused while its loop holds an idle keep-alive
+// connection: the longest-idle one is closed to make room. Only when none is idle
+// is the newcomer refused (TestEveryAnswerIsCounted).
+func TestMaxConnsEvictsLongestIdle(t *testing.T) {
+	f := newFakeAnalyzer(t, false)
+	const max = 4
+	srv := startDistributor(t, f.url()+"=1", func(c *Config) {
+		c.Loops = 1
+		c.MaxConns = max
+	})
+	held := make([]net.Conn, max)
+	readers := make([]*bufio.Reader, max)
+	for i := range held {
+		held[i] = dialFrom(t, "127.0.0.1", srv.Addr())
+		readers[i] = bufio.NewReader(held[i])
+		if code := postOn(t, readers[i], held[i], "held-"+strconv.Itoa(i)); code != 202 {
+			t.Fatalf("connection %d of %d: %d", i+1, max, code)
+		}
+		time.Sleep(20 * time.Millisecond) // held[0] is the longest idle
+	}
+	// The most recent is used again: still not the longest idle.
+	if code := postOn(t, readers[max-1], held[max-1], "held-again"); code != 202 {
+		t.Fatalf("held connection again: %d", code)
+	}
+	c := dialFrom(t, "127.0.0.1", srv.Addr())
+	if code := postOn(t, bufio.NewReader(c), c, "newcomer"); code != 202 {
+		t.Fatalf("newcomer at MAX_CONNS with idle connections open: %d, want 202", code)
+	}
+	if closed, got := closedWithin(held[0], 5*time.Second); !closed || len(got) != 0 {
+		t.Fatalf("longest-idle connection: closed %v, sent %q; want closed without an answer", closed, got)
+	}
+	for i := 1; i < max; i++ {
+		if code := postOn(t, readers[i], held[i], "after-"+strconv.Itoa(i)); code != 202 {
+			t.Fatalf("held connection %d after the eviction: %d", i, code)
+		}
+	}
+	st := srv.Snapshot()
+	if st.Closed[closeEvicted] != 1 || st.Rejected[rejectConns] != 0 || st.Conns != max {
+		t.Fatalf("closed{evicted_idle} %d, rejected{max_conns} %d, open %d; want 1, 0, %d", st.Closed[closeEvicted], st.Rejected[rejectConns], st.Conns, max)
+	}
+}

@@ -119,6 +119,27 @@ func (s *shard) expire() {
 	}
 }
 
+// longestIdle is the loop's connection that has gone longest without receiving a
+// byte among those with nothing in progress: no partial request buffered (a
+// connection that never sent a byte counts), no admin page being rendered, no
+// answer waiting to be written. nil when there is none. Over MAX_CONNS, it is
+// closed to make room for a new connection; the search is the accepting loop's
+// own connections (each loop owns its own), so a loop whose connections are all
+// busy refuses the newcomer even if another loop has an idle one.
+func (s *shard) longestIdle() *ingress {
+	var v *ingress
+	for _, in := range s.ingresses {
+		if in.parked || (in.started != 0 && in.last != in.opened) ||
+			in.c.InboundBuffered() > 0 || in.c.OutboundBuffered() > 0 {
+			continue
+		}
+		if v == nil || in.last < v.last {
+			v = in
+		}
+	}
+	return v
+}
+
 func (s *shard) addIngress(in *ingress) {
 	in.slot = len(s.ingresses)
 	s.ingresses = append(s.ingresses, in)

@@ -432,20 +432,29 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	s := h.srv
 	sh := s.shardFor(c.EventLoop())
-	if s.conns.Add(1) > s.knobs.maxConns.Load() {
-		s.conns.Add(-1)
-		sh.stats.Rejected[rejectConns]++
-		sh.stats.Responses[statusIndex(503)]++
-		c.SetContext(nil)
-		return codec.AppendError(nil, 503, "too many connections", false, "Retry-After: 1\r\n"), gnet.Close
-	}
 	ip := remoteIP(c.RemoteAddr())
 	if ip.IsValid() && !s.perIP.open(ip, s.knobs.maxConnsPerIP.Load()) {
-		s.conns.Add(-1)
 		sh.stats.Rejected[rejectConnsPerIP]++
 		sh.stats.Responses[statusIndex(503)]++
 		c.SetContext(nil)
 		return codec.AppendError(nil, 503, "too many connections from this address", false, "Retry-After: 1\r\n"), gnet.Close
+	}
+	if s.conns.Add(1) > s.knobs.maxConns.Load() {
+		// Make room by closing this loop's longest-idle connection (its OnClose,
+		// run by Close, gives its place back); refuse only when it has none.
+		if v := sh.longestIdle(); v != nil {
+			sh.stats.Closed[closeEvicted]++
+			_ = sh.loop.Close(v.c)
+		} else {
+			s.conns.Add(-1)
+			if ip.IsValid() {
+				s.perIP.close(ip)
+			}
+			sh.stats.Rejected[rejectConns]++
+			sh.stats.Responses[statusIndex(503)]++
+			c.SetContext(nil)
+			return codec.AppendError(nil, 503, "too many connections", false, "Retry-After: 1\r\n"), gnet.Close
+		}
 	}
 	now := nanotime()
 	in := &ingress{sh: sh, c: c, ip: ip, last: now, opened: now, started: now}

@@ -48,11 +48,12 @@ type closeReason uint8
 const (
 	closeRequestTimeout closeReason = iota // REQUEST_TIMEOUT_SEC: no complete request in time (from accept, or from a request's first byte)
 	closeIdleTimeout                       // IDLE_TIMEOUT_SEC: keep-alive connection idle
+	closeEvicted                           // MAX_CONNS reached: the loop's longest-idle connection made room for a new one
 	numCloses
 )
 
 // closeNames are the metrics' reason labels, in closeReason order.
-var closeNames = [numCloses]string{"request_timeout", "idle_timeout"}
+var closeNames = [numCloses]string{"request_timeout", "idle_timeout", "evicted_idle"}
 
 func (r closeReason) String() string {
 	if r < numCloses {
