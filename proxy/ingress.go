@@ -17,11 +17,17 @@ type ingress struct {
 	req       codec.Request
 	continued bool // "100 Continue" already sent for the request being read
 	parked    bool // an admin answer is being rendered off the loop; later requests wait
-	c         gnet.Conn
-	ip        netip.Addr // client address, counted in Server.perIP (zero: none)
-	slot      int        // index in shard.ingresses
-	last      int64      // nanotime of the last bytes received (of accept, before any)
-	opened    int64      // nanotime of accept
+	// lingering: refused, answered, being drained before the close (lingerclose.go).
+	lingering   bool
+	shut        bool  // write side shut down
+	lingerUntil int64 // nanotime the drain ends
+	discarded   int   // bytes thrown away while lingering
+	gone        bool  // closed: OnClose ran
+	c           gnet.Conn
+	ip          netip.Addr // client address, counted in Server.perIP (zero: none)
+	slot        int        // index in shard.ingresses
+	last        int64      // nanotime of the last bytes received (of accept, before any)
+	opened      int64      // nanotime of accept
 	// started is when the pending request began, 0 when none: its first byte, or
 	// accept for the connection's first request, so a connection that never sends
 	// a byte is closed after REQUEST_TIMEOUT_SEC, not IDLE_TIMEOUT_SEC.
@@ -52,6 +58,9 @@ func (s *shard) onRequests(in *ingress, c gnet.Conn) gnet.Action {
 	if in.parked {
 		return gnet.None
 	}
+	if in.lingering {
+		return s.lingerRead(in, c)
+	}
 	s.now = nanotime()
 	in.last = s.now
 	if in.need > 0 && c.InboundBuffered() < in.need {
@@ -81,6 +90,10 @@ func (s *shard) onRequests(in *ingress, c gnet.Conn) gnet.Action {
 		s.srv.renderAsync(c, in, r.page, r.keepAlive, r.head)
 	}
 	s.flushDirty()
+	if r.refused {
+		s.linger(in, c)
+		return gnet.None
+	}
 	if r.close {
 		return gnet.Close
 	}
@@ -102,7 +115,7 @@ func (s *shard) expire() {
 	for i := 0; i < len(s.ingresses); i++ {
 		in := s.ingresses[i]
 		switch {
-		case in.parked:
+		case in.parked, in.lingering: // lingering ones end in lingerTick
 		case in.started != 0 && reqTimeout > 0 && s.now-in.started > reqTimeout:
 			s.stats.Closed[closeRequestTimeout]++
 			if in.last != in.opened { // it sent part of a request
@@ -129,7 +142,7 @@ func (s *shard) expire() {
 func (s *shard) longestIdle() *ingress {
 	var v *ingress
 	for _, in := range s.ingresses {
-		if in.parked || (in.started != 0 && in.last != in.opened) ||
+		if in.parked || in.lingering || (in.started != 0 && in.last != in.opened) ||
 			in.c.InboundBuffered() > 0 || in.c.OutboundBuffered() > 0 {
 			continue
 		}
@@ -147,6 +160,10 @@ func (s *shard) addIngress(in *ingress) {
 }
 
 func (s *shard) removeIngress(in *ingress) {
+	in.gone = true
+	if in.lingering {
+		s.unlinger(in)
+	}
 	last := s.ingresses[len(s.ingresses)-1]
 	s.ingresses[in.slot], last.slot = last, in.slot
 	s.ingresses[len(s.ingresses)-1] = nil
@@ -164,7 +181,8 @@ type handled struct {
 	answered  int
 	out       []byte
 	close     bool
-	page      int // admin page to render off the loop; parsing stopped after it
+	refused   bool // close after a lingering drain: the request was refused (parser error)
+	page      int  // admin page to render off the loop; parsing stopped after it
 	keepAlive bool
 	head      bool
 }
@@ -180,7 +198,7 @@ func (s *shard) handle(in *ingress, buf, out []byte) handled {
 			e := asCodecError(err)
 			r.out = s.answerError(r.out, e.Status, e.Reason, false, "")
 			s.countReject(e.Status)
-			r.consumed, r.close = len(buf), true
+			r.consumed, r.close, r.refused = len(buf), true, true
 			return r
 		}
 		if n == 0 {

@@ -49,11 +49,12 @@ const (
 	closeRequestTimeout closeReason = iota // REQUEST_TIMEOUT_SEC: no complete request in time (from accept, or from a request's first byte)
 	closeIdleTimeout                       // IDLE_TIMEOUT_SEC: keep-alive connection idle
 	closeEvicted                           // MAX_CONNS reached: the loop's longest-idle connection made room for a new one
+	closeLingerLimit                       // a refused connection still sending after lingerTime or lingerBytes (lingerclose.go)
 	numCloses
 )
 
 // closeNames are the metrics' reason labels, in closeReason order.
-var closeNames = [numCloses]string{"request_timeout", "idle_timeout", "evicted_idle"}
+var closeNames = [numCloses]string{"request_timeout", "idle_timeout", "evicted_idle", "linger_limit"}
 
 func (r closeReason) String() string {
 	if r < numCloses {
