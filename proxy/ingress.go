@@ -23,11 +23,14 @@ type ingress struct {
 	lingerUntil int64 // nanotime the drain ends
 	discarded   int   // bytes thrown away while lingering
 	gone        bool  // closed: OnClose ran
-	c           gnet.Conn
-	ip          netip.Addr // client address, counted in Server.perIP (zero: none)
-	slot        int        // index in shard.ingresses
-	last        int64      // nanotime of the last bytes received (of accept, before any)
-	opened      int64      // nanotime of accept
+	// refusedAtOpen: answered 503 as it opened (MAX_CONNS, MAX_CONNS_PER_IP) and
+	// lingering; not counted in Server.conns nor Server.perIP.
+	refusedAtOpen bool
+	c             gnet.Conn
+	ip            netip.Addr // client address, counted in Server.perIP (zero: none)
+	slot          int        // index in shard.ingresses
+	last          int64      // nanotime of the last bytes received (of accept, before any)
+	opened        int64      // nanotime of accept
 	// started is when the pending request began, 0 when none: its first byte, or
 	// accept for the connection's first request, so a connection that never sends
 	// a byte is closed after REQUEST_TIMEOUT_SEC, not IDLE_TIMEOUT_SEC.
@@ -90,8 +93,7 @@ func (s *shard) onRequests(in *ingress, c gnet.Conn) gnet.Action {
 		s.srv.renderAsync(c, in, r.page, r.keepAlive, r.head)
 	}
 	s.flushDirty()
-	if r.refused {
-		s.linger(in, c)
+	if r.refused && s.linger(in, c) {
 		return gnet.None
 	}
 	if r.close {

@@ -4,6 +4,8 @@ import (
 	"syscall"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/sluicelog/sluice/codec"
 )
 
 // Lingering close, as nginx does it. A refusal that ends the connection (413, 431,
@@ -20,18 +22,50 @@ import (
 const (
 	lingerTime  = 2 * 1e9 // ns: longest a refused connection is drained
 	lingerBytes = 8 << 20 // most input discarded from a refused connection
+	// maxLingerers bounds a loop's lingering connections; past it a refused
+	// connection is closed at once. Those refused as they open (MAX_CONNS,
+	// MAX_CONNS_PER_IP) are not counted in MAX_CONNS, so this is what bounds the
+	// sockets a flood of them holds.
+	maxLingerers = 1024
 )
 
-// linger starts the lingering close of in, whose answer was just written.
-func (s *shard) linger(in *ingress, c gnet.Conn) {
+// linger starts the lingering close of in, whose answer was just written; false
+// when the loop has maxLingerers already (the caller closes it then).
+func (s *shard) linger(in *ingress, c gnet.Conn) bool {
 	if in.gone {
-		return // the answer's write failed and closed it
+		return true // the answer's write failed and closed it
+	}
+	if len(s.lingerers) >= maxLingerers {
+		return false
 	}
 	in.lingering = true
 	in.lingerUntil = s.now + lingerTime
 	in.discarded = 0
 	s.lingerers = append(s.lingerers, in)
 	s.lingerShut(in, c)
+	return true
+}
+
+// refuseOpen answers 503 to a connection refused as it opens, and closes it
+// lingering: its client may already be sending a request. Its answer is written
+// by gnet after OnOpen returns, so the write side is shut down by the next tick
+// that finds it flushed.
+func (s *shard) refuseOpen(c gnet.Conn, reason string) ([]byte, gnet.Action) {
+	s.stats.Responses[statusIndex(503)]++
+	out := codec.AppendError(nil, 503, reason, false, "Retry-After: 1\r\n")
+	if len(s.lingerers) >= maxLingerers {
+		c.SetContext(nil)
+		return out, gnet.Close
+	}
+	now := nanotime()
+	in := &ingress{sh: s, c: c, refusedAtOpen: true, last: now, opened: now}
+	c.SetContext(in)
+	s.addIngress(in)
+	// The write side is shut once the answer is out: by the next tick, or the
+	// client's first bytes (gnet writes out right after OnOpen, before any read).
+	in.lingering, in.lingerUntil = true, now+lingerTime
+	s.lingerers = append(s.lingerers, in)
+	return out, gnet.None
 }
 
 // lingerShut shuts the write side of c down once its answer is flushed.

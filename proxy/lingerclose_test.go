@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,4 +133,39 @@ c.request("POST", "/ingest", body=open(sys.argv[3], "rb").read(), headers={"Cont
 print(c.getresponse().status)`, host, port, file)
 	// Expect: (empty) stops curl from waiting for 100 Continue: it sends the body at once.
 	run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Expect:", "-H", "Content-Type: application/json", "--data-binary", "@"+file, url)
+}
+
+// A connection refused as it opens (here MAX_CONNS_PER_IP) whose client sends its
+// request at once, whole, before reading, reads the 503 too.
+func TestLingeringCloseAtOpen(t *testing.T) {
+	f := newFakeAnalyzer(t, false)
+	srv := startDistributor(t, f.url()+"=1", func(c *Config) { c.MaxConnsPerIP = 1 })
+	held := dialFrom(t, "127.0.0.2", srv.Addr())
+	if code := postOn(t, bufio.NewReader(held), held, "held"); code != 202 {
+		t.Fatalf("first connection from 127.0.0.2: %d", code)
+	}
+	body := bytes.Repeat([]byte("x"), 2<<20)
+	req := append([]byte("POST /ingest HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"), body...)
+	c := dialFrom(t, "127.0.0.2", srv.Addr())
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(req); err != nil {
+		t.Fatalf("writing the request on the refused connection: %v", err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("refused connection: %v %v, want 503 + Retry-After", resp, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+		t.Fatalf("after the 503: %q, %v; want end of stream", rest, err)
+	}
+	_ = c.Close()
+	waitFor(t, "the refused connection closed", 5*time.Second, func() bool { return srv.Snapshot().Conns == 1 })
+	if code := postOn(t, bufio.NewReader(held), held, "held-again"); code != 202 {
+		t.Fatalf("the held connection after the refusal: %d", code)
+	}
+	if n := srv.perIP.count(netip.MustParseAddr("127.0.0.2")); n != 1 {
+		t.Fatalf("127.0.0.2 counted with %d connections, want 1", n)
+	}
 }

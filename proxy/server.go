@@ -17,7 +17,6 @@ import (
 	"github.com/panjf2000/gnet/v2/pkg/logging"
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/sluicelog/sluice/codec"
 	"github.com/sluicelog/sluice/sched"
 )
 
@@ -435,9 +434,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	ip := remoteIP(c.RemoteAddr())
 	if ip.IsValid() && !s.perIP.open(ip, s.knobs.maxConnsPerIP.Load()) {
 		sh.stats.Rejected[rejectConnsPerIP]++
-		sh.stats.Responses[statusIndex(503)]++
-		c.SetContext(nil)
-		return codec.AppendError(nil, 503, "too many connections from this address", false, "Retry-After: 1\r\n"), gnet.Close
+		return sh.refuseOpen(c, "too many connections from this address")
 	}
 	if s.conns.Add(1) > s.knobs.maxConns.Load() {
 		// Make room by closing this loop's longest-idle connection (its OnClose,
@@ -451,9 +448,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 				s.perIP.close(ip)
 			}
 			sh.stats.Rejected[rejectConns]++
-			sh.stats.Responses[statusIndex(503)]++
-			c.SetContext(nil)
-			return codec.AppendError(nil, 503, "too many connections", false, "Retry-After: 1\r\n"), gnet.Close
+			return sh.refuseOpen(c, "too many connections")
 		}
 	}
 	now := nanotime()
@@ -481,9 +476,11 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch x := c.Context().(type) {
 	case *ingress:
-		h.srv.conns.Add(-1)
-		if x.ip.IsValid() {
-			h.srv.perIP.close(x.ip)
+		if !x.refusedAtOpen { // not counted in conns nor perIP
+			h.srv.conns.Add(-1)
+			if x.ip.IsValid() {
+				h.srv.perIP.close(x.ip)
+			}
 		}
 		x.sh.removeIngress(x)
 	case *upstream:
