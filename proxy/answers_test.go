@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 )
 
 // distributor_responses_total counts every answer on the ingest port: the admin
@@ -43,8 +46,28 @@ func TestEveryAnswerIsCounted(t *testing.T) {
 	if code := get("/health"); code != 503 {
 		t.Fatalf("GET /health with every analyzer drained: %d", code)
 	}
-	// The client's keep-alive connection is the one MAX_CONNS allows; a second is
-	// refused with a 503 as it opens.
+	// The connection MAX_CONNS allows is busy (a request under way: an idle one
+	// would be closed to make room); a second is refused with a 503 as it opens.
+	client.CloseIdleConnections()
+	waitFor(t, "the client's connection closed", 5*time.Second, func() bool { return srv.Snapshot().Conns == 0 })
+	busy, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	if _, err := busy.Write([]byte("POST /ingest HTTP/1.1\r\nHost: sluice\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the partial request read", 5*time.Second, func() bool {
+		return onSomeLoop(srv, func(sh *shard) bool {
+			for _, in := range sh.ingresses {
+				if in.last != in.opened {
+					return true
+				}
+			}
+			return false
+		})
+	})
 	c, err := net.Dial("tcp", srv.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -58,4 +81,23 @@ func TestEveryAnswerIsCounted(t *testing.T) {
 	waitFor(t, "every answer counted", 5*time.Second, func() bool {
 		return counted(200)-base200 == 3 && counted(404)-base404 == 1 && counted(503)-base503 == 2
 	})
+}
+
+// onSomeLoop reports whether cond holds on some shard, each checked on its own loop.
+func onSomeLoop(srv *Server, cond func(*shard) bool) bool {
+	for _, sh := range srv.shardList() {
+		ch := make(chan bool, 1)
+		run := gnet.RunnableFunc(func(context.Context) error { ch <- cond(sh); return nil })
+		if sh.loop.Execute(context.Background(), run) != nil {
+			continue
+		}
+		select {
+		case ok := <-ch:
+			if ok {
+				return true
+			}
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return false
 }

@@ -50,6 +50,7 @@ type Config struct {
 	MaxBodyBytes      int64          // MAX_BODY_BYTES
 	MaxHeaderBytes    int            // MAX_HEADER_BYTES
 	MaxConns          int            // MAX_CONNS: inbound connections, whole distributor
+	MaxConnsPerIP     int            // MAX_CONNS_PER_IP: inbound connections from one client address, whole distributor (0 = no limit)
 	EmitterRate       float64        // EMITTER_RATE_LIMIT: packets/s per emitter_id, 0 = off
 	EmitterBurst      int            // EMITTER_BURST: packets an emitter may send at once above its rate
 	RequestTimeout    time.Duration  // REQUEST_TIMEOUT_SEC: a started request must be complete within this (slowloris)
@@ -144,6 +145,7 @@ func settings() []setting {
 		{"MAX_BODY_BYTES", "max-body-bytes", "1048576", "largest accepted request body", int64Setting(func(c *Config, n int64) { c.MaxBodyBytes = n }, 64, 1<<30)},
 		{"MAX_HEADER_BYTES", "max-header-bytes", "16384", "largest accepted request header block", intSetting(func(c *Config, n int) { c.MaxHeaderBytes = n }, 256, 1<<20)},
 		{"MAX_CONNS", "max-conns", "10000", "inbound connections, whole distributor", intSetting(func(c *Config, n int) { c.MaxConns = n }, 1, 1<<24)},
+		{"MAX_CONNS_PER_IP", "max-conns-per-ip", "0", "inbound connections from one client address, whole distributor; over it 503 + Retry-After (0 = no limit)", intSetting(func(c *Config, n int) { c.MaxConnsPerIP = n }, 0, 1<<24)},
 		{"EMITTER_RATE_LIMIT", "emitter-rate-limit", "0", "packets/s each emitter_id may send before 429 + Retry-After (0 = no limit)", func(c *Config, v string) error {
 			x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil || x < 0 || x != x || x > 1e9 {
@@ -153,7 +155,7 @@ func settings() []setting {
 			return nil
 		}},
 		{"EMITTER_BURST", "emitter-burst", "100", "packets an emitter may send at once above its rate", intSetting(func(c *Config, n int) { c.EmitterBurst = n }, 1, 1<<30)},
-		{"REQUEST_TIMEOUT_SEC", "request-timeout-sec", "10", "a request's bytes must all arrive within this once it started, s", durSetting(func(c *Config, d time.Duration) { c.RequestTimeout = d }, time.Second)},
+		{"REQUEST_TIMEOUT_SEC", "request-timeout-sec", "10", "a request's bytes must all arrive within this once it started (a connection's first request: from accept), s", durSetting(func(c *Config, d time.Duration) { c.RequestTimeout = d }, time.Second)},
 		{"IDLE_TIMEOUT_SEC", "idle-timeout-sec", "120", "idle keep-alive connections are closed after this, s", durSetting(func(c *Config, d time.Duration) { c.IdleTimeout = d }, time.Second)},
 		{"SHUTDOWN_TIMEOUT_SEC", "shutdown-timeout-sec", "10", "time to flush queued packets on SIGTERM, s", durSetting(func(c *Config, d time.Duration) { c.ShutdownTimeout = d }, time.Second)},
 		{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", func(c *Config, v string) error {

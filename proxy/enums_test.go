@@ -20,6 +20,7 @@ func TestEnumNames(t *testing.T) {
 		past  string
 	}{
 		{"rejectReason", names(numRejects, rejectReason.String), numRejects.String()},
+		{"closeReason", names(numCloses, closeReason.String), numCloses.String()},
 		{"dropReason", names(numDrops, dropReason.String), numDrops.String()},
 		{"failKind", append(names(numFails, failKind.String), failNone.String()), numFails.String()},
 		{"acceptResult", names(numAcceptResults, acceptResult.String), numAcceptResults.String()},

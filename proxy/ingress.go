@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"net/netip"
 	"strconv"
 
 	"github.com/panjf2000/gnet/v2"
@@ -16,10 +17,24 @@ type ingress struct {
 	req       codec.Request
 	continued bool // "100 Continue" already sent for the request being read
 	parked    bool // an admin answer is being rendered off the loop; later requests wait
-	c         gnet.Conn
-	slot      int   // index in shard.ingresses
-	last      int64 // nanotime of the last bytes received
-	started   int64 // nanotime the pending partial request began, 0 when none
+	// lingering: refused, answered, being drained before the close (lingerclose.go).
+	lingering   bool
+	shut        bool  // write side shut down
+	lingerUntil int64 // nanotime the drain ends
+	discarded   int   // bytes thrown away while lingering
+	gone        bool  // closed: OnClose ran
+	// refusedAtOpen: answered 503 as it opened (MAX_CONNS, MAX_CONNS_PER_IP) and
+	// lingering; not counted in Server.conns nor Server.perIP.
+	refusedAtOpen bool
+	c             gnet.Conn
+	ip            netip.Addr // client address, counted in Server.perIP (zero: none)
+	slot          int        // index in shard.ingresses
+	last          int64      // nanotime of the last bytes received (of accept, before any)
+	opened        int64      // nanotime of accept
+	// started is when the pending request began, 0 when none: its first byte, or
+	// accept for the connection's first request, so a connection that never sends
+	// a byte is closed after REQUEST_TIMEOUT_SEC, not IDLE_TIMEOUT_SEC.
+	started int64
 	// need is how many buffered bytes the partial request at the front needs to be
 	// complete, once its head is parsed and it has a Content-Length (0: unknown).
 	// Until gnet buffers that much, onRequests does not Peek: while a request spans
@@ -45,6 +60,9 @@ const (
 func (s *shard) onRequests(in *ingress, c gnet.Conn) gnet.Action {
 	if in.parked {
 		return gnet.None
+	}
+	if in.lingering {
+		return s.lingerRead(in, c)
 	}
 	s.now = nanotime()
 	in.last = s.now
@@ -75,6 +93,9 @@ func (s *shard) onRequests(in *ingress, c gnet.Conn) gnet.Action {
 		s.srv.renderAsync(c, in, r.page, r.keepAlive, r.head)
 	}
 	s.flushDirty()
+	if r.refused && s.linger(in, c) {
+		return gnet.None
+	}
 	if r.close {
 		return gnet.Close
 	}
@@ -88,23 +109,50 @@ func (s *shard) onRequests(in *ingress, c gnet.Conn) gnet.Action {
 }
 
 // expire closes connections that took too long to send a request they started
-// (408), or sat idle past the keep-alive timeout. It runs on the loop once a second.
+// (408) or, from accept, their first one (closed without an answer if they never
+// sent a byte), or sat idle past the keep-alive timeout. It runs on the loop once
+// a second.
 func (s *shard) expire() {
 	reqTimeout, idle := s.srv.knobs.requestTimeout.Load(), s.srv.knobs.idleTimeout.Load()
 	for i := 0; i < len(s.ingresses); i++ {
 		in := s.ingresses[i]
 		switch {
-		case in.parked:
+		case in.parked, in.lingering: // lingering ones end in lingerTick
 		case in.started != 0 && reqTimeout > 0 && s.now-in.started > reqTimeout:
-			s.stats.Rejected[rejectProtocol]++
-			_, _ = in.c.Write(s.answerError(s.out[:0], 408, "request timeout", false, ""))
+			s.stats.Closed[closeRequestTimeout]++
+			if in.last != in.opened { // it sent part of a request
+				s.stats.Rejected[rejectProtocol]++
+				_, _ = in.c.Write(s.answerError(s.out[:0], 408, "request timeout", false, ""))
+			}
 			_ = s.loop.Close(in.c) // removes it from s.ingresses: look at slot i again
 			i--
 		case in.started == 0 && idle > 0 && s.now-in.last > idle:
+			s.stats.Closed[closeIdleTimeout]++
 			_ = s.loop.Close(in.c)
 			i--
 		}
 	}
+}
+
+// longestIdle is the loop's connection that has gone longest without receiving a
+// byte among those with nothing in progress: no partial request buffered (a
+// connection that never sent a byte counts), no admin page being rendered, no
+// answer waiting to be written. nil when there is none. Over MAX_CONNS, it is
+// closed to make room for a new connection; the search is the accepting loop's
+// own connections (each loop owns its own), so a loop whose connections are all
+// busy refuses the newcomer even if another loop has an idle one.
+func (s *shard) longestIdle() *ingress {
+	var v *ingress
+	for _, in := range s.ingresses {
+		if in.parked || in.lingering || (in.started != 0 && in.last != in.opened) ||
+			in.c.InboundBuffered() > 0 || in.c.OutboundBuffered() > 0 {
+			continue
+		}
+		if v == nil || in.last < v.last {
+			v = in
+		}
+	}
+	return v
 }
 
 func (s *shard) addIngress(in *ingress) {
@@ -114,6 +162,10 @@ func (s *shard) addIngress(in *ingress) {
 }
 
 func (s *shard) removeIngress(in *ingress) {
+	in.gone = true
+	if in.lingering {
+		s.unlinger(in)
+	}
 	last := s.ingresses[len(s.ingresses)-1]
 	s.ingresses[in.slot], last.slot = last, in.slot
 	s.ingresses[len(s.ingresses)-1] = nil
@@ -131,7 +183,8 @@ type handled struct {
 	answered  int
 	out       []byte
 	close     bool
-	page      int // admin page to render off the loop; parsing stopped after it
+	refused   bool // close after a lingering drain: the request was refused (parser error)
+	page      int  // admin page to render off the loop; parsing stopped after it
 	keepAlive bool
 	head      bool
 }
@@ -147,7 +200,7 @@ func (s *shard) handle(in *ingress, buf, out []byte) handled {
 			e := asCodecError(err)
 			r.out = s.answerError(r.out, e.Status, e.Reason, false, "")
 			s.countReject(e.Status)
-			r.consumed, r.close = len(buf), true
+			r.consumed, r.close, r.refused = len(buf), true, true
 			return r
 		}
 		if n == 0 {

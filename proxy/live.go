@@ -27,6 +27,7 @@ var liveSettings = map[string]func(r *reloader, next *Config){
 	"SENDER_RETRIES":      func(r *reloader, n *Config) { r.srv.knobs.senderRetries.Store(int32(n.SenderRetries)) },
 	"SPILL":               func(r *reloader, n *Config) { r.srv.knobs.spill.Store(n.Spill) },
 	"MAX_CONNS":           func(r *reloader, n *Config) { r.srv.knobs.maxConns.Store(int64(n.MaxConns)) },
+	"MAX_CONNS_PER_IP":    func(r *reloader, n *Config) { r.srv.knobs.maxConnsPerIP.Store(int64(n.MaxConnsPerIP)) },
 	"REQUEST_TIMEOUT_SEC": func(r *reloader, n *Config) { r.srv.knobs.requestTimeout.Store(int64(n.RequestTimeout)) },
 	"IDLE_TIMEOUT_SEC":    func(r *reloader, n *Config) { r.srv.knobs.idleTimeout.Store(int64(n.IdleTimeout)) },
 
@@ -36,14 +37,15 @@ var liveSettings = map[string]func(r *reloader, next *Config){
 
 // knobs are the settings (other than the buffer limits) that the loops read and a
 // reload may change: each is read with one atomic load where Config's field was.
-// SENDER_RETRIES when a send failed, SPILL per packet, MAX_CONNS per accepted
+// SENDER_RETRIES when a send failed, SPILL per packet, MAX_CONNS and MAX_CONNS_PER_IP per accepted
 // connection, the two timeouts by each loop's once-a-second expiry. A change
-// applies from the next read: a lower MAX_CONNS closes no open connection, a
+// applies from the next read: a lower MAX_CONNS or MAX_CONNS_PER_IP closes no open connection, a
 // shorter timeout applies to connections already open at their next check.
 type knobs struct {
 	senderRetries  atomic.Int32
 	spill          atomic.Bool
 	maxConns       atomic.Int64
+	maxConnsPerIP  atomic.Int64 // 0: no limit
 	requestTimeout atomic.Int64 // ns
 	idleTimeout    atomic.Int64 // ns
 }
@@ -52,6 +54,7 @@ func (k *knobs) store(cfg *Config) {
 	k.senderRetries.Store(int32(cfg.SenderRetries))
 	k.spill.Store(cfg.Spill)
 	k.maxConns.Store(int64(cfg.MaxConns))
+	k.maxConnsPerIP.Store(int64(cfg.MaxConnsPerIP))
 	k.requestTimeout.Store(int64(cfg.RequestTimeout))
 	k.idleTimeout.Store(int64(cfg.IdleTimeout))
 }

@@ -57,6 +57,7 @@ var help = map[string]string{
 	"distributor_breaker_state":              "Breaker state per analyzer: 0 closed, 1 slow start, 2 half-open, 3 open, 4 drained, 5 unknown (not yet probed).",
 	"distributor_breaker_opens_total":        "Times each analyzer's breaker opened (a flapping analyzer opens again and again).",
 	"distributor_connections":                "Open inbound connections.",
+	"distributor_connections_closed_total":   "Inbound connections the distributor closed on its own, by reason.",
 	"distributor_accounting_outstanding":     "accepted - delivered - queued - in_flight - dropped; always 0.",
 	"distributor_bytes_in_total":             "Request bytes read on the ingest port.",
 	"distributor_bytes_out_total":            "Packet bytes written to analyzers.",
@@ -192,6 +193,9 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 	c("distributor_bytes_out_total", st.BytesOut)
 	for i, name := range rejectNames {
 		c(`distributor_rejected_packets_total{reason="`+name+`"}`, st.Rejected[i])
+	}
+	for i, name := range closeNames {
+		c(`distributor_connections_closed_total{reason="`+name+`"}`, st.Closed[i])
 	}
 	for i, code := range statusCodes {
 		c(`distributor_responses_total{code="`+strconv.Itoa(code)+`"}`, st.Responses[i])

@@ -17,7 +17,6 @@ import (
 	"github.com/panjf2000/gnet/v2/pkg/logging"
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/sluicelog/sluice/codec"
 	"github.com/sluicelog/sluice/sched"
 )
 
@@ -42,6 +41,7 @@ type Server struct {
 	retryAfter atomic.Int32 // seconds, for 503 answers
 	drainSec   atomic.Int32 // backlog ÷ delivery rate, refreshed every second
 	conns      atomic.Int64 // inbound connections, for MAX_CONNS
+	perIP      *ipConns     // inbound connections per client address, for MAX_CONNS_PER_IP
 
 	// inForce is each setting as written once a reload applied some live (reload.go);
 	// nil until then: cfg.raw.
@@ -93,6 +93,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.budget = newBudget(maxAnalyzers) // ids of analyzers added at run time index it too
 	s.budget.setLimits(&cfg)
 	s.knobs.store(&cfg)
+	s.perIP = newIPConns()
 	var err error
 	if s.auth, err = newIngestAuth(&cfg); err != nil {
 		return nil, err
@@ -436,14 +437,28 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	s := h.srv
 	sh := s.shardFor(c.EventLoop())
-	if s.conns.Add(1) > s.knobs.maxConns.Load() {
-		s.conns.Add(-1)
-		sh.stats.Rejected[rejectConns]++
-		sh.stats.Responses[statusIndex(503)]++
-		c.SetContext(nil)
-		return codec.AppendError(nil, 503, "too many connections", false, "Retry-After: 1\r\n"), gnet.Close
+	ip := remoteIP(c.RemoteAddr())
+	if ip.IsValid() && !s.perIP.open(ip, s.knobs.maxConnsPerIP.Load()) {
+		sh.stats.Rejected[rejectConnsPerIP]++
+		return sh.refuseOpen(c, "too many connections from this address")
 	}
-	in := &ingress{sh: sh, c: c, last: nanotime()}
+	if s.conns.Add(1) > s.knobs.maxConns.Load() {
+		// Make room by closing this loop's longest-idle connection (its OnClose,
+		// run by Close, gives its place back); refuse only when it has none.
+		if v := sh.longestIdle(); v != nil {
+			sh.stats.Closed[closeEvicted]++
+			_ = sh.loop.Close(v.c)
+		} else {
+			s.conns.Add(-1)
+			if ip.IsValid() {
+				s.perIP.close(ip)
+			}
+			sh.stats.Rejected[rejectConns]++
+			return sh.refuseOpen(c, "too many connections")
+		}
+	}
+	now := nanotime()
+	in := &ingress{sh: sh, c: c, ip: ip, last: now, opened: now, started: now}
 	in.parser.Init(s.cfg.Limits())
 	c.SetContext(in)
 	sh.addIngress(in)
@@ -467,7 +482,12 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch x := c.Context().(type) {
 	case *ingress:
-		h.srv.conns.Add(-1)
+		if !x.refusedAtOpen { // not counted in conns nor perIP
+			h.srv.conns.Add(-1)
+			if x.ip.IsValid() {
+				h.srv.perIP.close(x.ip)
+			}
+		}
 		x.sh.removeIngress(x)
 	case *upstream:
 		sh := x.sh

@@ -40,6 +40,7 @@ type shard struct {
 	framing []int           // framing[n]: bytes codec's batch framing adds to n packets (batchFraming)
 
 	ingresses []*ingress // inbound connections, for timeouts
+	lingerers []*ingress // inbound connections in their lingering close (linger.go)
 	expired   int64      // nanotime of the last expire()
 
 	stats    Stats
@@ -434,6 +435,9 @@ func (s *shard) tick() {
 		if d.removed {
 			s.retire(d) // a connection dialled before the removal, or one that was busy
 		}
+	}
+	if len(s.lingerers) > 0 {
+		s.lingerTick()
 	}
 	// By the clock, not by counting ticks: a loaded machine skips ticks.
 	if s.now-s.expired >= int64(time.Second) {

@@ -26,17 +26,41 @@ const (
 	rejectConns                            // MAX_CONNS reached
 	rejectRateLimited                      // EMITTER_RATE_LIMIT (429)
 	rejectUnauthorized                     // INGEST_TOKENS set, no valid bearer token (401)
+	rejectConnsPerIP                       // MAX_CONNS_PER_IP reached for the client's address
 	numRejects
 )
 
 // rejectNames are the metrics' reason labels, in rejectReason order.
-var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited", "unauthorized"}
+var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited", "unauthorized", "max_conns_per_ip"}
 
 func (r rejectReason) String() string {
 	if r < numRejects {
 		return rejectNames[r]
 	}
 	return "rejectReason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// closeReason says why the distributor closed an inbound connection on its own
+// (not because the client asked, hung up, or sent a request that was refused);
+// it indexes Stats.Closed.
+type closeReason uint8
+
+const (
+	closeRequestTimeout closeReason = iota // REQUEST_TIMEOUT_SEC: no complete request in time (from accept, or from a request's first byte)
+	closeIdleTimeout                       // IDLE_TIMEOUT_SEC: keep-alive connection idle
+	closeEvicted                           // MAX_CONNS reached: the loop's longest-idle connection made room for a new one
+	closeLingerLimit                       // a refused connection still sending after lingerTime or lingerBytes (lingerclose.go)
+	numCloses
+)
+
+// closeNames are the metrics' reason labels, in closeReason order.
+var closeNames = [numCloses]string{"request_timeout", "idle_timeout", "evicted_idle", "linger_limit"}
+
+func (r closeReason) String() string {
+	if r < numCloses {
+		return closeNames[r]
+	}
+	return "closeReason(" + strconv.Itoa(int(r)) + ")"
 }
 
 // dropReason says why an accepted packet was given up; it indexes DestStats.Dropped.
@@ -154,9 +178,10 @@ type Stats struct {
 	AcceptedMessages int64
 	Rejected         [numRejects]int64
 	Responses        [len(statusCodes) + 1]int64
-	Conns            int64 // open inbound connections
-	BytesIn          int64 // request bytes parsed
-	BytesOut         int64 // packet bytes written to analyzers
+	Closed           [numCloses]int64 // inbound connections the distributor closed, by reason
+	Conns            int64            // open inbound connections
+	BytesIn          int64            // request bytes parsed
+	BytesOut         int64            // packet bytes written to analyzers
 	Request          latencyHist
 	Dests            []DestStats
 }
@@ -169,6 +194,9 @@ func (s *Stats) add(o *Stats) {
 	}
 	for i := range s.Responses {
 		s.Responses[i] += o.Responses[i]
+	}
+	for i := range s.Closed {
+		s.Closed[i] += o.Closed[i]
 	}
 	s.Conns += o.Conns
 	s.BytesIn += o.BytesIn
