@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -196,6 +197,27 @@ func analyzerState(t *testing.T, metricsAddr, name string) string {
 	return "(not listed)"
 }
 
+// analyzerWeight is the named analyzer's weight in /health, normalised over the
+// analyzers (-1: not listed).
+func analyzerWeight(t *testing.T, metricsAddr, name string) float64 {
+	t.Helper()
+	res, err := http.Get("http://" + metricsAddr + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var h proxy.HealthJSON
+	if err := json.NewDecoder(res.Body).Decode(&h); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range h.Analyzers {
+		if a.Name == name {
+			return a.Weight
+		}
+	}
+	return -1
+}
+
 func startConsoleAnalyzers(t *testing.T, weights ...float64) ([]*analyzer.Analyzer, string) {
 	t.Helper()
 	var as []*analyzer.Analyzer
@@ -307,6 +329,46 @@ func TestConsole(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	// Set a weight, add an analyzer and remove it (after a confirmation), all from
+	// the page; the distributor changes each time.
+	b.run(t, "set analyzer-2's weight",
+		chromedp.SetValue(chromedp.CSS(`tr[data-name="analyzer-2"] input.weight`), "0.6"),
+		chromedp.Click(chromedp.CSS(`tr[data-name="analyzer-2"] button.set-weight`)))
+	await(t, b, "status line reports the weight", 5*time.Second, `document.getElementById("status").textContent`,
+		func(s string) bool { return strings.HasPrefix(s, "weight analyzer-2 = 0.6: ok 200") })
+	// /health gives weights normalised over the analyzers: 0.6 of 0.5+0.6+0.2.
+	if w := analyzerWeight(t, srv.MetricsAddr(), "analyzer-2"); math.Abs(w-0.6/1.3) > 1e-9 {
+		t.Errorf("after set weight: analyzer-2 weight %v, want 0.6/1.3", w)
+	}
+	fourth := analyzer.New(analyzer.Config{Addr: "127.0.0.1:0", ID: "console-4"})
+	if err := fourth.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fourth.Stop() })
+	b.run(t, "add analyzer-4",
+		chromedp.SendKeys(chromedp.CSS(`#add-form input[name="url"]`), "http://"+fourth.Addr()),
+		chromedp.SetValue(chromedp.CSS(`#add-form input[name="weight"]`), "0.25"),
+		chromedp.SendKeys(chromedp.CSS(`#add-form input[name="name"]`), "analyzer-4"),
+		chromedp.Click(chromedp.CSS(`#add-form button`)))
+	await(t, b, "status line reports the add", 5*time.Second, `document.getElementById("status").textContent`,
+		func(s string) bool { return strings.HasPrefix(s, "add analyzer-4: ok 201") })
+	await(t, b, "analyzer-4 gets a row", 3*time.Second, `!!document.querySelector('tr[data-name="analyzer-4"]')`, func(ok bool) bool { return ok })
+	if w := analyzerWeight(t, srv.MetricsAddr(), "analyzer-4"); math.Abs(w-0.25/1.55) > 1e-9 {
+		t.Errorf("after add: analyzer-4 weight %v, want 0.25/1.55", w)
+	}
+	dialogs = b.dialogCount()
+	b.run(t, "remove analyzer-4", chromedp.Click(chromedp.CSS(`tr[data-name="analyzer-4"] button.remove`)))
+	await(t, b, "status line reports the removal", 10*time.Second, `document.getElementById("status").textContent`,
+		func(s string) bool { return strings.HasPrefix(s, "remove analyzer-4: ok 200") })
+	if s := analyzerState(t, srv.MetricsAddr(), "analyzer-4"); s != "(not listed)" {
+		t.Errorf("after remove: analyzer-4 is %s in /health", s)
+	}
+	if b.dialogCount() != dialogs+1 {
+		t.Errorf("the removal asked %d times for confirmation, want once", b.dialogCount()-dialogs)
+	}
+	await(t, b, "analyzer-4's row goes", 3*time.Second, `!document.querySelector('tr[data-name="analyzer-4"]')`, func(ok bool) bool { return ok })
+
 	if p := b.problems(false); len(p) > 0 {
 		t.Errorf("the page reported errors:\n%s", strings.Join(p, "\n"))
 	}
