@@ -111,13 +111,12 @@
     const wid = "w-" + rows.size + "-" + name.replace(/[^A-Za-z0-9_-]/g, "_");
     const wl = document.createElement("label");
     wl.htmlFor = wid;
-    wl.textContent = "weight";
-    wl.className = "muted";
+    wl.textContent = "weight of " + name;
+    wl.className = "visually-hidden";
     const w = document.createElement("input");
     w.id = wid;
     w.type = "number"; w.step = "any"; w.min = "0";
     w.className = "weight";
-    w.setAttribute("aria-label", "weight for " + name);
     const set = document.createElement("button");
     set.type = "button"; set.className = "set-weight"; set.textContent = "set";
     set.setAttribute("aria-label", "set weight of " + name);
@@ -150,7 +149,7 @@
       const st = document.createElement("span"); st.className = "st st-" + a.state; st.textContent = label; c.state.appendChild(st);
       r.tr.dataset.state = a.state;
       if (a.reason) { const re = document.createElement("span"); re.className = "reason"; re.textContent = a.reason; c.state.appendChild(re); }
-      c.weight.textContent = fmt(a.weight, 3) + " (" + pct(a.weight_share) + ")";
+      c.weight.textContent = fmt(a.weight, 3);
       c.effective.textContent = fmt(a.effective_weight, 3);
       c.share10.textContent = pct(a.share_10s);
       c.shareAll.textContent = pct(a.share_all);
