@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -102,33 +103,48 @@ type Data struct {
 	Samples    []Sample `json:"samples"` // those after since, oldest first, at most RingSize
 }
 
-// Ring keeps the last RingSize samples and the snapshots they came from.
+// Ring keeps the last RingSize samples, each also encoded once as JSON when it is
+// added (so a viewer's poll copies bytes and encodes nothing), and the last
+// ShareWindow+1 snapshots the next samples are derived from.
 type Ring struct {
 	mu      sync.Mutex
 	samples [RingSize]Sample
-	snaps   [RingSize]Snapshot // the snapshot each sample ended with, for windows
-	n       uint64             // samples ever added; the newest has seq n
+	enc     [RingSize][]byte
+	snaps   [ShareWindow + 1]Snapshot // snapshot of sample seq q at (q-1) % len
+	n       uint64                    // samples ever added; the newest has seq n
 }
 
-// Add derives a sample from snap and the previous one and keeps it.
+// Add derives a sample from snap and the previous ones and keeps it.
 func (r *Ring) Add(snap Snapshot) Sample {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	const ns = ShareWindow + 1
 	var prev, back *Snapshot
 	if r.n > 0 {
-		prev = &r.snaps[(r.n-1)%RingSize]
-		k := uint64(ShareWindow)
-		if k > r.n {
-			k = r.n
-		}
-		back = &r.snaps[(r.n-k)%RingSize]
+		prev = &r.snaps[(r.n-1)%ns]
+		k := min(uint64(ShareWindow), r.n)
+		back = &r.snaps[(r.n-k)%ns] // seq n-k+1: ShareWindow samples before the new one
 	}
 	s := derive(snap, prev, back)
 	r.n++
 	s.Seq = r.n
+	enc, err := json.Marshal(s)
+	if err != nil { // a NaN or Inf: nothing in derive makes one
+		enc = []byte(`{"seq":` + strconv.FormatUint(s.Seq, 10) + `}`)
+	}
 	r.samples[(r.n-1)%RingSize] = s
-	r.snaps[(r.n-1)%RingSize] = snap
+	r.enc[(r.n-1)%RingSize] = enc
+	r.snaps[(r.n-1)%ns] = snap
 	return s
+}
+
+// first is the oldest seq to return after seq.
+func (r *Ring) first(seq uint64) uint64 {
+	first := uint64(1)
+	if r.n > RingSize {
+		first = r.n - RingSize + 1
+	}
+	return max(first, seq+1)
 }
 
 // Since returns the samples after seq (all kept ones when seq is 0 or too old).
@@ -136,17 +152,33 @@ func (r *Ring) Since(seq uint64) Data {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d := Data{Seq: r.n, Samples: []Sample{}}
-	first := uint64(1)
-	if r.n > RingSize {
-		first = r.n - RingSize + 1
-	}
-	if seq+1 > first {
-		first = seq + 1
-	}
-	for q := first; q <= r.n; q++ {
+	for q := r.first(seq); q <= r.n; q++ {
 		d.Samples = append(d.Samples, r.samples[(q-1)%RingSize])
 	}
 	return d
+}
+
+// AppendSince appends Since(seq) as JSON, from the samples' encodings.
+func (r *Ring) AppendSince(b []byte, seq uint64, interval time.Duration) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	first, size := r.first(seq), 64
+	for q := first; q <= r.n; q++ {
+		size += len(r.enc[(q-1)%RingSize]) + 1
+	}
+	b = slices.Grow(b, size)
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, r.n, 10)
+	b = append(b, `,"interval_ms":`...)
+	b = strconv.AppendInt(b, interval.Milliseconds(), 10)
+	b = append(b, `,"samples":[`...)
+	for q := first; q <= r.n; q++ {
+		if q > first {
+			b = append(b, ',')
+		}
+		b = append(b, r.enc[(q-1)%RingSize]...)
+	}
+	return append(b, "]}\n"...)
 }
 
 // derive computes a sample from snap, the snapshot a second before (prev) and
@@ -311,11 +343,9 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"since must be a sample number"}`, http.StatusBadRequest)
 		return
 	}
-	d := c.ring.Since(since)
-	d.IntervalMs = c.interval.Milliseconds()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(d)
+	_, _ = w.Write(c.ring.AppendSince(nil, since, c.interval))
 }
 
 // security sets headers that keep the page to its own origin: no inline script,
