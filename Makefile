@@ -86,10 +86,11 @@ fuzz:
 
 # What the tests run besides Go, as command:Debian-package pairs: gcc (and
 # libc6-dev, checked by its stdio.h) for -race, git for the build's VCS stamp, real
-# HTTP clients, a real Prometheus, and ip for network namespaces. Only what is
-# missing is installed, with apt-get (through sudo when not root).
+# HTTP clients, a real Prometheus, ip for network namespaces, and a headless
+# Chromium for the console's browser test. Only what is missing is installed, with
+# apt-get (through sudo when not root).
 DEPS := gcc:gcc git:git curl:curl python3:python3 wrk:wrk ab:apache2-utils \
-        prometheus:prometheus promtool:prometheus ip:iproute2
+        prometheus:prometheus promtool:prometheus ip:iproute2 chromium:chromium
 
 deps:
 	@need=; for pair in $(DEPS); do \

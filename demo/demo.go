@@ -371,6 +371,7 @@ func (d *demo) printWhereToLook() {
 	for i, m := range d.members {
 		fmt.Fprintf(&b, "  %s  weight %.2f  http://%s\n", m.name, d.srv.View().Members[i].Weight, m.a.Addr())
 	}
+	fmt.Fprintf(&b, "console: %s/\n", d.adminURL)
 	b.WriteString("where to look (in another terminal):\n")
 	fmt.Fprintf(&b, "  curl -s %s/health\n", d.ingestURL)
 	fmt.Fprintf(&b, "  curl -s %s/metrics-json\n", d.ingestURL)

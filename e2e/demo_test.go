@@ -247,6 +247,9 @@ func TestMakeRunDemo(t *testing.T) {
 	if prom := demoGet(t, admin+"/metrics"); !strings.Contains(prom, "distributor_total_packets_total") {
 		t.Errorf("%s/metrics lacks distributor_total_packets_total", admin)
 	}
+	if page := demoGet(t, admin+"/"); !strings.Contains(page, "<title>sluice console</title>") {
+		t.Errorf("%s/ is not the console", admin)
+	}
 
 	// Kill analyzer-1: it goes out, the others take its traffic.
 	r.send("k 1")

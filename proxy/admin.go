@@ -15,6 +15,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/sluicelog/sluice/codec"
+	"github.com/sluicelog/sluice/console"
 	"github.com/sluicelog/sluice/sched"
 )
 
@@ -210,7 +211,10 @@ func (s *Server) adminRoutes() []adminRoute {
 		}
 	}
 	const get = "GET, HEAD"
+	con := console.New(s.ctx, s.consoleSnapshot)
 	return []adminRoute{
+		{"/{$}", get, true, con.ServePage}, // the console: open like /metrics, its controls use the closed admin API
+		{"/console/", get, true, con.ServeHTTP},
 		{"/metrics", get, true, page(pageMetrics)},
 		{"/metrics-json", get, true, page(pageMetricsJSON)},
 		{"/health", get, true, page(pageHealth)},

@@ -77,7 +77,7 @@ func TestAdminTokenRequired(t *testing.T) {
 		st, h, b = adminCall(t, "GET", base+p, map[string]string{"Authorization": "Basic " + testToken}, "")
 		wantError(t, "GET "+p+" with the token as Basic", st, h, b, 401)
 	}
-	for _, p := range []string{"/metrics", "/metrics-json", "/health", "/livez", "/readyz"} {
+	for _, p := range []string{"/metrics", "/metrics-json", "/health", "/livez", "/readyz", "/", "/console/data", "/console/console.js"} {
 		if st, _, b := adminCall(t, "GET", base+p, nil, ""); st != 200 || b == "" {
 			t.Errorf("GET %s without a token: %d %q, want it open", p, st, b)
 		}
@@ -126,7 +126,7 @@ func TestAdminLoopbackOnlyWithoutToken(t *testing.T) {
 	if stateOf(srv, 0) == sched.StateDrained {
 		t.Fatal("a non-loopback peer drained an analyzer")
 	}
-	for _, p := range []string{"/metrics", "/metrics-json", "/health", "/livez", "/readyz"} {
+	for _, p := range []string{"/metrics", "/metrics-json", "/health", "/livez", "/readyz", "/", "/console/data"} {
 		if w := serve("GET", p, "192.0.2.10:1234"); w.Code == 403 || w.Code == 401 {
 			t.Errorf("GET %s from 192.0.2.10: %d, want it open", p, w.Code)
 		}
