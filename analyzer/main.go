@@ -203,6 +203,13 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	case <-ctx.Done():
 	case err := <-registering:
 		registering = nil
+		if err != nil && ctx.Err() != nil {
+			// The stop cancelled the registration (both were ready and select
+			// took this one): an attempt may have reached the distributor, so
+			// take it back as the stopped-while-registering path does.
+			registered = true
+			break
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "sluice analyzer: register with %s: %v\n", reg.Admin, err)
 			code = 1
