@@ -51,7 +51,7 @@ var (
 	basePort    = flag.Int("port", 38180, "first of the loopback ports used")
 	duration    = flag.Duration("duration", 6*time.Second, "load per run (leave, throughput) or counting window (probes)")
 	rounds      = flag.Int("rounds", 3, "throughput: rounds, each over every replica count, order alternating")
-	replicas    = flag.String("replicas", "1,2,3", "throughput and probes: replica counts")
+	replicas    = flag.String("replicas", "1,2,3", "throughput and probes: replica counts; 0 (throughput) is one replica without HAProxy, the emitter straight at it")
 	concurrency = flag.Int("concurrency", 64, "emitter connections")
 	loops       = flag.Int("loops", 0, "LOOPS of each replica (0: one per CPU)")
 	outDir      = flag.String("out", "bench/out", "logs go here")
@@ -392,7 +392,7 @@ func replicaCounts() ([]int, error) {
 	var ns []int
 	for _, s := range strings.Split(*replicas, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 9 {
+		if err != nil || n < 0 || n > 9 {
 			return nil, fmt.Errorf("-replicas %q", *replicas)
 		}
 		ns = append(ns, n)
@@ -434,7 +434,11 @@ func throughput() error {
 	one := median(pps[ns[0]])
 	for _, n := range ns {
 		m := median(pps[n])
-		fmt.Printf("  %d replica(s): %.0f packets/s (%.2f x %d replica(s)) runs %v\n", n, m, m/one, ns[0], rounded(pps[n]))
+		what := fmt.Sprintf("%d replica(s) behind HAProxy", n)
+		if n == 0 {
+			what = "1 replica, no HAProxy"
+		}
+		fmt.Printf("  %s: %.0f packets/s (%.2f x the first) runs %v\n", what, m, m/one, rounded(pps[n]))
 	}
 	return nil
 }
@@ -442,7 +446,20 @@ func throughput() error {
 func throughputRun(n int) (float64, []int, error) {
 	f := &fleet{}
 	defer f.stop()
-	ds, err := startReplicas(f, n)
+	target := "http://" + front()
+	var ds []*exec.Cmd
+	var err error
+	if n == 0 {
+		var d *exec.Cmd
+		d, err = f.start("distributor-1", []string{"LISTEN_ADDR=" + ingestAddr(1), "METRICS_ADDR=" + metricsAddr(1), "ANALYZERS=" + analyzerSpec(),
+			"LOOPS=" + strconv.Itoa(*loops), "SHUTDOWN_TIMEOUT_SEC=5"}, *bin, "distributor")
+		if err == nil {
+			ds, target = []*exec.Cmd{d}, "http://"+ingestAddr(1)
+			err = waitHTTP(target+"/readyz", 10*time.Second)
+		}
+	} else {
+		ds, err = startReplicas(f, n)
+	}
 	if err != nil {
 		return 0, nil, err
 	}
@@ -452,7 +469,7 @@ func throughputRun(n int) (float64, []int, error) {
 		return 0, nil, err
 	}
 	defer out.Close()
-	em := exec.Command(*bin, "emitter", "-target", "http://"+front(), "-rate", "0", "-concurrency", strconv.Itoa(*concurrency),
+	em := exec.Command(*bin, "emitter", "-target", target, "-rate", "0", "-concurrency", strconv.Itoa(*concurrency),
 		"-duration", duration.String(), "-json")
 	em.Stdout, em.Stderr = out, out
 	if err := em.Start(); err != nil {
@@ -607,8 +624,10 @@ func probes() error {
 		time.Sleep(2 * time.Second) // every replica has seen a failing probe
 		down := window()
 		f.stop()
-		fmt.Printf("%d replica(s): healthy %.2f %.2f %.2f probes/s (expected %d x 1/%ds = %.2f); analyzer-3 answering 503: %.2f probes/s (expected %d x 1/%dms = %.2f), the others %.2f %.2f\n",
-			n, healthy[0], healthy[1], healthy[2], n, healthSec, float64(n)/healthSec, down[2], n, downMs, float64(n)*1000/downMs, down[0], down[1])
+		// The next probe is due an interval after the answer, and starts on the
+		// controller's next 100 ms tick (proxy/control.go, controlInterval).
+		fmt.Printf("%d replica(s): healthy %.2f %.2f %.2f probes/s (N x 1/%ds = %.2f; with the 100 ms tick N/1.1s = %.2f); analyzer-3 answering 503: %.2f probes/s (N x 1/%dms = %.2f; with the tick N/0.3s = %.2f), the others %.2f %.2f\n",
+			n, healthy[0], healthy[1], healthy[2], healthSec, float64(n)/healthSec, float64(n)/1.1, down[2], downMs, float64(n)*1000/downMs, float64(n)/0.3, down[0], down[1])
 	}
 	return nil
 }
