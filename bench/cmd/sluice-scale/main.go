@@ -249,6 +249,30 @@ func metric(d int, name string) (float64, error) {
 	return 0, fmt.Errorf("replica %d: no %s", d, name)
 }
 
+// metricSum adds up every series of a family on a replica's /metrics.
+func metricSum(d int, name string) (float64, error) {
+	resp, err := http.Get("http://" + metricsAddr(d) + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	sum := 0.0
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, name+"{") && !strings.HasPrefix(l, name+" ") {
+			continue
+		}
+		v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
+		if err != nil {
+			return 0, err
+		}
+		sum += v
+	}
+	return sum, sc.Err()
+}
+
 // --- leave
 
 func leave() error {
@@ -422,12 +446,12 @@ func throughput() error {
 			slices.Reverse(order)
 		}
 		for _, n := range order {
-			p, conns, err := throughputRun(n)
+			p, conns, gauge, err := throughputRun(n)
 			if err != nil {
 				return err
 			}
 			pps[n] = append(pps[n], p)
-			fmt.Printf("round %d, %d replica(s): %.0f accepted packets/s; established connections to the analyzers per replica: %v\n", r+1, n, p, conns)
+			fmt.Printf("round %d, %d replica(s): %.0f accepted packets/s; established connections to the analyzers per replica: %v (/proc/net/tcp), distributor_upstream_connections %v\n", r+1, n, p, conns, gauge)
 		}
 	}
 	fmt.Printf("medians over %d rounds (emitter -rate 0 -concurrency %d, %v each):\n", *rounds, *concurrency, *duration)
@@ -443,7 +467,7 @@ func throughput() error {
 	return nil
 }
 
-func throughputRun(n int) (float64, []int, error) {
+func throughputRun(n int) (float64, []int, []float64, error) {
 	f := &fleet{}
 	defer f.stop()
 	target := "http://" + front()
@@ -461,37 +485,42 @@ func throughputRun(n int) (float64, []int, error) {
 		ds, err = startReplicas(f, n)
 	}
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	time.Sleep(500 * time.Millisecond)
 	out, err := os.Create(filepath.Join(*outDir, fmt.Sprintf("scale-emitter-%d.json", n)))
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer out.Close()
 	em := exec.Command(*bin, "emitter", "-target", target, "-rate", "0", "-concurrency", strconv.Itoa(*concurrency),
 		"-duration", duration.String(), "-json")
 	em.Stdout, em.Stderr = out, out
 	if err := em.Start(); err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	time.Sleep(*duration / 2)
 	var conns []int
-	for _, d := range ds {
+	var gauge []float64
+	for i, d := range ds {
 		c, err := analyzerConns(d.Process.Pid)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
-		conns = append(conns, c)
+		g, err := metricSum(i+1, "distributor_upstream_connections")
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		conns, gauge = append(conns, c), append(gauge, g)
 	}
 	_ = em.Wait()
 	b, _ := os.ReadFile(out.Name())
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	var rep emitter.Report
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); err != nil {
-		return 0, nil, fmt.Errorf("emitter output %s: %v", out.Name(), err)
+		return 0, nil, nil, fmt.Errorf("emitter output %s: %v", out.Name(), err)
 	}
-	return rep.RatePPS, conns, nil
+	return rep.RatePPS, conns, gauge, nil
 }
 
 // analyzerConns counts the established TCP connections process pid holds to the
