@@ -179,7 +179,7 @@ scale: build
 scale-measure: build
 	$(GO) -C bench build -trimpath -o $(CURDIR)/bin/sluice-scale ./cmd/sluice-scale
 	PATH="$$PATH:/usr/sbin" ./bin/sluice-scale -sluice $(BIN) -mode throughput -duration $${SCALE_DURATION:-8s}
-	PATH="$$PATH:/usr/sbin" ./bin/sluice-scale -sluice $(BIN) -mode probes -duration $${SCALE_WINDOW:-5s}
+	PATH="$$PATH:/usr/sbin" ./bin/sluice-scale -sluice $(BIN) -mode probes -duration $${SCALE_WINDOW:-10s}
 
 run: build
 	./$(BIN) demo $(ARGS)
