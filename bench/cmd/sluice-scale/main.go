@@ -85,6 +85,12 @@ type fleet struct {
 	names []string
 }
 
+// procDone holds, for each started process, a channel closed once Wait returned.
+var (
+	procDoneMu sync.Mutex
+	procDone   = map[*exec.Cmd]chan struct{}{}
+)
+
 func (f *fleet) start(name string, env []string, path string, args ...string) (*exec.Cmd, error) {
 	if err := os.MkdirAll(*outDir, 0o755); err != nil {
 		return nil, err
@@ -100,7 +106,11 @@ func (f *fleet) start(name string, env []string, path string, args ...string) (*
 		log.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	go func() { _ = cmd.Wait(); log.Close() }()
+	done := make(chan struct{})
+	procDoneMu.Lock()
+	procDone[cmd] = done
+	procDoneMu.Unlock()
+	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
 	f.procs = append(f.procs, cmd)
 	f.names = append(f.names, name)
 	return cmd, nil
@@ -119,16 +129,19 @@ func (f *fleet) stop() {
 }
 
 // waitExit waits for c (whose Wait runs in start's goroutine) to exit, killing it
-// after timeout; it returns how long that took.
+// after timeout; it returns how long that took. c.ProcessState is set once it
+// returns.
 func waitExit(c *exec.Cmd, timeout time.Duration) time.Duration {
 	t0 := time.Now()
-	for time.Since(t0) < timeout {
-		if c.ProcessState != nil || syscall.Kill(c.Process.Pid, 0) != nil {
-			return time.Since(t0)
-		}
-		time.Sleep(20 * time.Millisecond) // polling an exit, bounded by timeout
+	procDoneMu.Lock()
+	done := procDone[c]
+	procDoneMu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		_ = c.Process.Kill()
+		<-done
 	}
-	_ = c.Process.Kill()
 	return time.Since(t0)
 }
 
