@@ -245,7 +245,8 @@ func haproxyConfig(n int) (string, error) {
 	return p, os.WriteFile(p, []byte(strings.Join(out, "\n")+"\n"), 0o644)
 }
 
-// metric reads one unlabelled sample from a replica's /metrics.
+// metric adds up every series of a family on a replica's /metrics (one, for an
+// unlabelled metric).
 func metric(d int, name string) (float64, error) {
 	resp, err := http.Get("http://" + metricsAddr(d) + "/metrics")
 	if err != nil {
@@ -254,24 +255,7 @@ func metric(d int, name string) (float64, error) {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return strconv.ParseFloat(v, 64)
-		}
-	}
-	return 0, fmt.Errorf("replica %d: no %s", d, name)
-}
-
-// metricSum adds up every series of a family on a replica's /metrics.
-func metricSum(d int, name string) (float64, error) {
-	resp, err := http.Get("http://" + metricsAddr(d) + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	sum := 0.0
+	sum, found := 0.0, false
 	for sc.Scan() {
 		l := sc.Text()
 		if !strings.HasPrefix(l, name+"{") && !strings.HasPrefix(l, name+" ") {
@@ -281,9 +265,15 @@ func metricSum(d int, name string) (float64, error) {
 		if err != nil {
 			return 0, err
 		}
-		sum += v
+		sum, found = sum+v, true
 	}
-	return sum, sc.Err()
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("replica %d: no %s", d, name)
+	}
+	return sum, nil
 }
 
 // --- leave
@@ -520,7 +510,7 @@ func throughputRun(n int) (float64, []int, []float64, error) {
 		if err != nil {
 			return 0, nil, nil, err
 		}
-		g, err := metricSum(i+1, "distributor_upstream_connections")
+		g, err := metric(i+1, "distributor_upstream_connections")
 		if err != nil {
 			return 0, nil, nil, err
 		}
