@@ -5,7 +5,7 @@ FUZZTIME ?= 8s
 # package:FuzzTarget pairs run briefly by `make test` (corpus under testdata/fuzz).
 FUZZ     := codec:FuzzParseRequest codec:FuzzValidatePacket codec:FuzzValidatePacketStrict codec:FuzzValidatePacketLevels codec:FuzzValidatePacketLevelsStrings codec:FuzzParseResponse sched:FuzzCredit analyzer:FuzzBatchScanner
 
-.PHONY: all build deps test unit unit-race unit-bench unit-deploy unit-norace fuzz lint run bench bench-peers soak scale profile clean
+.PHONY: all build deps test unit unit-race unit-bench unit-deploy unit-norace fuzz lint run bench bench-peers soak scale scale-measure profile clean
 
 all: build
 
@@ -132,8 +132,12 @@ bench-peers:
 # the load divided between the replicas and how close the analyzers' global share
 # of messages came to the weights; it fails when that distance passes the sum of
 # the replicas' scheduler bounds or a replica did not account for every packet it
-# accepted (docs/scaling.md). Logs go to bench/out/.
+# accepted (docs/scaling.md). Then bench/cmd/sluice-scale -mode leave: two
+# replicas under a flat-out emitter, one sent SIGTERM; it fails unless every packet
+# answered 202 reached an analyzer (by packet_id) and the other replica took the
+# traffic. Logs go to bench/out/.
 scale: build
+	$(GO) -C bench build -trimpath -o $(CURDIR)/bin/sluice-scale ./cmd/sluice-scale
 	@set -e; out=bench/out; mkdir -p $$out; PATH="$$PATH:/usr/sbin"; \
 	command -v haproxy >/dev/null || { echo "make scale needs haproxy (make bench-peers installs it)"; exit 1; }; \
 	base=$${SCALE_PORT:-38080}; pids=; trap 'rc=$$?; kill $$pids 2>/dev/null || true; wait 2>/dev/null || true; exit $$rc' EXIT; trap 'exit 130' INT TERM; \
@@ -168,6 +172,15 @@ scale: build
 	    printf "\nlargest distance from an exact split: %.1f messages; bound 2 replicas x 1 loop x (H_3 - 1/3) x 5 messages = %.1f (docs/scheduler.md)\n", worst, bound; \
 	    bad = (worst > bound); for (d = 1; d <= 2; d++) { r = "distributor-" d; if (acc[r] == 0 || acc[r] != del[r] + drop[r]) { printf "%s: accepted %d != delivered %d + dropped %d\n", r, acc[r], del[r], drop[r]; bad = 1 } } \
 	    exit bad }' $$out/scale-metrics.txt
+	@echo "one replica leaves under load ..."; PATH="$$PATH:/usr/sbin" ./bin/sluice-scale -sluice $(BIN) -mode leave -duration $${SCALE_LEAVE_DURATION:-6s}
+
+# Throughput with 1, 2 and 3 replicas behind HAProxy (3 alternating rounds,
+# medians), the analyzer connections each holds, and the health-check load on the
+# analyzers (docs/scaling.md, "Measured").
+scale-measure: build
+	$(GO) -C bench build -trimpath -o $(CURDIR)/bin/sluice-scale ./cmd/sluice-scale
+	PATH="$$PATH:/usr/sbin" ./bin/sluice-scale -sluice $(BIN) -mode throughput -duration $${SCALE_DURATION:-8s}
+	PATH="$$PATH:/usr/sbin" ./bin/sluice-scale -sluice $(BIN) -mode probes -duration $${SCALE_WINDOW:-10s}
 
 run: build
 	./$(BIN) demo $(ARGS)

@@ -46,8 +46,10 @@ func TestObservability(t *testing.T) {
 	if err != nil {
 		t.Fatal("promtool not found in PATH: it ships with Debian's prometheus package (apt-get install -y prometheus)")
 	}
-	exprs := dashboardExprs(t, filepath.Join("deploy", "grafana", "dashboards", "sluice.json"))
+	dashboard := filepath.Join("deploy", "grafana", "dashboards", "sluice.json")
+	exprs := dashboardExprs(t, dashboard)
 	checkDashboardCoverage(t, exprs)
+	varQueries := checkDashboardVariables(t, dashboard, exprs)
 	checkProvisioning(t, promtool)
 
 	// Three analyzers, one of them plain (no batch endpoint), so both upstream
@@ -101,6 +103,15 @@ func TestObservability(t *testing.T) {
 	prom.waitTargetsUp(t, 3+1, 20*time.Second)
 	// Enough successful scrapes of every target for rates over 15 s windows.
 	prom.waitQuery(t, `min(sum_over_time(up[30s]))`, func(v float64) bool { return v >= 8 }, 25*time.Second)
+
+	t.Run("dashboard variables list the distributor", func(t *testing.T) {
+		for _, q := range varQueries {
+			res := prom.query(t, q)
+			if len(res) == 0 || res[0].metric["job"] != "distributor" || res[0].metric["instance"] != srv.MetricsAddr() {
+				t.Errorf("variable query %s: %v, want the distributor's job and instance", q, res)
+			}
+		}
+	})
 
 	t.Run("dashboard queries return data", func(t *testing.T) {
 		for _, e := range exprs {
@@ -402,12 +413,91 @@ type dashExpr struct {
 }
 
 // grafanaVars are the built-in variables the dashboard may use, with values fit
-// for a Prometheus scraping every second.
+// for a Prometheus scraping every second, and its own job and instance
+// variables at their "All" value (allValue .+).
 var grafanaVars = strings.NewReplacer(
 	"${__rate_interval}", "15s", "$__rate_interval", "15s",
 	"${__interval}", "5s", "$__interval", "5s",
 	"${__range}", "1m", "$__range", "1m",
+	"$job", ".+", "$instance", ".+",
 )
+
+// replicaFilter is the matcher every distributor selector of the dashboard
+// carries, so that one dashboard shows one replica, some or all of them.
+const replicaFilter = `job=~"$job", instance=~"$instance"`
+
+// distributorSelector matches a selector of a metric the distributor exports
+// (its own, and the Go runtime's and process's), with its braces if any.
+var distributorSelector = regexp.MustCompile(`\b((?:distributor|process|go)_[a-z_]+)(\{[^}]*\})?`)
+
+// checkDashboardVariables: the dashboard has the datasource, job and instance
+// variables, the job and instance ones listing the distributor's series and
+// matching everything when "All" is chosen, and every selector of a distributor
+// metric filters by them.
+func checkDashboardVariables(t *testing.T, path string, exprs []dashExpr) (varQueries []string) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Templating struct {
+			List []struct {
+				Name       string          `json:"name"`
+				Type       string          `json:"type"`
+				Query      json.RawMessage `json:"query"`
+				Definition string          `json:"definition"`
+				Datasource struct {
+					UID string `json:"uid"`
+				} `json:"datasource"`
+				IncludeAll bool   `json:"includeAll"`
+				AllValue   string `json:"allValue"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	seen := map[string]bool{}
+	for _, v := range doc.Templating.List {
+		seen[v.Name] = true
+		switch v.Name {
+		case "datasource":
+			if v.Type != "datasource" || string(v.Query) != `"prometheus"` {
+				t.Errorf("%s: variable datasource is %s over %s, want a datasource variable over prometheus", path, v.Type, v.Query)
+			}
+		case "job", "instance":
+			label := regexp.MustCompile(`^label_values\((.+), ` + v.Name + `\)$`).FindStringSubmatch(v.Definition)
+			if v.Type != "query" || v.Datasource.UID != "${datasource}" || label == nil {
+				t.Errorf("%s: variable %s: type %s, datasource %q, definition %q; want a label_values(..., %s) query on ${datasource}", path, v.Name, v.Type, v.Datasource.UID, v.Definition, v.Name)
+				continue
+			}
+			if !v.IncludeAll || v.AllValue != ".+" {
+				t.Errorf("%s: variable %s: includeAll %v, allValue %q; want All matching .+", path, v.Name, v.IncludeAll, v.AllValue)
+			}
+			var q struct {
+				Query string `json:"query"`
+			}
+			if err := json.Unmarshal(v.Query, &q); err != nil || q.Query != v.Definition {
+				t.Errorf("%s: variable %s: query %s is not its definition %q", path, v.Name, v.Query, v.Definition)
+			}
+			varQueries = append(varQueries, grafanaVars.Replace(label[1]))
+		}
+	}
+	for _, n := range []string{"datasource", "job", "instance"} {
+		if !seen[n] {
+			t.Errorf("%s: no %s variable", path, n)
+		}
+	}
+	for _, e := range exprs {
+		for _, m := range distributorSelector.FindAllStringSubmatch(e.raw, -1) {
+			if !strings.Contains(m[2], replicaFilter) {
+				t.Errorf("%s: panel %q: %s does not filter by %s", path, e.panel, m[0], replicaFilter)
+			}
+		}
+	}
+	return varQueries
+}
 
 // dashboardExprs returns every "expr" anywhere in the dashboard JSON, with the
 // title of the panel it belongs to.
@@ -465,7 +555,9 @@ func checkDashboardCoverage(t *testing.T, exprs []dashExpr) {
 	t.Helper()
 	var all strings.Builder
 	for _, e := range exprs {
-		all.WriteString(e.raw + "\n")
+		// Without the replica filter (checkDashboardVariables checks it).
+		r := strings.NewReplacer("{"+replicaFilter+"}", "", replicaFilter+", ", "").Replace(e.raw)
+		all.WriteString(r + "\n")
 	}
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`rate\(distributor_total_packets_total\[`),
@@ -520,9 +612,27 @@ func checkProvisioning(t *testing.T, promtool string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Panels use the datasource variable, whose default is a provisioned
+	// datasource.
 	for _, m := range regexp.MustCompile(`"datasource":\s*\{\s*"type":\s*"prometheus",\s*"uid":\s*"([^"]+)"`).FindAllSubmatch(raw, -1) {
-		if !uids[string(m[1])] {
-			t.Fatalf("dashboard uses datasource uid %q; provisioned: %v", m[1], uids)
+		if string(m[1]) != "${datasource}" {
+			t.Fatalf("dashboard uses datasource uid %q, want ${datasource}", m[1])
+		}
+	}
+	var doc struct {
+		Templating struct {
+			List []struct {
+				Name    string `json:"name"`
+				Current struct {
+					Value string `json:"value"`
+				} `json:"current"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	_ = json.Unmarshal(raw, &doc) // checkDashboardVariables reports a malformed list
+	for _, v := range doc.Templating.List {
+		if v.Name == "datasource" && !uids[v.Current.Value] {
+			t.Errorf("dashboard's datasource variable defaults to %q; provisioned: %v", v.Current.Value, uids)
 		}
 	}
 }

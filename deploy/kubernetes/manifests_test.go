@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -659,13 +660,18 @@ func TestPrometheusRule(t *testing.T) {
 				}
 			}
 			name, _ := r["alert"].(string)
+			if rec, _ := r["record"].(string); name == "" && rec != "" {
+				name = rec
+			}
 			expr, _ := r["expr"].(string)
 			if name == "" || expr == "" {
-				t.Errorf("PrometheusRule: rule without alert or expr: %v", r)
+				t.Errorf("PrometheusRule: rule without alert or record, or without expr: %v", r)
 				continue
 			}
 			exprs[name] = expr
-			checkMetrics(t, "alert "+name, expr, known)
+			if !strings.HasPrefix(expr, "sluice:") {
+				checkMetrics(t, "rule "+name, expr, known)
+			}
 		}
 	}
 	for _, want := range []string{"distributor_healthy_analyzers", "distributor_dropped_packets_total", `distributor_responses_total{code="503"}`, "distributor_breaker_state"} {
@@ -674,6 +680,36 @@ func TestPrometheusRule(t *testing.T) {
 		}
 	}
 	promtoolCheck(t, groups)
+	checkRecordingRules(t, groups)
+}
+
+// checkRecordingRules: the PrometheusRule carries deploy/prometheus/rules.yml's
+// groups (the recording rules over replicas) unchanged.
+func checkRecordingRules(t *testing.T, groups []any) {
+	b, err := os.ReadFile(filepath.Join("..", "prometheus", "rules.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Groups []any `json:"groups"`
+	}
+	if err := yaml.UnmarshalStrict(b, &file); err != nil {
+		t.Fatalf("deploy/prometheus/rules.yml: %v", err)
+	}
+	if len(file.Groups) == 0 {
+		t.Fatal("deploy/prometheus/rules.yml: no groups")
+	}
+	for _, want := range file.Groups {
+		name, _ := want.(map[string]any)["name"].(string)
+		i := slices.IndexFunc(groups, func(g any) bool { return g.(map[string]any)["name"] == name })
+		if i < 0 {
+			t.Errorf("PrometheusRule has no group %q of deploy/prometheus/rules.yml", name)
+			continue
+		}
+		if !reflect.DeepEqual(groups[i], want) {
+			t.Errorf("PrometheusRule group %q differs from deploy/prometheus/rules.yml's:\n%v\n%v", name, groups[i], want)
+		}
+	}
 }
 
 // TestServiceMonitor: it selects the distributor Service and scrapes a port the
