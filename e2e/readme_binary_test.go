@@ -739,7 +739,8 @@ func stuckLoop(t *testing.T, bin string) walkAnswer {
 // ---- the admin API ----
 
 var (
-	adminRowRE  = regexp.MustCompile("(?m)^\\| `(GET|HEAD|POST|PUT|PATCH|DELETE) (/admin/[^`]*)` \\|")
+	adminRowRE  = regexp.MustCompile("(?m)^\\| `(GET|HEAD|POST|PUT|PATCH|DELETE) (/admin/[^`]*)` \\|(.*)$")
+	adminBodyRE = regexp.MustCompile("body `(\\{[^`]*\\})`")
 	curlAdminRE = regexp.MustCompile(`(?m)^curl .*?[a-z0-9.-]+:[0-9]+(/admin/[^\s'"]*)`)
 	curlMethod  = regexp.MustCompile(`-X ([A-Z]+)`)
 	curlData    = regexp.MustCompile(`-d '([^']*)'`)
@@ -749,8 +750,27 @@ var (
 func checkAdmin(t *testing.T, readme string, a *walkDistributor) {
 	type call struct{ method, path, body, from string }
 	var calls []call
+	// A table row is sent with the body it documents ("body `{...}`"). A DELETE
+	// row removes the analyzer the table's add row added, not the one the other
+	// rows act on.
+	added := ""
 	for _, m := range adminRowRE.FindAllStringSubmatch(readme, -1) {
-		calls = append(calls, call{m[1], m[2], "", "admin table row"})
+		c := call{m[1], m[2], "", "admin table row"}
+		if b := adminBodyRE.FindStringSubmatch(m[3]); b != nil {
+			c.body = b[1]
+			var add struct{ Name string }
+			if c.method == "POST" && c.path == "/admin/analyzers" && json.Unmarshal([]byte(c.body), &add) == nil {
+				added = add.Name
+			}
+		}
+		if c.method == "DELETE" {
+			if added == "" {
+				t.Errorf("README admin table: %s %s comes before, or without, a POST /admin/analyzers row whose body names the analyzer", c.method, c.path)
+				continue
+			}
+			c.path = placeholder.ReplaceAllString(c.path, added)
+		}
+		calls = append(calls, c)
 	}
 	// A table row's success answer is the call below; any other code it documents
 	// needs a scenario here, as the API table's codes do (none so far).
