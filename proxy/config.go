@@ -72,6 +72,21 @@ type AnalyzerSpec struct {
 	Addr   string // host:port
 	Host   string // Host header value
 	Weight float64
+	// Written is the weight as the configuration wrote it, before ParseAnalyzers
+	// normalised the list (0 for an analyzer added by the admin API or DNS, whose
+	// Weight is as given). The controller keeps configured weights in these units
+	// and normalises over all analyzers itself, so a reload can set the one
+	// weight the file changed and leave an operator's weight on another alone.
+	Written float64
+}
+
+// configuredWeight is the weight the controller starts the analyzer with, in the
+// units the operator wrote (the file, ANALYZERS, the admin API).
+func (a AnalyzerSpec) configuredWeight() float64 {
+	if a.Written > 0 {
+		return a.Written
+	}
+	return a.Weight
 }
 
 // ConfigError names the setting, the value and what is wrong with it.
@@ -309,7 +324,7 @@ func ParseAnalyzers(v string) ([]AnalyzerSpec, error) {
 			return nil, fmt.Errorf("item %d %q: analyzer listed twice", i+1, item)
 		}
 		seen[spec.Addr] = true
-		spec.Weight = w
+		spec.Weight, spec.Written = w, w
 		specs = append(specs, spec)
 	}
 	if len(specs) == 0 {

@@ -145,7 +145,7 @@ func (c *controller) addLocked(spec AnalyzerSpec, joinRamp bool) (int, error) {
 			// The tombstone comes back to life. Loops may still touch its atomics
 			// (answers of packets sent before the removal), so the record is reset
 			// in place, never replaced.
-			m.spec, m.weight, m.removed, m.joinRamp = spec, spec.Weight, false, joinRamp
+			m.spec, m.weight, m.removed, m.joinRamp = spec, spec.configuredWeight(), false, joinRamp
 			m.br = breaker{state: StateUnknown}
 			m.drained, m.ramping, m.batch, m.probeFails, m.nextProbe = false, false, false, 0, time.Time{}
 			m.why = "added"
@@ -158,7 +158,7 @@ func (c *controller) addLocked(spec AnalyzerSpec, joinRamp bool) (int, error) {
 	if len(c.members) == len(c.slots) {
 		return -1, fmt.Errorf("add %s (%s): %w", spec.Name, spec.URL, errMembersFull)
 	}
-	m := &member{spec: spec, weight: spec.Weight, shown: StateUnknown, joinRamp: joinRamp, why: "added"}
+	m := &member{spec: spec, weight: spec.configuredWeight(), shown: StateUnknown, joinRamp: joinRamp, why: "added"}
 	m.br.state = StateUnknown
 	c.members = append(c.members, m)
 	return len(c.members) - 1, nil

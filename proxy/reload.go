@@ -170,10 +170,10 @@ func (r *reloader) analyzers(next []AnalyzerSpec) (applied []string) {
 			applied = append(applied, "added "+a.Name+" ("+a.URL+", weight "+fmtWeight(a.Weight)+")")
 			continue
 		}
-		if math.Abs(a.Weight-old.Weight) > 1e-9 {
+		if math.Abs(a.Written-old.Written) > 1e-9 { // as written: normalised weights all move when one does
 			if id := r.srv.ctl.lookup(a.Name); id >= 0 {
-				r.srv.ctl.setWeight(id, a.Weight)
-				applied = append(applied, fmt.Sprintf("weight of %s: %s -> %s", a.Name, fmtWeight(old.Weight), fmtWeight(a.Weight)))
+				r.srv.ctl.setWeight(id, a.Written)
+				applied = append(applied, fmt.Sprintf("weight of %s: %s -> %s", a.Name, fmtWeight(old.Written), fmtWeight(a.Written)))
 			}
 			r.configured[a.Addr] = a
 		}
