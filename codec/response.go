@@ -124,6 +124,8 @@ func StatusText(code int) string {
 		return "No Content"
 	case 400:
 		return "Bad Request"
+	case 401:
+		return "Unauthorized"
 	case 404:
 		return "Not Found"
 	case 405:

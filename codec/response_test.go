@@ -125,7 +125,7 @@ func TestContinue100(t *testing.T) {
 }
 
 func TestStatusTextCoversUsedCodes(t *testing.T) {
-	for _, code := range []int{100, 200, 202, 204, 400, 404, 405, 408, 411, 413, 414, 415, 417, 429, 431, 500, 501, 502, 503, 504, 505} {
+	for _, code := range []int{100, 200, 202, 204, 400, 401, 404, 405, 408, 411, 413, 414, 415, 417, 429, 431, 500, 501, 502, 503, 504, 505} {
 		want := http.StatusText(code)
 		switch code { // net/http keeps the RFC 7231 names
 		case 413:
