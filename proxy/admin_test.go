@@ -105,7 +105,7 @@ func TestAdminLoopbackOnlyWithoutToken(t *testing.T) {
 	srv := startDistributor(t, f.url()+"=1", nil)
 	h := srv.adminHandler()
 	serve := func(method, path, peer string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest(method, path, nil)
+		r := httptest.NewRequest(method, "http://127.0.0.1:9100"+path, nil) // a local client's Host
 		r.RemoteAddr = peer
 		r.Header.Set("Content-Type", "application/json")
 		w := httptest.NewRecorder()

@@ -124,11 +124,32 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
 		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 		return false
 	}
-	if isLoopbackPeer(r.RemoteAddr) {
+	if !isLoopbackPeer(r.RemoteAddr) {
+		writeError(w, http.StatusForbidden, "the admin API answers loopback clients only; set ADMIN_TOKEN to allow others")
+		return false
+	}
+	// A loopback peer may still be a browser running a page from another site whose
+	// name now points at 127.0.0.1 (DNS rebinding): to the browser that page is
+	// same-origin, and it sends its own name as Host and Origin. A local client
+	// names a loopback address or localhost.
+	if !isLoopbackHost(r.Host) {
+		writeError(w, http.StatusForbidden, "the admin API answers requests for a loopback address or localhost only; set ADMIN_TOKEN to allow others")
+		return false
+	}
+	return true
+}
+
+// isLoopbackHost reports whether a Host header names a loopback IP or localhost.
+func isLoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
 		return true
 	}
-	writeError(w, http.StatusForbidden, "the admin API answers loopback clients only; set ADMIN_TOKEN to allow others")
-	return false
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func isLoopbackPeer(remote string) bool {

@@ -434,7 +434,11 @@ func durSetting(f func(*Config, time.Duration), unit time.Duration) func(*Config
 		if err != nil || x < 0 || x != x || x > 1e7 {
 			return errors.New("want a non-negative number")
 		}
-		f(c, time.Duration(x*float64(unit)))
+		d := time.Duration(x * float64(unit))
+		if x > 0 && d <= 0 { // would be a zero duration: a ticker on it panics
+			return errors.New("too small: want 0 or at least 1 ns")
+		}
+		f(c, d)
 		return nil
 	}
 }

@@ -90,6 +90,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"ANALYZERS": "http://a:1=1", "SPILL": "maybe"}, nil, "SPILL"},
 		{map[string]string{"ANALYZERS": "http://a:1=1", "BATCH_LINGER_US": "2000000"}, nil, "BATCH_LINGER_US"},
 		{map[string]string{"ANALYZERS": "http://a:1=1", "BATCH_LINGER_US": "-1"}, nil, "BATCH_LINGER_US"},
+		{map[string]string{"ANALYZERS": "http://a:1=1", "DNS_REFRESH_SEC": "1e-10"}, nil, "DNS_REFRESH_SEC"}, // a zero ticker would panic
 		{map[string]string{"ANALYZERS": "http://a:1=1"}, []string{"--max-failures", "x"}, "--max-failures"},
 		{map[string]string{"ANALYZERS_DNS": "analyzers"}, nil, "ANALYZERS_DNS"},
 		{map[string]string{"ANALYZERS_DNS": ":9001"}, nil, "ANALYZERS_DNS"},

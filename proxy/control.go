@@ -42,6 +42,7 @@ type controller struct {
 	members []*member
 	wake    chan struct{}
 	probes  chan probeResult
+	quit    chan struct{} // closed when run returns: a probe answering after that drops its result
 	client  *http.Client
 }
 
@@ -99,6 +100,7 @@ func newController(cfg Config, board *sched.Board, log *slog.Logger, setRetryAft
 		now:           time.Now,
 		wake:          make(chan struct{}, 1),
 		probes:        make(chan probeResult, max(len(cfg.Analyzers), 16)),
+		quit:          make(chan struct{}),
 		slots:         make([]*member, maxAnalyzers),
 		client: &http.Client{
 			Timeout:   max(cfg.SenderTimeout, 2*time.Second),
@@ -285,6 +287,7 @@ func (c *controller) firstProbes(wait time.Duration) {
 func (c *controller) run(ctx context.Context) {
 	t := time.NewTicker(controlInterval)
 	defer t.Stop()
+	defer close(c.quit)
 	for {
 		c.step(c.now())
 		select {
@@ -432,7 +435,10 @@ func (c *controller) probe(id int, base string) {
 			r.err = "status " + resp.Status
 		}
 	}
-	c.probes <- r
+	select {
+	case c.probes <- r:
+	case <-c.quit: // shut down: nobody reads probes any more (more in flight than it holds)
+	}
 }
 
 func (c *controller) publish(now time.Time) {

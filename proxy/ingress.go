@@ -126,7 +126,9 @@ func (s *shard) expire() {
 			}
 			_ = s.loop.Close(in.c) // removes it from s.ingresses: look at slot i again
 			i--
-		case in.started == 0 && idle > 0 && s.now-in.last > idle:
+		case (in.started == 0 || in.last == in.opened) && idle > 0 && s.now-in.last > idle:
+			// Idle between requests, or silent since accept (started is set at
+			// accept, so with REQUEST_TIMEOUT_SEC=0 only this case closes it).
 			s.stats.Closed[closeIdleTimeout]++
 			_ = s.loop.Close(in.c)
 			i--

@@ -32,7 +32,7 @@ var liveSettings = map[string]func(r *reloader, next *Config){
 	"IDLE_TIMEOUT_SEC":    func(r *reloader, n *Config) { r.srv.knobs.idleTimeout.Store(int64(n.IdleTimeout)) },
 
 	"LOG_LEVEL":            func(r *reloader, n *Config) { r.level.Set(logLevel(n.LogLevel)) },
-	"SHUTDOWN_TIMEOUT_SEC": func(r *reloader, n *Config) { r.shutdown = n.ShutdownTimeout }, // Main reads it after serve
+	"SHUTDOWN_TIMEOUT_SEC": func(r *reloader, n *Config) { r.shutdown.Store(int64(n.ShutdownTimeout)) }, // Main reads it after serve
 }
 
 // knobs are the settings (other than the buffer limits) that the loops read and a

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -219,4 +220,47 @@ func TestReloadDocsTable(t *testing.T) {
 			t.Errorf("liveSettings has %s, which is no setting", env)
 		}
 	}
+}
+
+// A SIGTERM is answered at once while a reload is still waiting on the loops
+// (here: removing an analyzer whose answers are held, which waits up to
+// removeDrainWait), and is not lost behind SIGHUPs (found in review: reloads ran
+// on the signal goroutine, and the one-slot channel dropped the SIGTERM).
+func TestSIGTERMDoesNotWaitForAReload(t *testing.T) {
+	held := newFrontAnalyzer(t, true)
+	other := newFrontAnalyzer(t, false)
+	two := func(first string) string {
+		return "port: 0\nmetrics_addr: 127.0.0.1:0\nloops: 2\nslow_start_sec: 0\nhealth_check_interval_sec: 0.2\nsender_timeout_ms: 30000\nanalyzers:\n" +
+			first + "  - {url: '" + other.url + "', weight: 1, name: other}\n"
+	}
+	path := writeConfig(t, two("  - {url: '"+held.url+"', weight: 1000, name: held}\n"))
+	srv, r := loadedServer(t, path, io.Discard)
+	s := newSender(ingestURL(srv), 1)
+	for i := range 5 { // mostly to the held analyzer: in flight there, unanswered
+		if code, _ := s.send(t, "held-"+strconv.Itoa(i), 1); code != 202 {
+			t.Fatalf("POST: %d", code)
+		}
+	}
+	waitFor(t, "the packets in flight to the held analyzer", 5*time.Second, func() bool {
+		return srv.Snapshot().Dests[0].InFlight == 5
+	})
+	if err := os.WriteFile(path, []byte(two("")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sig := make(chan os.Signal, 4)
+	got := make(chan os.Signal, 1)
+	go func() { got <- r.serve(sig) }()
+	sig <- syscall.SIGHUP // the reload removes "held" and waits for its answers
+	sig <- syscall.SIGHUP
+	sig <- syscall.SIGHUP
+	sig <- syscall.SIGTERM
+	select {
+	case s := <-got:
+		if s != syscall.SIGTERM {
+			t.Fatalf("serve returned %v, want SIGTERM", s)
+		}
+	case <-time.After(time.Second): // the removal alone waits up to removeDrainWait (4 s here)
+		t.Fatal("SIGTERM not answered within 1 s while a reload waited on a removal")
+	}
+	held.release()
 }

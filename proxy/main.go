@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 // Main is `sluice distributor`: configuration from the file, environment and flags,
@@ -36,7 +37,7 @@ func Main(args []string) int {
 	}
 	// Catch the signals before announcing the listeners: a SIGTERM sent as soon as
 	// "distributor listening" is logged must drain, not kill, and SIGHUP never kills.
-	sig := make(chan os.Signal, 1)
+	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	if err := srv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "sluice distributor:", err)
@@ -44,8 +45,9 @@ func Main(args []string) int {
 	}
 	r := newReloader(srv, args, LookupEnv, log, level)
 	got := r.serve(sig) // reloads on SIGHUP (reload.go)
-	log.Info("signal received: draining", "signal", got.String(), "timeout", r.shutdown.String())
-	ctx, cancel := context.WithTimeout(context.Background(), r.shutdown)
+	timeout := time.Duration(r.shutdown.Load())
+	log.Info("signal received: draining", "signal", got.String(), "timeout", timeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Error("shutdown", "err", err)

@@ -12,8 +12,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -56,7 +56,7 @@ type reloader struct {
 	fail       *metrics.Counter
 
 	level    *slog.LevelVar    // the logger's level: LOG_LEVEL
-	shutdown time.Duration     // SHUTDOWN_TIMEOUT_SEC in force, for Main once serve returns
+	shutdown atomic.Int64      // SHUTDOWN_TIMEOUT_SEC in force (a time.Duration): set by a reload, read by Main when serve returns
 	inForce  map[string]string // each setting's value in force as written: the start's, live changes applied
 }
 
@@ -64,10 +64,11 @@ type reloader struct {
 func newReloader(srv *Server, args []string, lookup func(string) (string, bool), log *slog.Logger, level *slog.LevelVar) *reloader {
 	r := &reloader{
 		srv: srv, args: args, lookup: lookup, log: log, all: settings(),
-		level: level, shutdown: srv.cfg.ShutdownTimeout, inForce: maps.Clone(srv.cfg.raw),
+		level: level, inForce: maps.Clone(srv.cfg.raw),
 		ok:   srv.prom.set.GetOrCreateCounter(`distributor_config_reloads_total{result="success"}`),
 		fail: srv.prom.set.GetOrCreateCounter(`distributor_config_reloads_total{result="failure"}`),
 	}
+	r.shutdown.Store(int64(srv.cfg.ShutdownTimeout))
 	r.configured = make(map[string]AnalyzerSpec, len(srv.cfg.Analyzers))
 	for _, a := range srv.cfg.Analyzers {
 		r.configured[a.Addr] = a
@@ -75,13 +76,33 @@ func newReloader(srv *Server, args []string, lookup func(string) (string, bool),
 	return r
 }
 
-// serve reloads on every SIGHUP and returns the first other signal.
+// serve returns the first signal other than SIGHUP at once. A SIGHUP asks for a
+// reload, which runs on a goroutine of its own, one at a time, with the SIGHUPs
+// that arrive during one folded into one more: a reload can wait seconds on the
+// loops (a removed analyzer's in-flight packets), and a SIGTERM must neither wait
+// behind it nor be dropped by a full signal channel meanwhile.
 func (r *reloader) serve(sig <-chan os.Signal) os.Signal {
+	want := make(chan struct{}, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-want:
+				r.reload()
+			case <-done:
+				return
+			}
+		}
+	}()
 	for s := range sig {
 		if s != syscall.SIGHUP {
 			return s
 		}
-		r.reload()
+		select {
+		case want <- struct{}{}:
+		default: // one is already due: it will read the file as it is by then
+		}
 	}
 	return nil
 }
