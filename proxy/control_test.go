@@ -278,7 +278,7 @@ func TestMaxFailuresAcrossShards(t *testing.T) {
 	fail := func(n int) {
 		for i := range n {
 			sh := shards[i%2]
-			sh.failure(sh.dests[0])
+			sh.failure(sh.dests[0], false)
 		}
 		srv.ctl.step(time.Now())
 	}

@@ -13,6 +13,7 @@ type flight struct {
 	n     int
 	batch bool
 	sent  int64
+	trial bool // sent while the analyzer was half-open: its answer is a trial result
 }
 
 // The batch framing is codec's, taken from codec.AppendBatchRequest itself: a
@@ -161,7 +162,7 @@ func (s *shard) writeFlights(u *upstream, room int) {
 		if batch {
 			iov = append(iov, batchClose)
 		}
-		u.flights.push(flight{n: sp.n, batch: batch, sent: s.now})
+		u.flights.push(flight{n: sp.n, batch: batch, sent: s.now, trial: d.trial})
 	}
 	s.iov = iov
 	if len(iov) == 0 {

@@ -340,3 +340,40 @@ func TestShardPlan(t *testing.T) {
 		t.Fatalf("300 KiB packets: spans %+v, want 3, 3, 1", spans)
 	}
 }
+
+// A request sent before the analyzer went half-open that fails afterwards is not a
+// trial result: it counts towards MAX_FAILURES and does not reopen the breaker at
+// once; a request sent while half-open does (found in review: the trial flag was
+// read when the answer came, not when the request left).
+func TestTrialIsDecidedWhenSent(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		sentTrial bool
+		wantTrip  bool
+	}{
+		{"sent before the trip, fails while half-open", false, false},
+		{"sent while half-open, fails", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testShard(t, 1, func(c *Config) {
+				c.BatchLinger = 0
+				c.UpstreamConns = 1
+				c.MaxFailures = 100
+			})
+			conns := open(s)
+			s.dests[0].trial = tc.sentTrial
+			if r := offer(s, "t-1", 1); r != acceptOK {
+				t.Fatal(r)
+			}
+			c := conns[0][0]
+			if paths, _ := requests(t, c); len(paths) == 0 {
+				t.Fatal("nothing was sent")
+			}
+			s.dests[0].trial = true // the analyzer is half-open when the answer comes
+			answer(s, c, 1, 503)
+			if got := s.srv.ctl.members[0].tripped.Load(); got != tc.wantTrip {
+				t.Fatalf("breaker tripped: %v, want %v", got, tc.wantTrip)
+			}
+		})
+	}
+}

@@ -95,7 +95,7 @@ func (s *shard) dialFailed(u *upstream, err error) {
 	d := u.d
 	d.st.Failures[failConnect]++
 	s.srv.logUpstream(d.name, "connect failed", err)
-	s.failure(d)
+	s.failure(d, d.trial) // nothing was sent: it fails now, in the state the analyzer is in now
 	s.flushDirty()
 }
 
@@ -138,7 +138,7 @@ func (s *shard) onResponses(u *upstream, c gnet.Conn) gnet.Action {
 			if f.batch {
 				d.st.Batches++
 			}
-			s.srv.ctl.answered(d.id, d.trial)
+			s.srv.ctl.answered(d.id, f.trial) // as sent: an answer to a request from before a trip is no trial
 		default:
 			kind := failStatus5xx
 			if status >= 400 && status < 500 && status != 429 && status != 408 {
@@ -149,7 +149,7 @@ func (s *shard) onResponses(u *upstream, c gnet.Conn) gnet.Action {
 				s.retry(u.parcels.pop(), d)
 			}
 			if kind != failStatus4xx {
-				s.failure(d)
+				s.failure(d, f.trial)
 			}
 		}
 		if !u.resp.KeepAlive || u.resp.UntilClose {
@@ -193,8 +193,24 @@ func (u *upstream) markFailed(kind failKind) bool {
 	u.failed = kind
 	u.closing = true
 	u.d.st.Failures[kind]++
-	u.sh.failure(u.d)
+	u.sh.failure(u.d, u.trialInFlight())
 	return true
+}
+
+// trialInFlight reports whether a failure of u's connection is a trial result: a
+// request sent while the analyzer was half-open is in flight on it (or nothing is,
+// and the analyzer is half-open now). A request sent before a trip that fails
+// later is not one: it would reopen the breaker without a trial.
+func (u *upstream) trialInFlight() bool {
+	if u.flights.len() == 0 {
+		return u.d.trial
+	}
+	for i := 0; i < u.flights.len(); i++ {
+		if u.flights.at(i).trial {
+			return true
+		}
+	}
+	return false
 }
 
 // closed runs on the loop when u's connection is gone, for whatever reason.
@@ -208,7 +224,7 @@ func (s *shard) closed(u *upstream, err error) {
 	unexpected := u.failed == failNone && u.flights.len() > 0
 	if unexpected {
 		d.st.Failures[failClosed]++
-		s.failure(d)
+		s.failure(d, u.trialInFlight())
 		s.srv.logUpstream(d.name, "connection lost", err)
 	}
 	for u.flights.len() > 0 {
@@ -222,5 +238,5 @@ func (s *shard) closed(u *upstream, err error) {
 }
 
 // failure counts one failure against d; MAX_FAILURES in a row, counted across
-// all loops, trip the analyzer's breaker.
-func (s *shard) failure(d *dest) { s.srv.ctl.failed(d.id, d.trial) }
+// all loops, trip the analyzer's breaker, and one trial failure reopens it.
+func (s *shard) failure(d *dest, trial bool) { s.srv.ctl.failed(d.id, trial) }
