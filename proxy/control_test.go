@@ -382,6 +382,7 @@ func (l *stateLog) of(analyzer string) []string {
 // on the same port takes packets again within about 2 s, and each of its state
 // changes is logged exactly once.
 func TestRestartedAnalyzerBackQuicklyAndLogged(t *testing.T) {
+	longScenario(t)
 	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
 	logs := &stateLog{}
 	def := DefaultConfig()

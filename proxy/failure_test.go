@@ -166,6 +166,7 @@ func TestKillAndRestartAnalyzer(t *testing.T) {
 // An analyzer that goes down and up several times a second: no crash, no loss,
 // and the invariant holds.
 func TestFlappingAnalyzer(t *testing.T) {
+	longScenario(t)
 	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
 	srv := startDistributor(t, joinAnalyzers(fakes, 0.5, 0.3, 0.2), failureConfig)
 	l := startLoad(t, srv, 4, "f-", fixedSize(3))
@@ -255,6 +256,7 @@ func TestBlackholedAnalyzer(t *testing.T) {
 // A slow but healthy analyzer (answers after 200 ms): it stays in, nothing is
 // lost, and with spill its excess goes elsewhere.
 func TestSlowAnalyzer(t *testing.T) {
+	longScenario(t)
 	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
 	fakes[2].delay.Store(int64(200 * time.Millisecond))
 	srv := startDistributor(t, joinAnalyzers(fakes, 0.5, 0.3, 0.2), func(c *Config) {
@@ -390,6 +392,7 @@ func TestMalformedAnswers(t *testing.T) {
 // /health passes but /ingest answers 500: a passing probe alone never readmits the
 // analyzer; its trial traffic fails and re-opens the breaker, with growing backoff.
 func TestHealthyProbeFailingIngest(t *testing.T) {
+	longScenario(t)
 	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
 	fakes[1].status.Store(500)
 	srv := startDistributor(t, joinAnalyzers(fakes, 0.5, 0.5), func(c *Config) {

@@ -353,6 +353,7 @@ func joinAnalyzers(fakes []*fakeAnalyzer, weights ...float64) string {
 // keep-alive connections; message shares within 0.5 points; every accepted packet
 // delivered exactly once.
 func TestWeightedSplitEndToEnd(t *testing.T) {
+	longScenario(t)
 	for _, batch := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "batch"}[batch], func(t *testing.T) {
 			fakes := []*fakeAnalyzer{newFakeAnalyzer(t, batch), newFakeAnalyzer(t, batch), newFakeAnalyzer(t, batch)}
@@ -465,4 +466,14 @@ func TestAdversarialSizesSingleConnection(t *testing.T) {
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+// longScenario skips t under -short: a failure scenario that runs for seconds of
+// wall time (flapping, a slow analyzer, a long split). make test, and go test
+// without -short, run it; -short keeps the inner loop under 90 s.
+func longScenario(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("long scenario: skipped under -short (go test without -short, or make test, runs it)")
+	}
 }
