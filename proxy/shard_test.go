@@ -80,10 +80,21 @@ func TestShardLingerFill(t *testing.T) {
 					t.Fatalf("one short of a batch: wrote %d bytes, armed %v, wake %d; want all lingering and the timer started", c.wrote.Len(), s.lingerArmed, len(s.lingerWake))
 				}
 				want = append(want, packetBody("b-7", 1))
+				before := time.Now().UnixMilli()
 				offer(s, "b-7", 1)
+				after := time.Now().UnixMilli()
 				written := append([]byte(nil), c.wrote.Bytes()...)
-				if exp := codec.AppendBatchRequest(nil, d.host, want); !bytes.Equal(written, exp) {
-					t.Fatalf("the full batch on the wire:\n%q\nwant codec.AppendBatchRequest's\n%q", written, exp)
+				// codec.AppendBatchRequest's bytes, with the deadline field in the head:
+				// the send time plus SENDER_TIMEOUT_MS.
+				dl := deadlineOf(t, written)
+				timeout := s.srv.cfg.SenderTimeout.Milliseconds()
+				if dl < before+timeout || dl > after+timeout {
+					t.Fatalf("deadline %d, want between %d and %d (send time + SENDER_TIMEOUT_MS)", dl, before+timeout, after+timeout)
+				}
+				plain := codec.AppendBatchRequest(nil, d.host, want)
+				body := plain[len(codec.AppendBatchHead(nil, d.host, codec.BatchBodyLen(want))):]
+				if exp := append(codec.AppendBatchHeadDeadline(nil, d.host, codec.BatchBodyLen(want), dl), body...); !bytes.Equal(written, exp) {
+					t.Fatalf("the full batch on the wire:\n%q\nwant codec.AppendBatchRequest's with the deadline\n%q", written, exp)
 				}
 				paths, bodies := requests(t, c)
 				if len(paths) != 1 || paths[0] != codec.BatchPath || len(bodies[0]) != codec.BatchBodyLen(want) {
@@ -376,4 +387,20 @@ func TestTrialIsDecidedWhenSent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// deadlineOf is the X-Sluice-Deadline of the first request in wire.
+func deadlineOf(t testing.TB, wire []byte) int64 {
+	t.Helper()
+	var p codec.Parser
+	p.Init(codec.Limits{})
+	var r codec.Request
+	if _, err := p.Parse(wire, &r); err != nil {
+		t.Fatalf("parse %q: %v", wire, err)
+	}
+	ms, ok := codec.ParseDeadline(r.Deadline)
+	if !ok {
+		t.Fatalf("no %s in %q", codec.DeadlineHeader, wire)
+	}
+	return ms
 }
