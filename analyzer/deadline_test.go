@@ -72,3 +72,23 @@ func TestIngestDeadlinePipelined(t *testing.T) {
 		t.Fatalf("packets %d expired %d", st.Packets, st.Expired)
 	}
 }
+
+// IgnoreDeadline (the chaos harness's "without the deadline" runs) counts a late
+// request as an analyzer that ignores the field would.
+func TestIngestDeadlineIgnored(t *testing.T) {
+	a := startAnalyzer(t, Config{IgnoreDeadline: true})
+	c := dial(t, a.Addr())
+	past := strconv.FormatInt(time.Now().Add(-time.Second).UnixMilli(), 10)
+	if r := c.do2(withDeadline(request("POST", "/ingest", packet("p1", "INFO")), past)); r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	if st := a.Stats(); st.Packets != 1 || st.Expired != 0 {
+		t.Fatalf("packets %d expired %d", st.Packets, st.Expired)
+	}
+}
+
+func (c *client) do2(raw string) response {
+	c.t.Helper()
+	c.send(raw)
+	return c.read()
+}

@@ -323,7 +323,7 @@ func (c *conn) ingest(f *faultState, keepAlive bool) {
 // analyzer's, and is retried elsewhere.
 func (c *conn) expired(keepAlive bool) bool {
 	v := c.req.Deadline
-	if v == nil {
+	if v == nil || c.a.cfg.IgnoreDeadline {
 		return false
 	}
 	deadline, ok := codec.ParseDeadline(v)
