@@ -441,3 +441,14 @@ func waitListening(urls []string, timeout time.Duration) error {
 	}
 	return nil
 }
+
+// memoryBound is what the memory scenario's distributor may hold at its peak: the
+// packets the queues may hold (2 analyzers × PER_ANALYZER_QUEUE_BYTES, plus one
+// packet per loop that may pass the limit), what the load generator's 64
+// connections may have buffered mid-request (a request of up to 1 MiB each, which
+// gnet may hold twice while a body spans reads: its buffer and the peeked copy),
+// and 48 MiB for the runtime, code and everything else.
+func memoryBound() int64 {
+	const mib = 1 << 20
+	return 2*16*mib + 2*mib + 64*2*mib + 48*mib
+}

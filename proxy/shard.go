@@ -372,8 +372,14 @@ func (s *shard) settle(p *parcel, d *dest) {
 // when there is none. After SENDER_RETRIES failed re-sends it is dropped, counted
 // and logged.
 func (s *shard) retry(p *parcel, d *dest) {
-	s.release(p, d, heldInFlight)
 	p.attempts++
+	s.resend(p, d)
+}
+
+// resend is retry without spending an attempt, for a packet whose send failed
+// through no fault of its own (see shard.closed).
+func (s *shard) resend(p *parcel, d *dest) {
+	s.release(p, d, heldInFlight)
 	d.st.Retries++
 	if p.attempts > int(s.srv.knobs.senderRetries.Load()) {
 		s.drop(p, d, dropRetries)

@@ -404,3 +404,52 @@ func deadlineOf(t testing.TB, wire []byte) int64 {
 	}
 	return ms
 }
+
+// A connection that times out fails every request on it, but only the oldest has
+// had SENDER_TIMEOUT_MS of its own: a request written behind it recently goes back
+// without spending an attempt. With no retries left, the old one is dropped and the
+// young one is sent again and delivered. (Before: both spent an attempt, and with
+// every analyzer stalled packets bounced between stalled connections until they
+// were dropped, before the breakers opened; make chaos, "memory".)
+func TestTimeoutSparesYoungRequests(t *testing.T) {
+	s := testShard(t, 1, func(c *Config) {
+		c.SenderRetries = 0
+		c.BatchLinger = 0
+		c.UpstreamConns = 1
+		c.MaxFailures = 100
+	})
+	c := open(s)[0][0]
+	d := s.dests[0]
+	u := d.conns[0]
+	timeout := int64(s.srv.cfg.SenderTimeout)
+	t0 := nanotime()
+	s.now = t0
+	offer(s, "old", 1)
+	s.now = t0 + timeout - int64(time.Millisecond)
+	s.ticking = true // a busy connection takes one more packet only on the tick (coalescing)
+	offer(s, "young", 1)
+	s.ticking = false
+	if paths, _ := requests(t, c); len(paths) != 2 || u.flights.len() != 2 {
+		t.Fatalf("%d requests written, %d in flight; want both on the one connection", len(paths), u.flights.len())
+	}
+	s.now = t0 + timeout + int64(time.Millisecond)
+	if !u.stalled(s.now, timeout) {
+		t.Fatal("the connection is not stalled past the oldest request's deadline")
+	}
+	u.fail(failTimeout)
+	st := &s.stats.Dests[0]
+	if st.Dropped[dropRetries] != 1 || st.Queued != 1 {
+		t.Fatalf("dropped %d queued %d: want the old request dropped (no retries left) and the young one queued again", st.Dropped[dropRetries], st.Queued)
+	}
+	c2 := open(s)[0][0]
+	s.flush(d)
+	paths, bodies := requests(t, c2)
+	if len(paths) != 1 || !bytes.Contains(bodies[0], []byte(`"young"`)) {
+		t.Fatalf("re-sent %q", bodies)
+	}
+	answer(s, c2, 1, 200)
+	if st.DeliveredPackets != 1 {
+		t.Fatalf("delivered %d, want the young packet", st.DeliveredPackets)
+	}
+	shardInvariant(t, s)
+}

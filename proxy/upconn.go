@@ -6,6 +6,7 @@ package proxy
 
 import (
 	"context"
+	"math"
 	"net"
 	"strconv"
 	"time"
@@ -227,10 +228,26 @@ func (s *shard) closed(u *upstream, err error) {
 		s.failure(d, u.trialInFlight())
 		s.srv.logUpstream(d.name, "connection lost", err)
 	}
+	// A connection timed out because its oldest request went unanswered for
+	// SENDER_TIMEOUT_MS; requests written behind it more recently have not had
+	// their own deadline. They go back without spending an attempt: with every
+	// analyzer stalled, packets bounced from one stalled connection to the next
+	// spent their 1 + SENDER_RETRIES attempts within a few ticks and were dropped
+	// before the breakers opened (make chaos, "memory"). The failure itself is
+	// charged to the breaker once per connection (markFailed), so this bounces
+	// no longer than the breakers take to open.
+	young := int64(math.MaxInt64) // sent after this: not charged an attempt
+	if u.failed == failTimeout {
+		young = s.now - int64(s.srv.cfg.SenderTimeout)
+	}
 	for u.flights.len() > 0 {
 		f := u.flights.pop()
 		for k := 0; k < f.n; k++ {
-			s.retry(u.parcels.pop(), d)
+			if f.sent > young {
+				s.resend(u.parcels.pop(), d)
+			} else {
+				s.retry(u.parcels.pop(), d)
+			}
 		}
 	}
 	u.c, u.state, u.closing, u.failed = nil, connIdle, false, failNone
