@@ -76,22 +76,21 @@ func load(ctx context.Context, cfg loadCfg) *loadResult {
 			}
 		}()
 	}
-	// Pace in 10 ms steps; a step's packets go at once.
+	// Pace in 10 ms steps; a step's packets go at once. What is due follows the
+	// clock, not the ticks: a ticker drops ticks its reader misses, and a busy
+	// machine would then offer less than the rate without saying so.
 	tick := time.NewTicker(10 * time.Millisecond)
 	n := 0
-	due := 0.0
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
 			done = true
 		case <-tick.C:
-			due += float64(cfg.rate) / 100
-			for ; due >= 1; due-- {
+			due := int(time.Since(res.start).Seconds() * float64(cfg.rate))
+			for ; n < due; n++ {
 				select {
 				case jobs <- n:
-					n++
 				default: // every worker busy and the queue full: offered, never sent
-					n++
 				}
 			}
 		}

@@ -52,6 +52,11 @@ func (s *shard) flush(d *dest) {
 	busyOK := s.srv.cfg.BatchLinger > 0 || d.outbox.len() >= coalesceMin || s.ticking || s.closing
 	for _, u := range d.conns {
 		if d.outbox.len() == 0 {
+			d.win.limited = false // everything went: the window held nothing back
+			return
+		}
+		if s.windowRoom(d) <= 0 {
+			d.win.limited = true // packets wait for the window (window.go): it may grow
 			return
 		}
 		switch u.state {
@@ -71,6 +76,11 @@ func (s *shard) flush(d *dest) {
 			continue
 		}
 		s.writeFlights(u, room)
+	}
+	if d.outbox.len() == 0 {
+		d.win.limited = false
+	} else if s.windowRoom(d) <= 0 {
+		d.win.limited = true
 	}
 }
 
@@ -220,7 +230,8 @@ func (s *shard) plan(d *dest, room, batchMax int) ([]byte, []span) {
 	heads := s.heads[:0]
 	spans := s.spans[:0]
 	taken, iovs := 0, 0
-	for room > 0 && taken < d.outbox.len() && len(spans) < maxFlightsPerWrite {
+	avail := s.windowRoom(d) // a request may pass the window by less than one request
+	for room > 0 && taken < d.outbox.len() && taken < avail && len(spans) < maxFlightsPerWrite {
 		// A flight costs one iovec for its head and one per packet; a batch adds
 		// its brackets and commas. Stop before one Writev would pass IOV_MAX.
 		n, size := 0, 0

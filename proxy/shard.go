@@ -73,6 +73,7 @@ type dest struct {
 	trial    bool // breaker half-open: every answer is reported to the controller
 	removed  bool // a tombstone in the View: its connections close once they have nothing in flight
 	dirty    bool
+	win      window // the adaptive bound on packets in flight (window.go)
 	st       *DestStats
 }
 

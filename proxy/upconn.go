@@ -133,6 +133,7 @@ func (s *shard) onResponses(u *upstream, c gnet.Conn) gnet.Action {
 		switch {
 		case status >= 200 && status < 300:
 			s.observeUpstream(d, s.now-f.sent)
+			s.windowAnswered(d, f.n, s.now-f.sent)
 			for k := 0; k < f.n; k++ {
 				s.settle(u.parcels.pop(), d)
 			}
@@ -256,4 +257,7 @@ func (s *shard) closed(u *upstream, err error) {
 
 // failure counts one failure against d; MAX_FAILURES in a row, counted across
 // all loops, trip the analyzer's breaker, and one trial failure reopens it.
-func (s *shard) failure(d *dest, trial bool) { s.srv.ctl.failed(d.id, trial) }
+func (s *shard) failure(d *dest, trial bool) {
+	s.windowFailed(d)
+	s.srv.ctl.failed(d.id, trial)
+}
