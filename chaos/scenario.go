@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sluicelog/sluice/proxy"
 )
 
 // cluster is one scenario's processes. The runner owns it; inject and heal run on
@@ -101,8 +103,8 @@ var scenarios = []scenario{
 			c.ns[0].heal()
 			return nil
 		}},
-	{name: "memory", what: "both analyzers frozen, packets of 1 KB-1 MiB, distributor under GOMEMLIMIT=96MiB with PER_ANALYZER_QUEUE_BYTES=16MiB",
-		distEnv:  []string{"GOMEMLIMIT=96MiB", "PER_ANALYZER_QUEUE_BYTES=16777216"},
+	{name: "memory", what: "both analyzers frozen, packets of 1 KB-1 MiB, distributor with MAX_BUFFER_BYTES=32MiB (so GOMEMLIMIT=128MiB); peak RSS against memoryBound",
+		distEnv:  []string{"MAX_BUFFER_BYTES=" + strconv.Itoa(memoryBufferBytes)},
 		minBytes: 1 << 10, maxBytes: 1<<20 - 256, rate: 100,
 		inject: func(c *cluster) error {
 			for _, a := range c.an {
@@ -327,7 +329,7 @@ func runScenario(ctx context.Context, sc scenario, rc runCfg, nss []*netns, work
 	r.max503 = res.max503Share()
 	r.p99 = res.p99()
 	if sc.name == "memory" {
-		r.notes += "peak RSS " + strconv.FormatInt(r.peakRSS>>20, 10) + " MiB; "
+		r.notes += "peak RSS " + strconv.FormatInt(r.peakRSS>>20, 10) + " MiB (bound " + strconv.FormatInt(memoryBound()>>20, 10) + " MiB); "
 	}
 	r.notes = strings.TrimSuffix(r.notes, "; ")
 	return r, nil
@@ -442,13 +444,15 @@ func waitListening(urls []string, timeout time.Duration) error {
 	return nil
 }
 
-// memoryBound is what the memory scenario's distributor may hold at its peak: the
-// packets the queues may hold (2 analyzers × PER_ANALYZER_QUEUE_BYTES, plus one
-// packet per loop that may pass the limit), what the load generator's 64
-// connections may have buffered mid-request (a request of up to 1 MiB each, which
-// gnet may hold twice while a body spans reads: its buffer and the peeked copy),
-// and 48 MiB for the runtime, code and everything else.
+// memoryBufferBytes is the memory scenario's MAX_BUFFER_BYTES.
+const memoryBufferBytes = 32 << 20
+
+// memoryBound is the documented bound the memory scenario's distributor must stay
+// under: the GOMEMLIMIT derived from MAX_BUFFER_BYTES (proxy.MemoryLimitFor: twice
+// the packet bytes and a 64 MiB margin), plus 32 MiB of what the Go memory limit
+// does not cover (the binary's text and data, the kernel's accounting of thread
+// stacks and page-table slack).
 func memoryBound() int64 {
-	const mib = 1 << 20
-	return 2*16*mib + 2*mib + 64*2*mib + 48*mib
+	lim, _ := proxy.MemoryLimitFor(memoryBufferBytes, "")
+	return lim + 32<<20
 }

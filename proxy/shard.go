@@ -304,11 +304,11 @@ func (s *shard) accept(body []byte, msgs int) acceptResult {
 	}
 	// The packet takes its place in INGEST_BUFFER_SIZE first, with an add that no
 	// other loop can race past, and gives it back if it is refused below.
-	if !s.srv.budget.reserve() {
+	if !s.srv.budget.reserve(len(body)) {
 		return acceptFull
 	}
 	if s.cred.Eligible() == 0 {
-		s.srv.budget.unreserve()
+		s.srv.budget.unreserve(len(body))
 		return acceptNoAnalyzer
 	}
 	s.refreshFull()
@@ -323,11 +323,12 @@ func (s *shard) accept(body []byte, msgs int) acceptResult {
 		s.cred.Pick(msgs, nil)
 	}
 	if a < 0 {
-		s.srv.budget.unreserve()
+		s.srv.budget.unreserve(len(body))
 		return acceptQueueFull
 	}
 	d := s.dests[a]
 	p := s.newParcel(body, msgs)
+	s.srv.budget.grew(cap(p.body.B) - len(body)) // MAX_BUFFER_BYTES counts the pooled buffer's capacity
 	d.st.RoutedPackets++
 	d.st.RoutedMessages += int64(msgs)
 	s.enqueue(p, d, false)
@@ -364,7 +365,7 @@ func (s *shard) settle(p *parcel, d *dest) {
 	s.release(p, d, heldInFlight)
 	d.st.DeliveredPackets++
 	d.st.DeliveredMessages += int64(p.msgs)
-	s.srv.budget.unreserve()
+	s.srv.budget.unreserve(cap(p.body.B))
 	s.recycle(p)
 }
 
@@ -399,7 +400,7 @@ func (s *shard) resend(p *parcel, d *dest) {
 // logged (rate-limited), freed.
 func (s *shard) drop(p *parcel, d *dest, reason dropReason) {
 	d.st.Dropped[reason]++
-	s.srv.budget.unreserve()
+	s.srv.budget.unreserve(cap(p.body.B))
 	s.srv.logDrop(d.name, reason.String(), p)
 	s.recycle(p)
 }
