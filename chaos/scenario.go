@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -297,6 +298,12 @@ func runScenario(ctx context.Context, sc scenario, rc runCfg, nss []*netns, work
 	stopMon()
 	<-monDone
 	r.detect, r.recover = detectRecover(samples, tInject, tHeal, sc.name == "kill9")
+	if resp, err := httpc.Get(base + "/metrics-json"); err == nil { // kept with the logs (CHAOS_KEEP)
+		if b, err := io.ReadAll(resp.Body); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, "metrics.json"), b, 0o600)
+		}
+		resp.Body.Close()
+	}
 	if err := c.dist.stop(15 * time.Second); err != nil {
 		return r, err
 	}

@@ -453,3 +453,33 @@ func TestTimeoutSparesYoungRequests(t *testing.T) {
 	}
 	shardInvariant(t, s)
 }
+
+// Once the analyzer's breaker has taken it out, a timeout spends no attempt even
+// of the oldest request: the analyzer is known to be stalled (with every analyzer
+// frozen, their connections time out one after another and used to exhaust the
+// packets' retries; make chaos, "memory").
+func TestTimeoutOfOpenAnalyzerSpendsNoAttempt(t *testing.T) {
+	s := testShard(t, 1, func(c *Config) {
+		c.SenderRetries = 0
+		c.BatchLinger = 0
+		c.UpstreamConns = 1
+		c.MaxFailures = 100
+	})
+	open(s)
+	d := s.dests[0]
+	u := d.conns[0]
+	t0 := nanotime()
+	s.now = t0
+	offer(s, "old", 1)
+	if u.flights.len() != 1 {
+		t.Fatal("nothing in flight")
+	}
+	d.eligible = false // the breaker opened (shard.sync applies the View)
+	s.now = t0 + 2*int64(s.srv.cfg.SenderTimeout)
+	u.fail(failTimeout)
+	st := &s.stats.Dests[0]
+	if st.Dropped[dropRetries] != 0 || st.Queued != 1 {
+		t.Fatalf("dropped %d queued %d: want the packet queued again, its attempt not spent", st.Dropped[dropRetries], st.Queued)
+	}
+	shardInvariant(t, s)
+}

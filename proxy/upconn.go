@@ -234,12 +234,18 @@ func (s *shard) closed(u *upstream, err error) {
 	// their own deadline. They go back without spending an attempt: with every
 	// analyzer stalled, packets bounced from one stalled connection to the next
 	// spent their 1 + SENDER_RETRIES attempts within a few ticks and were dropped
-	// before the breakers opened (make chaos, "memory"). The failure itself is
-	// charged to the breaker once per connection (markFailed), so this bounces
-	// no longer than the breakers take to open.
+	// before the breakers opened (make chaos, "memory"). Nor does a timeout spend
+	// one once the analyzer's breaker has taken it out (d no longer eligible): the
+	// analyzer is known to be stalled, the packet is not at fault, and with every
+	// analyzer frozen for seconds the connections still open time out one after
+	// another. The failure itself is charged to the breaker once per connection
+	// (markFailed), so such packets bounce no longer than the breakers take to open.
 	young := int64(math.MaxInt64) // sent after this: not charged an attempt
 	if u.failed == failTimeout {
 		young = s.now - int64(s.srv.cfg.SenderTimeout)
+		if !d.eligible {
+			young = math.MinInt64
+		}
 	}
 	for u.flights.len() > 0 {
 		f := u.flights.pop()
