@@ -33,7 +33,6 @@ type cluster struct {
 	stopFlap chan struct{}
 	flapDone sync.WaitGroup
 	restarts int
-	notes    []string
 }
 
 // scenario is one fault. Faults hit analyzer 0 (analyzer-1 in the distributor's
