@@ -9,8 +9,8 @@ package proxy
 //
 // It works like TCP's congestion window, on packets: it starts small (two full
 // requests), doubles per round trip while the window is what holds packets back
-// (slow start), then grows by one request per round trip, and is cut back to its
-// start on a failure (timeout, lost connection, 5xx) and by a quarter when answers
+// (slow start), then grows by one request per round trip, and is cut to one
+// request on a failure (timeout, lost connection, 5xx) and by a quarter when answers
 // slow down (a round trip over 4 × the smallest seen + 10 ms, at most once per
 // round trip). It grows only while it limits: an analyzer that keeps up with the
 // load at 100 packets in flight keeps a window near 100 however long it runs. It
@@ -88,14 +88,18 @@ func (s *shard) windowAnswered(d *dest, n int, rtt int64) {
 	w.size = min(w.size, s.windowMax(d))
 }
 
-// windowFailed cuts d's window back to its start after a failure.
+// windowFailed cuts d's window to one request after a failure, as TCP's window
+// goes to one segment after a retransmission timeout: a connection that failed is
+// redialled at once, and with the window back at its start every redial of a
+// frozen analyzer's connections took two more full requests, which it reads and
+// (ignoring the deadline) counts when it wakes. One request probes; answers grow
+// it again from there, doubling per round trip up to the threshold.
 func (s *shard) windowFailed(d *dest) {
 	w := &d.win
 	if w.size == 0 {
 		return
 	}
-	lo := s.windowMin(d)
-	w.ssthresh = max(w.size/2, lo)
-	w.size = lo
+	w.ssthresh = max(w.size/2, s.windowMin(d))
+	w.size = s.perRequest(d)
 	w.cutAt = s.now
 }

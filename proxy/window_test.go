@@ -8,7 +8,7 @@ import (
 // The window starts at two full requests, so an analyzer that stops answering
 // holds at most that many unanswered packets (plus less than one request), however
 // much waits; answers while the window limits double it per round trip up to the
-// fixed bound; a failure cuts it back to its start.
+// fixed bound; a failure cuts it to one request.
 func TestWindowAdapts(t *testing.T) {
 	s := testShard(t, 1, func(c *Config) {
 		c.BatchLinger = 0
@@ -63,10 +63,10 @@ func TestWindowAdapts(t *testing.T) {
 	if in := s.stats.Dests[0].InFlight; in > int64(hi) {
 		t.Fatalf("%d in flight, over the fixed bound %d", in, hi)
 	}
-	// A failed connection cuts it back.
+	// A failed connection cuts it to one request (16 packets here).
 	conns[0].u.fail(failTimeout)
-	if d.win.size != lo || d.win.ssthresh != hi/2 {
-		t.Fatalf("after a failure: window %d ssthresh %d, want %d and %d", d.win.size, d.win.ssthresh, lo, hi/2)
+	if d.win.size != 16 || d.win.ssthresh != hi/2 {
+		t.Fatalf("after a failure: window %d ssthresh %d, want one request (16) and %d", d.win.size, d.win.ssthresh, hi/2)
 	}
 	shardInvariant(t, s)
 }
