@@ -15,8 +15,8 @@ const docHead = "# Chaos runs (`make chaos`)\n\n" +
 	"(for `kill9`: from the kill to the restarted distributor's first answer), **p99 202** the 99th percentile of the emitter's `202` latency.\n\n"
 
 const docTail = `
-The p99 of the ` + "`202`" + ` mostly measures the machine's other load: two cores shared with
-other builds and tests (the baseline's p99 was 5 ms in a quieter run the same day).
+The p99 of the ` + "`202`" + ` depends on the machine's other load: two cores shared with
+other builds and tests (every row's p99 was 65–145 ms in a busier run the same day).
 The duplicates left are answers lost after the analyzer counted the packet (resets,
 the asymmetric partition, a slow link); ` + "`docs/design.md`" + `, "Failure model", says why
 they are left and what would remove them.
