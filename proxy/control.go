@@ -551,31 +551,45 @@ func (c *controller) breakerCounts() []breakerCounts {
 	return out
 }
 
-// setDrained takes an analyzer out of (or back into) rotation. A removed one is
-// left as it is.
-func (c *controller) setDrained(id int, drained bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m := c.members[id]
-	if m.removed || m.drained == drained {
-		return
-	}
-	now := c.now()
-	m.drained, m.why = drained, "drained by operator"
-	if !drained {
-		c.rejoinLocked(m, now, "undrained by operator")
-	}
-	c.publishLocked(now)
+// setDrained takes the analyzer called name out of (or back into) rotation. It
+// looks the name up and acts under one hold of c.mu, so an analyzer removed (or
+// removed and added again under the same name) in between is never acted on by
+// a stale id. It returns the member as published before and after.
+func (c *controller) setDrained(name string, drained bool) (before, after sched.Member, err error) {
+	return c.change(name, func(m *member, now time.Time) bool {
+		if m.drained == drained {
+			return false
+		}
+		m.drained, m.why = drained, "drained by operator"
+		if !drained {
+			c.rejoinLocked(m, now, "undrained by operator")
+		}
+		return true
+	})
 }
 
-// setWeight changes an analyzer's configured weight at run time. A removed one is
-// left as it is.
-func (c *controller) setWeight(id int, w float64) {
+// setWeight changes the configured weight of the analyzer called name at run
+// time, looked up and set under one hold of c.mu (see setDrained).
+func (c *controller) setWeight(name string, w float64) (before, after sched.Member, err error) {
+	return c.change(name, func(m *member, _ time.Time) bool {
+		m.weight = w
+		return true
+	})
+}
+
+// change applies f to the live (not removed) analyzer called name under c.mu and
+// publishes a View when f reports a change. errNoMember when there is none.
+func (c *controller) change(name string, f func(m *member, now time.Time) bool) (before, after sched.Member, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.members[id].removed {
-		return
+	id := c.lookupLocked(name)
+	if id < 0 {
+		return before, after, fmt.Errorf("analyzer %q: %w", name, errNoMember)
 	}
-	c.members[id].weight = w
-	c.publishLocked(c.now())
+	before = c.board.Load().Members[id]
+	now := c.now()
+	if f(c.members[id], now) {
+		c.publishLocked(now)
+	}
+	return before, c.board.Load().Members[id], nil
 }

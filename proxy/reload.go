@@ -192,8 +192,7 @@ func (r *reloader) analyzers(next []AnalyzerSpec) (applied []string) {
 			continue
 		}
 		if math.Abs(a.Written-old.Written) > 1e-9 { // as written: normalised weights all move when one does
-			if id := r.srv.ctl.lookup(a.Name); id >= 0 {
-				r.srv.ctl.setWeight(id, a.Written)
+			if _, _, err := r.srv.ctl.setWeight(a.Name, a.Written); err == nil {
 				applied = append(applied, fmt.Sprintf("weight of %s: %s -> %s", a.Name, fmtWeight(old.Written), fmtWeight(a.Written)))
 			}
 			r.configured[a.Addr] = a

@@ -436,8 +436,11 @@ func TestReloadKeepsOperatorWeightTheFileDidNotChange(t *testing.T) {
 	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
 	path := writeConfig(t, reloadYAML(fakes, "0.5", "0.5", ""))
 	srv, r := loadedServer(t, path, io.Discard)
+	// The operator's weight, as PUT /admin/analyzers/left sets it.
+	if _, _, err := srv.ctl.setWeight("left", 0.9); err != nil {
+		t.Fatal(err)
+	}
 	left := srv.ctl.lookup("left")
-	srv.ctl.setWeight(left, 0.9) // the operator's weight, as PUT /admin/analyzers/left sets it
 	if err := os.WriteFile(path, []byte(reloadYAML(fakes, "0.5", "0.6", "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
