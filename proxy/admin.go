@@ -277,7 +277,7 @@ func (s *Server) adminHandler() http.Handler {
 func (s *Server) listenAdmin() error {
 	ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
 	if err != nil {
-		return &ConfigError{"METRICS_ADDR", s.cfg.MetricsAddr, err.Error()}
+		return &ConfigError{Name: "METRICS_ADDR", Value: s.cfg.MetricsAddr, Problem: err.Error()}
 	}
 	s.adminLn = ln
 	return nil

@@ -89,14 +89,9 @@ func (a AnalyzerSpec) configuredWeight() float64 {
 	return a.Weight
 }
 
-// ConfigError names the setting, the value and what is wrong with it.
-type ConfigError struct {
-	Name, Value, Problem string
-}
-
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("%s=%q: %s", e.Name, redactSetting(e.Name, e.Value), e.Problem)
-}
+// ConfigError names the setting, the value (never a secret's) and what is wrong
+// with it: the one format of a bad setting that every subcommand shares.
+type ConfigError = cli.Error
 
 // setting is one configuration variable: its env name, flag name, default and parser.
 type setting struct {
@@ -255,7 +250,7 @@ func LoadConfigLookup(args []string, lookup func(string) (string, bool), usage i
 	for _, s := range all {
 		if v, ok := lookup(s.env); ok {
 			if err := c.apply(s, v); err != nil && v != "" {
-				errs = append(errs, &ConfigError{s.env, v, err.Error()})
+				errs = append(errs, &ConfigError{Name: s.env, Value: v, Problem: err.Error()})
 			}
 		}
 	}
@@ -265,7 +260,7 @@ func LoadConfigLookup(args []string, lookup func(string) (string, bool), usage i
 		s := s
 		fs.Func(s.flag, s.help, func(v string) error {
 			if err := c.apply(s, v); err != nil {
-				errs = append(errs, &ConfigError{"--" + s.flag, v, err.Error()})
+				errs = append(errs, &ConfigError{Name: "--" + s.flag, Value: v, Problem: err.Error()})
 			}
 			return nil // go on: --check lists every problem
 		})
@@ -286,7 +281,7 @@ func LoadConfigLookup(args []string, lookup func(string) (string, bool), usage i
 		errs = append(errs, err)
 	}
 	if len(c.Analyzers) == 0 && c.AnalyzersDNS == "" && !namesAnalyzers(errs) {
-		errs = append(errs, &ConfigError{"ANALYZERS", "", "at least one analyzer is required, e.g. http://127.0.0.1:9001=0.5,http://127.0.0.1:9002=0.5 (or ANALYZERS_DNS=name:port)"})
+		errs = append(errs, &ConfigError{Name: "ANALYZERS", Value: "", Problem: "at least one analyzer is required, e.g. http://127.0.0.1:9001=0.5,http://127.0.0.1:9002=0.5 (or ANALYZERS_DNS=name:port)"})
 	}
 	if err := configErr(errs); err != nil {
 		return c, err
