@@ -144,14 +144,20 @@ func diffStrings(got, want []string) string {
 		w[s] = true
 	}
 	var missing, extra []string
+	short := func(s string) string {
+		if len(s) > 24 {
+			return s[:24] + "…"
+		}
+		return s
+	}
 	for _, s := range want {
 		if !g[s] {
-			missing = append(missing, s)
+			missing = append(missing, short(s))
 		}
 	}
 	for _, s := range got {
 		if !w[s] {
-			extra = append(extra, s)
+			extra = append(extra, short(s))
 		}
 	}
 	if len(missing) > 5 {
