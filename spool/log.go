@@ -143,11 +143,8 @@ func (l *Log) rotate() *segment {
 }
 
 // seal marks s as taking no more records and deletes it if nothing in it is
-// waiting.
+// waiting (also when it was sealed before: a rollback may have emptied it).
 func (l *Log) seal(s *segment) {
-	if s.sealed {
-		return
-	}
 	s.sealed = true
 	if l.cur == s {
 		l.cur = nil

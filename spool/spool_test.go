@@ -406,3 +406,32 @@ func TestFailedGroupRollsBack(t *testing.T) {
 		t.Errorf("Pending=%d, want 1", p)
 	}
 }
+
+// A failed group that spans a rotation: the segment sealed earlier, whose records
+// were all in that group, is emptied by the rollback and deleted.
+func TestFailedGroupAcrossRotation(t *testing.T) {
+	dir := t.TempDir()
+	opt := testOptions(dir)
+	opt.SegmentBytes = 100
+	sp, _ := mustOpen(t, opt)
+	defer mustClose(t, sp)
+	lp := newTestLoop(t, sp, 0)
+	first := sp.nextID.Load()
+	must(t, os.Mkdir(filepath.Join(dir, segName(first+1)+".seg"), 0o700)) // the second segment cannot be created
+	var refs []Ref
+	for i := 0; i < 6; i++ {
+		refs = append(refs, lp.l.Append(body(i)))
+	}
+	if refs[0].seg.id != first || refs[5].seg.id < first+1 {
+		t.Fatalf("records did not span a rotation: segments %d..%d", refs[0].seg.id, refs[5].seg.id)
+	}
+	if err := lp.drain(); err == nil {
+		t.Fatal("no error from a group whose second segment cannot be created")
+	}
+	if _, err := os.Stat(filepath.Join(dir, segName(first)+".seg")); !os.IsNotExist(err) {
+		t.Errorf("the first segment, emptied by the rollback, is still on disk (%v)", err)
+	}
+	if st := sp.Stats(); st.Segments != 0 || st.Bytes != 0 || st.Pending != 0 {
+		t.Errorf("after the rollback: %+v", st)
+	}
+}
