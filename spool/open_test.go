@@ -71,6 +71,8 @@ func TestChildProcess(t *testing.T) {
 		os.Exit(0)
 	case "diskfull":
 		childDiskFull(dir)
+	case "crash":
+		childCrash(dir)
 	}
 	os.Exit(9)
 }
