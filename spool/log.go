@@ -24,6 +24,7 @@ type segment struct {
 	// The owning log's writer goroutine's (before a writer exists: Open's):
 	f       *os.File // the segment file, open while the log may still append to it
 	af      *os.File // the ack file, opened at the first ack
+	ackSize int64    // the ack file's size: a failed append is cut back to it
 	size    int64    // bytes on disk
 	created bool     // the file exists (counted in Spool.segments)
 	pre     int64    // size before the group being written (for the cut after a failure)

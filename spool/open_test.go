@@ -73,6 +73,8 @@ func TestChildProcess(t *testing.T) {
 		childDiskFull(dir)
 	case "crash":
 		childCrash(dir)
+	case "acktorn":
+		childAckTorn(dir)
 	}
 	os.Exit(9)
 }
