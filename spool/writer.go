@@ -94,9 +94,9 @@ func (w *writer) process(g *group) {
 
 // writeRecords appends each chunk to its segment file. On any failure every
 // segment the group touched is cut back to its size before the group, so a
-// refused record is never read back; if the cut fails too, recovery cuts it as a
-// torn tail or skips it as corrupt (it has no valid checksum... it may: then it is
-// sent though refused, a duplicate at worst, never a loss).
+// refused record is never read back. If the cut fails too, recovery finds a torn
+// tail (cut) or, if whole records of the refused group made it to disk, sends
+// them: a packet that was answered 503 may then arrive once, never one lost.
 func (w *writer) writeRecords(g *group) error {
 	w.touched = w.touched[:0]
 	var err error
