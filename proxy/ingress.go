@@ -316,7 +316,8 @@ func (s *shard) ingest(req *codec.Request, out []byte) []byte {
 		}
 	}
 	var pkt codec.Packet
-	if err := codec.ValidatePacket(body, &pkt); err != nil {
+	top, err := s.validate(body, &pkt) // top: the most severe level, only with SHED_BELOW (shed.go)
+	if err != nil {
 		e := asCodecError(err)
 		s.stats.Rejected[rejectInvalid]++
 		return s.answerError(out, 400, e.Reason, keep, "")
@@ -326,6 +327,9 @@ func (s *shard) ingest(req *codec.Request, out []byte) []byte {
 			s.stats.Rejected[rejectRateLimited]++
 			return s.answerError(out, 429, "emitter over its rate limit", keep, retryAfterHeader(wait))
 		}
+	}
+	if s.shed(top) {
+		return s.answerBusy(out, "overloaded: shedding packets below SHED_BELOW", keep)
 	}
 	switch s.accept(body, pkt.Messages) {
 	case acceptOK:

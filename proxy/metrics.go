@@ -11,6 +11,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sluicelog/sluice/codec"
 	"github.com/sluicelog/sluice/sched"
 )
 
@@ -51,6 +52,7 @@ var help = map[string]string{
 	"distributor_upstream_batches_total":     "Batch requests answered 2xx by each analyzer.",
 	"distributor_rejected_packets_total":     "Requests to /ingest answered without accepting, by reason.",
 	"distributor_responses_total":            "Responses sent on the ingest port, by status code.",
+	"distributor_shed_packets_total":         "Packets answered 503 by SHED_BELOW past SHED_AT, by their most severe message's level.",
 	"distributor_analyzer_weight":            "Configured weight of each analyzer, normalised to sum to 1.",
 	"distributor_analyzer_effective_weight":  "Weight the scheduler uses now (0 while out, ramping during slow start).",
 	"distributor_analyzer_message_share":     "Each analyzer's share of delivered messages since start.",
@@ -193,6 +195,9 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 	c("distributor_bytes_out_total", st.BytesOut)
 	for i, name := range rejectNames {
 		c(`distributor_rejected_packets_total{reason="`+name+`"}`, st.Rejected[i])
+	}
+	for l := codec.LevelTrace; l < codec.LevelFatal; l++ { // the levels SHED_BELOW can shed
+		c(`distributor_shed_packets_total{level="`+l.String()+`"}`, st.Shed[l])
 	}
 	for i, name := range closeNames {
 		c(`distributor_connections_closed_total{reason="`+name+`"}`, st.Closed[i])

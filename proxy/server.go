@@ -66,6 +66,7 @@ type Server struct {
 	dropLog rateLog
 	upLog   rateLog
 	inLog   rateLog
+	shedLog rateLog // SHED_BELOW refusals (shed.go)
 }
 
 // New checks cfg and builds a Server; Start runs it.
