@@ -49,6 +49,8 @@ type Config struct {
 	Spill             bool           // SPILL: when an analyzer's queue is full, place the packet on another (true) or answer 503 (false)
 	ShedBelow         ShedLevel      // SHED_BELOW: past SHED_AT, packets whose most severe message is below this level get 503 (ShedOff: never)
 	ShedAt            float64        // SHED_AT: fraction of the backlog's bound past which SHED_BELOW sheds
+	Routing           RoutingMode    // ROUTING: weighted (exact) or weighted-capacity (capacity.go)
+	CapacityMinShare  float64        // CAPACITY_MIN_SHARE: floor of the capacity factor, × the analyzer's weight
 	MaxBodyBytes      int64          // MAX_BODY_BYTES
 	MaxHeaderBytes    int            // MAX_HEADER_BYTES
 	MaxConns          int            // MAX_CONNS: inbound connections, whole distributor
@@ -168,6 +170,18 @@ func settings() []setting {
 			x, err := parseShedAt(v)
 			if err == nil {
 				c.ShedAt = x
+			}
+			return err
+		}},
+		{"ROUTING", "routing", "weighted", "weighted (each analyzer's message share is its weight) or weighted-capacity (an analyzer whose backlog or answer latency grows out of line with the others' gets less, down to CAPACITY_MIN_SHARE × its weight)", func(c *Config, v string) error {
+			m, err := parseRouting(v)
+			c.Routing = m
+			return err
+		}},
+		{"CAPACITY_MIN_SHARE", "capacity-min-share", "0.5", "with ROUTING=weighted-capacity, the least fraction of its weight an analyzer keeps however slow it is", func(c *Config, v string) error {
+			x, err := parseMinShare(v)
+			if err == nil {
+				c.CapacityMinShare = x
 			}
 			return err
 		}},

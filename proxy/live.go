@@ -23,6 +23,8 @@ var liveSettings = map[string]func(r *reloader, next *Config){
 	"HEALTH_CHECK_INTERVAL_SEC": controlSetting(func(c, n *Config) { c.HealthInterval = n.HealthInterval }),
 	"DOWN_PROBE_INTERVAL_MS":    controlSetting(func(c, n *Config) { c.DownProbeInterval = n.DownProbeInterval }),
 	"BREAKER_BACKOFF_MAX_SEC":   controlSetting(func(c, n *Config) { c.BreakerBackoffMax = n.BreakerBackoffMax }),
+	"ROUTING":                   controlSetting(func(c, n *Config) { c.Routing = n.Routing }),
+	"CAPACITY_MIN_SHARE":        controlSetting(func(c, n *Config) { c.CapacityMinShare = n.CapacityMinShare }),
 
 	"SENDER_RETRIES":      func(r *reloader, n *Config) { r.srv.knobs.senderRetries.Store(int32(n.SenderRetries)) },
 	"SPILL":               func(r *reloader, n *Config) { r.srv.knobs.spill.Store(n.Spill) },

@@ -56,6 +56,7 @@ var help = map[string]string{
 	"distributor_analyzer_weight":            "Configured weight of each analyzer, normalised to sum to 1.",
 	"distributor_analyzer_effective_weight":  "Weight the scheduler uses now (0 while out, ramping during slow start).",
 	"distributor_analyzer_message_share":     "Each analyzer's share of delivered messages since start.",
+	"distributor_limiting_analyzer":          "1 while this analyzer's backlog is what fills the buffer (more than half of what is held, the buffer at 90 % or its queue full), else 0.",
 	"distributor_breaker_state":              "Breaker state per analyzer: 0 closed, 1 slow start, 2 half-open, 3 open, 4 drained, 5 unknown (not yet probed).",
 	"distributor_breaker_opens_total":        "Times each analyzer's breaker opened (a flapping analyzer opens again and again).",
 	"distributor_connections":                "Open inbound connections.",
@@ -228,6 +229,7 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 		g("distributor_analyzer_weight"+l, m.Weight)
 		g("distributor_analyzer_effective_weight"+l, m.Effective)
 		g("distributor_breaker_state"+l, float64(m.State)) // the State's number is the documented code
+		g("distributor_limiting_analyzer"+l, b2f(p.srv.ctl.limiting(i)))
 		if i < len(breakers) {
 			c("distributor_breaker_opens_total"+l, breakers[i].opens)
 		}
@@ -243,6 +245,13 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 			c(`distributor_upstream_failures_total{analyzer="`+m.Name+`",kind="`+name+`"}`, d.Failures[k])
 		}
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // forgetRemoved unregisters the series of analyzers that were removed (and whose

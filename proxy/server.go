@@ -101,6 +101,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ctl = newController(cfg, &s.board, log, s.updateRetryAfter, s.drainSeconds)
+	s.ctl.budget = s.budget
 	s.ctl.publish(time.Now())
 	s.prom = newPromSet(s)
 	if cfg.AnalyzersDNS != "" {
