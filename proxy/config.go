@@ -51,6 +51,8 @@ type Config struct {
 	ShedAt            float64        // SHED_AT: fraction of the backlog's bound past which SHED_BELOW sheds
 	Routing           RoutingMode    // ROUTING: weighted (exact) or weighted-capacity (capacity.go)
 	CapacityMinShare  float64        // CAPACITY_MIN_SHARE: floor of the capacity factor, × the analyzer's weight
+	Affinity          AffinityMode   // AFFINITY: emitter_id keeps an emitter's packets on one analyzer (affinity.go)
+	AffinityLoadBound float64        // AFFINITY_LOAD_BOUND: each analyzer's message share at most this × its weight
 	MaxBodyBytes      int64          // MAX_BODY_BYTES
 	MaxHeaderBytes    int            // MAX_HEADER_BYTES
 	MaxConns          int            // MAX_CONNS: inbound connections, whole distributor
@@ -182,6 +184,18 @@ func settings() []setting {
 			x, err := parseMinShare(v)
 			if err == nil {
 				c.CapacityMinShare = x
+			}
+			return err
+		}},
+		{"AFFINITY", "affinity", "", "emitter_id: every packet of one emitter_id goes to the same analyzer (consistent hashing with bounded loads); empty: off", func(c *Config, v string) error {
+			m, err := parseAffinity(v)
+			c.Affinity = m
+			return err
+		}},
+		{"AFFINITY_LOAD_BOUND", "affinity-load-bound", "1.25", "with AFFINITY, each analyzer's message share stays within this × its weight (plus one packet)", func(c *Config, v string) error {
+			x, err := parseLoadBound(v)
+			if err == nil {
+				c.AffinityLoadBound = x
 			}
 			return err
 		}},

@@ -31,6 +31,7 @@ func TestEnumNames(t *testing.T) {
 		{"connState", names(numConnStates, connState.String), numConnStates.String()},
 		{"heldAt", names(heldInFlight+1, heldAt.String), ""},
 		{"RoutingMode", names(numRoutingModes, RoutingMode.String), numRoutingModes.String()},
+		{"AffinityMode", names(numAffinityModes, AffinityMode.String)[1:], numAffinityModes.String()},                             // [0] is off, ""
 		{"ShedLevel", names(shedLevelOf(codec.LevelFatal)+1, ShedLevel.String)[1:], (shedLevelOf(codec.LevelFatal) + 1).String()}, // [0] is off, ""
 	} {
 		seen := map[string]bool{}

@@ -102,6 +102,17 @@ func BenchmarkIngestPathShedRefused(b *testing.B) {
 	}
 }
 
+// BenchmarkIngestPathAffinity is the hot path with AFFINITY=emitter_id: the
+// emitter_id hashed and its remembered analyzer checked against the bound.
+func BenchmarkIngestPathAffinity(b *testing.B) {
+	benchIngest(b, affinityShard(b), seedRequest("packet-000042"))
+}
+
+// affinityShard is benchShard with AFFINITY=emitter_id.
+func affinityShard(tb testing.TB) *shard {
+	return testShard(tb, 3, func(c *Config) { c.Affinity = AffinityEmitterID })
+}
+
 // shedShard is benchShard with SHED_BELOW=WARN.
 func shedShard(tb testing.TB) *shard {
 	return testShard(tb, 3, func(c *Config) { c.ShedBelow = shedLevelOf(codec.LevelWarn) })
@@ -135,7 +146,8 @@ func TestIngestPathAllocs(t *testing.T) {
 		name string
 		s    *shard
 		req  []byte
-	}{{"open", plain, seedRequest("packet-000042")}, {"tokens", withTokens, tokenReq}, {"shed_below", shedShard(t), seedRequest("packet-000042")}} {
+	}{{"open", plain, seedRequest("packet-000042")}, {"tokens", withTokens, tokenReq}, {"shed_below", shedShard(t), seedRequest("packet-000042")},
+		{"affinity", affinityShard(t), seedRequest("packet-000042")}} {
 		t.Run(tc.name, func(t *testing.T) { checkNoAllocs(t, tc.s, tc.req) })
 	}
 	t.Run("shed_refused", func(t *testing.T) {

@@ -331,6 +331,7 @@ func (s *shard) ingest(req *codec.Request, out []byte) []byte {
 	if s.shed(top) {
 		return s.answerBusy(out, "overloaded: shedding packets below SHED_BELOW", keep)
 	}
+	s.emitter = pkt.EmitterID // for AFFINITY's route (affinity.go)
 	switch s.accept(body, pkt.Messages) {
 	case acceptOK:
 		s.stats.Responses[status202]++

@@ -52,6 +52,7 @@ var help = map[string]string{
 	"distributor_upstream_batches_total":     "Batch requests answered 2xx by each analyzer.",
 	"distributor_rejected_packets_total":     "Requests to /ingest answered without accepting, by reason.",
 	"distributor_responses_total":            "Responses sent on the ingest port, by status code.",
+	"distributor_affinity_moves_total":       "With AFFINITY=emitter_id: emitters placed on another analyzer than before (theirs left or was full, or their home had room again).",
 	"distributor_shed_packets_total":         "Packets answered 503 by SHED_BELOW past SHED_AT, by their most severe message's level.",
 	"distributor_analyzer_weight":            "Configured weight of each analyzer, normalised to sum to 1.",
 	"distributor_analyzer_effective_weight":  "Weight the scheduler uses now (0 while out, ramping during slow start).",
@@ -193,6 +194,7 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 	g("distributor_retry_after_seconds", float64(p.srv.retryAfter.Load()))
 	g(buildInfoSeries, 1)
 	c("distributor_bytes_in_total", st.BytesIn)
+	c("distributor_affinity_moves_total", st.AffinityMoves)
 	c("distributor_bytes_out_total", st.BytesOut)
 	for i, name := range rejectNames {
 		c(`distributor_rejected_packets_total{reason="`+name+`"}`, st.Rejected[i])

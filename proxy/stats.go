@@ -183,6 +183,7 @@ type Stats struct {
 	AcceptedMessages int64
 	Rejected         [numRejects]int64
 	Shed             [codec.NumLevels]int64 // packets refused by SHED_BELOW, by their most severe level (also in Rejected[rejectShed])
+	AffinityMoves    int64                  // AFFINITY: remembered emitters placed on another analyzer than before
 	Responses        [len(statusCodes) + 1]int64
 	Closed           [numCloses]int64 // inbound connections the distributor closed, by reason
 	Conns            int64            // open inbound connections
@@ -207,6 +208,7 @@ func (s *Stats) add(o *Stats) {
 	for i := range s.Closed {
 		s.Closed[i] += o.Closed[i]
 	}
+	s.AffinityMoves += o.AffinityMoves
 	s.Conns += o.Conns
 	s.BytesIn += o.BytesIn
 	s.BytesOut += o.BytesOut

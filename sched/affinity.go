@@ -13,8 +13,9 @@ import (
 //   - Each eligible analyzer owns points on a hash ring in proportion to its
 //     configured weight. An emitter's home is the owner of the first point at or
 //     after the emitter's hash.
-//   - Each analyzer's capacity is bound × its effective weight × the messages placed
-//     (plus one largest packet, so a packet always fits somewhere). An emitter is
+//   - Each analyzer's capacity is bound × its effective weight × the messages placed,
+//     plus affinitySlack largest packets (so a packet always fits somewhere, and the
+//     first packets, while few messages were placed, do not move emitters about). An emitter is
 //     placed on the first analyzer, walking the ring from its hash, that has room
 //     for the packet: its home unless the home is full.
 //   - The placement is remembered (a fixed table of emitters, no allocation), so an
@@ -26,10 +27,10 @@ import (
 //     the emitters whose home it is return to it. Other emitters stay.
 //
 // The bound: after every placement each analyzer holds at most
-// bound·w_i·T + nmax messages (T all messages placed, nmax the largest packet),
-// because an analyzer that is not over its capacity always exists: Σ L_i = T ≤
-// bound·(T+n)·Σ w_i. So its share is at most bound × its weight, plus one packet
-// over T. The loads are halved whenever T reaches affinityDecay, so they follow
+// bound·w_i·T + affinitySlack·nmax messages (T all messages placed, nmax the
+// largest packet), because an analyzer that is not over its capacity always
+// exists: Σ L_i = T ≤ bound·(T+n)·Σ w_i. So its share is at most bound × its
+// weight, plus affinitySlack packets over T. The loads are halved whenever T reaches affinityDecay, so they follow
 // the recent traffic; halving keeps the inequality. When the eligible set changes
 // the loads restart balanced (each at its weight's share of T), which keeps it too.
 //
@@ -72,10 +73,11 @@ type entry struct {
 }
 
 const (
-	affinityRingPoints = 4096    // ring points shared by the eligible analyzers by configured weight
+	affinityRingPoints = 4096    // ring points, shared by the configured analyzers in proportion to their weights
 	affinityMinPoints  = 16      // ring points of any eligible analyzer
 	affinityProbe      = 8       // table slots looked at per emitter
 	affinityDecay      = 1 << 24 // messages after which loads are halved
+	affinitySlack      = 16      // largest packets an analyzer may hold beyond its bound
 )
 
 // NewAffinity makes the affinity router over members analyzers (grown by Grow)
@@ -272,9 +274,9 @@ func (a *Affinity) lookup(h uint64) *entry {
 }
 
 // under reports whether analyzer i can take nn more messages and stay within
-// factor × its weight of all messages, plus one largest packet.
+// factor × its weight of all messages, plus affinitySlack largest packets.
 func (a *Affinity) under(i int, nn, factor float64) bool {
-	return a.w[i] > 0 && a.load[i]+nn <= factor*a.w[i]*(a.total+nn)+a.nmax
+	return a.w[i] > 0 && a.load[i]+nn <= factor*a.w[i]*(a.total+nn)+affinitySlack*a.nmax
 }
 
 // home is the owner of the first ring point at or after h.
@@ -345,6 +347,10 @@ func (a *Affinity) Total() float64 { return a.total }
 
 // MaxPacket returns the largest packet placed, in messages.
 func (a *Affinity) MaxPacket() float64 { return a.nmax }
+
+// Slack returns how many messages an analyzer may hold beyond bound × its weight ×
+// the messages placed: affinitySlack largest packets.
+func (a *Affinity) Slack() float64 { return affinitySlack * a.nmax }
 
 // HashEmitter hashes an emitter_id's bytes (64-bit FNV-1a, then mixed so that ring
 // positions spread); it does not allocate.

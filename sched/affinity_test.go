@@ -45,7 +45,7 @@ func (l *affinityLoad) next() (int, int) {
 }
 
 // checkBound asserts the proven bound: every analyzer holds at most
-// bound·w_i·T + nmax messages.
+// bound·w_i·T + affinitySlack·nmax messages.
 func checkBound(t *testing.T, a *Affinity, w []float64, bound float64, step int) {
 	t.Helper()
 	sum := 0.0
@@ -53,9 +53,9 @@ func checkBound(t *testing.T, a *Affinity, w []float64, bound float64, step int)
 		sum += x
 	}
 	for i, x := range w {
-		if limit := bound*x/sum*a.Total() + a.MaxPacket(); a.Load(i) > limit+1e-6 {
+		if limit := bound*x/sum*a.Total() + a.Slack(); a.Load(i) > limit+1e-6 {
 			t.Fatalf("step %d: analyzer %d holds %.0f messages of %.0f, over its bound %.1f (weight %.3f × %.2f + %0.f)",
-				step, i, a.Load(i), a.Total(), limit, x/sum, bound, a.MaxPacket())
+				step, i, a.Load(i), a.Total(), limit, x/sum, bound, a.Slack())
 		}
 	}
 }
