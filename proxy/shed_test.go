@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -259,5 +260,46 @@ func TestShedAtTwiceOverload(t *testing.T) {
 	}
 	if st.Shed[codec.LevelError] != 0 || st.Shed[codec.LevelDebug]+st.Rejected[rejectFull] != int64(refused[0]+refused[1]) {
 		t.Fatalf("shed by level %v and %d full, want no ERROR shed and every 503 counted as shed or full (%d)", st.Shed, st.Rejected[rejectFull], refused[0]+refused[1])
+	}
+}
+
+// SHED_BELOW, SHED_AT, ROUTING and CAPACITY_MIN_SHARE apply on reload; AFFINITY
+// is reported as needing a restart.
+func TestReloadOverloadSettings(t *testing.T) {
+	fa := newFrontAnalyzer(t, false)
+	path := writeConfig(t, liveYAML(fa.url, ""))
+	srv, r := loadedServer(t, path, io.Discard)
+	if err := os.WriteFile(path, []byte(liveYAML(fa.url, "shed_below: error\nshed_at: 0.5\nrouting: weighted-capacity\ncapacity_min_share: 0.3\naffinity: emitter_id\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := r.reload()
+	applied := strings.Join(res.Applied, ",")
+	for _, s := range []string{"SHED_BELOW", "SHED_AT", "ROUTING", "CAPACITY_MIN_SHARE"} {
+		if !strings.Contains(applied, s+":") {
+			t.Errorf("reload applied %q, want %s among them", applied, s)
+		}
+	}
+	if !res.OK || len(res.Restart) != 1 || !strings.Contains(res.Restart[0], "AFFINITY") {
+		t.Fatalf("reload %+v: want AFFINITY alone needing a restart", res)
+	}
+	if ShedLevel(srv.knobs.shedBelow.Load()) != shedLevelOf(codec.LevelError) || srv.knobs.shedAt.Load() != shedScale/2 {
+		t.Fatalf("knobs after reload: shed_below %v shed_at %d", ShedLevel(srv.knobs.shedBelow.Load()), srv.knobs.shedAt.Load())
+	}
+	srv.ctl.mu.Lock()
+	routing, floor := srv.ctl.cfg.Routing, srv.ctl.cfg.CapacityMinShare
+	srv.ctl.mu.Unlock()
+	if routing != RoutingWeightedCapacity || floor != 0.3 {
+		t.Fatalf("controller after reload: %v %v", routing, floor)
+	}
+	if err := os.WriteFile(path, []byte(liveYAML(fa.url, "affinity: emitter_id\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res = r.reload()
+	want := "SHED_BELOW: error -> ,SHED_AT: 0.5 -> 0.8,ROUTING: weighted-capacity -> weighted,CAPACITY_MIN_SHARE: 0.3 -> 0.5"
+	if got := strings.Join(res.Applied, ","); !res.OK || got != want {
+		t.Fatalf("second reload applied %q, want %q", got, want)
+	}
+	if ShedLevel(srv.knobs.shedBelow.Load()) != ShedOff {
+		t.Fatal("SHED_BELOW removed from the file: shedding still on")
 	}
 }
