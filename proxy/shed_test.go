@@ -185,10 +185,14 @@ func TestShedOffByDefault(t *testing.T) {
 func TestShedAtTwiceOverload(t *testing.T) {
 	longScenario(t)
 	slow := newFakeAnalyzer(t, false)
-	slow.delay.Store(int64(10 * time.Millisecond)) // one request at a time per connection: ~100/s each
+	// One request at a time per connection: ~50/s each. A long delay keeps the
+	// machine's own scheduling delays (a few ms on a loaded machine) small beside
+	// it, so the capacity, and the overload factor, stay near what they should be.
+	slow.delay.Store(int64(20 * time.Millisecond))
 	srv := startDistributor(t, slow.url()+"=1", func(c *Config) {
 		c.Loops = 2
-		c.UpstreamConns = 1 // 2 connections: ~200 packets/s
+		c.UpstreamConns = 2 // 4 connections: ~200 packets/s
+		c.PipelineDepth = 1 // one request in flight per connection, so all four carry
 		c.IngestBufferSize = 100
 		c.ShedBelow = shedLevelOf(codec.LevelError)
 		c.ShedAt = 0.5
