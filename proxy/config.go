@@ -47,6 +47,12 @@ type Config struct {
 	BreakerBackoffMax time.Duration  // BREAKER_BACKOFF_MAX_SEC: cap of the re-open backoff
 	DownProbeInterval time.Duration  // DOWN_PROBE_INTERVAL_MS: health probe interval while an analyzer is down
 	Spill             bool           // SPILL: when an analyzer's queue is full, place the packet on another (true) or answer 503 (false)
+	ShedBelow         ShedLevel      // SHED_BELOW: past SHED_AT, packets whose most severe message is below this level get 503 (ShedOff: never)
+	ShedAt            float64        // SHED_AT: fraction of the backlog's bound past which SHED_BELOW sheds
+	Routing           RoutingMode    // ROUTING: weighted (exact) or weighted-capacity (capacity.go)
+	CapacityMinShare  float64        // CAPACITY_MIN_SHARE: floor of the capacity factor, × the analyzer's weight
+	Affinity          AffinityMode   // AFFINITY: emitter_id keeps an emitter's packets on one analyzer (affinity.go)
+	AffinityLoadBound float64        // AFFINITY_LOAD_BOUND: each analyzer's message share at most this × its weight
 	MaxBodyBytes      int64          // MAX_BODY_BYTES
 	MaxHeaderBytes    int            // MAX_HEADER_BYTES
 	MaxConns          int            // MAX_CONNS: inbound connections, whole distributor
@@ -152,6 +158,42 @@ func settings() []setting {
 		{"BREAKER_BACKOFF_MAX_SEC", "breaker-backoff-max-sec", "30", "cap of the breaker's re-open backoff, s", durSetting(func(c *Config, d time.Duration) { c.BreakerBackoffMax = d }, time.Second)},
 		{"DOWN_PROBE_INTERVAL_MS", "down-probe-interval-ms", "1000", "GET /health probe interval while an analyzer is down or not yet heard from, ms", positive(durSetting(func(c *Config, d time.Duration) { c.DownProbeInterval = d }, time.Millisecond))},
 		{"SPILL", "spill", "true", "when an analyzer's queue is full, place the packet on another analyzer (true) or answer 503 (false)", boolSetting(func(c *Config, b bool) { c.Spill = b })},
+		{"SHED_BELOW", "shed-below", "", "once the backlog passes SHED_AT of INGEST_BUFFER_SIZE, a packet whose most severe message is below this level (TRACE, DEBUG, INFO, WARN, ERROR or FATAL) gets 503 + Retry-After (empty: off)", func(c *Config, v string) error {
+			l, err := parseShedLevel(v)
+			c.ShedBelow = l
+			return err
+		}},
+		{"SHED_AT", "shed-at", "0.8", "fraction of the backlog's bound (INGEST_BUFFER_SIZE) past which SHED_BELOW sheds", func(c *Config, v string) error {
+			x, err := parseShedAt(v)
+			if err == nil {
+				c.ShedAt = x
+			}
+			return err
+		}},
+		{"ROUTING", "routing", "weighted", "weighted (each analyzer's message share is its weight) or weighted-capacity (an analyzer whose backlog or answer latency grows out of line with the others' gets less, down to CAPACITY_MIN_SHARE × its weight)", func(c *Config, v string) error {
+			m, err := parseRouting(v)
+			c.Routing = m
+			return err
+		}},
+		{"CAPACITY_MIN_SHARE", "capacity-min-share", "0.5", "with ROUTING=weighted-capacity, the least fraction of its weight an analyzer keeps however slow it is", func(c *Config, v string) error {
+			x, err := parseMinShare(v)
+			if err == nil {
+				c.CapacityMinShare = x
+			}
+			return err
+		}},
+		{"AFFINITY", "affinity", "", "emitter_id: every packet of one emitter_id goes to the same analyzer (consistent hashing with bounded loads); empty: off", func(c *Config, v string) error {
+			m, err := parseAffinity(v)
+			c.Affinity = m
+			return err
+		}},
+		{"AFFINITY_LOAD_BOUND", "affinity-load-bound", "1.25", "with AFFINITY, each analyzer's message share stays within this × its weight (plus one packet)", func(c *Config, v string) error {
+			x, err := parseLoadBound(v)
+			if err == nil {
+				c.AffinityLoadBound = x
+			}
+			return err
+		}},
 		{"MAX_BODY_BYTES", "max-body-bytes", "1048576", "largest accepted request body", int64Setting(func(c *Config, n int64) { c.MaxBodyBytes = n }, 64, 1<<30)},
 		{"MAX_HEADER_BYTES", "max-header-bytes", "16384", "largest accepted request header block", intSetting(func(c *Config, n int) { c.MaxHeaderBytes = n }, 256, 1<<20)},
 		{"MAX_CONNS", "max-conns", "10000", "inbound connections, whole distributor", intSetting(func(c *Config, n int) { c.MaxConns = n }, 1, 1<<24)},

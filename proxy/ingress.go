@@ -316,7 +316,8 @@ func (s *shard) ingest(req *codec.Request, out []byte) []byte {
 		}
 	}
 	var pkt codec.Packet
-	if err := codec.ValidatePacket(body, &pkt); err != nil {
+	top, err := s.validate(body, &pkt) // top: the most severe level, only with SHED_BELOW (shed.go)
+	if err != nil {
 		e := asCodecError(err)
 		s.stats.Rejected[rejectInvalid]++
 		return s.answerError(out, 400, e.Reason, keep, "")
@@ -327,6 +328,10 @@ func (s *shard) ingest(req *codec.Request, out []byte) []byte {
 			return s.answerError(out, 429, "emitter over its rate limit", keep, retryAfterHeader(wait))
 		}
 	}
+	if s.shed(top) {
+		return s.answerBusy(out, "overloaded: shedding packets below SHED_BELOW", keep)
+	}
+	s.emitter = pkt.EmitterID // for AFFINITY's route (affinity.go)
 	switch s.accept(body, pkt.Messages) {
 	case acceptOK:
 		s.stats.Responses[status202]++

@@ -11,6 +11,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sluicelog/sluice/codec"
 	"github.com/sluicelog/sluice/sched"
 )
 
@@ -51,9 +52,12 @@ var help = map[string]string{
 	"distributor_upstream_batches_total":     "Batch requests answered 2xx by each analyzer.",
 	"distributor_rejected_packets_total":     "Requests to /ingest answered without accepting, by reason.",
 	"distributor_responses_total":            "Responses sent on the ingest port, by status code.",
+	"distributor_affinity_moves_total":       "With AFFINITY=emitter_id: emitters placed on another analyzer than before (theirs left or was full, or their home had room again).",
+	"distributor_shed_packets_total":         "Packets answered 503 by SHED_BELOW past SHED_AT, by their most severe message's level.",
 	"distributor_analyzer_weight":            "Configured weight of each analyzer, normalised to sum to 1.",
 	"distributor_analyzer_effective_weight":  "Weight the scheduler uses now (0 while out, ramping during slow start).",
 	"distributor_analyzer_message_share":     "Each analyzer's share of delivered messages since start.",
+	"distributor_limiting_analyzer":          "1 while this analyzer's backlog is what fills the buffer (more than half of what is held, the buffer at 90 % or its queue full), else 0.",
 	"distributor_breaker_state":              "Breaker state per analyzer: 0 closed, 1 slow start, 2 half-open, 3 open, 4 drained, 5 unknown (not yet probed).",
 	"distributor_breaker_opens_total":        "Times each analyzer's breaker opened (a flapping analyzer opens again and again).",
 	"distributor_connections":                "Open inbound connections.",
@@ -190,9 +194,13 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 	g("distributor_retry_after_seconds", float64(p.srv.retryAfter.Load()))
 	g(buildInfoSeries, 1)
 	c("distributor_bytes_in_total", st.BytesIn)
+	c("distributor_affinity_moves_total", st.AffinityMoves)
 	c("distributor_bytes_out_total", st.BytesOut)
 	for i, name := range rejectNames {
 		c(`distributor_rejected_packets_total{reason="`+name+`"}`, st.Rejected[i])
+	}
+	for l := codec.LevelTrace; l < codec.LevelFatal; l++ { // the levels SHED_BELOW can shed
+		c(`distributor_shed_packets_total{level="`+l.String()+`"}`, st.Shed[l])
 	}
 	for i, name := range closeNames {
 		c(`distributor_connections_closed_total{reason="`+name+`"}`, st.Closed[i])
@@ -223,6 +231,7 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 		g("distributor_analyzer_weight"+l, m.Weight)
 		g("distributor_analyzer_effective_weight"+l, m.Effective)
 		g("distributor_breaker_state"+l, float64(m.State)) // the State's number is the documented code
+		g("distributor_limiting_analyzer"+l, b2f(p.srv.ctl.limiting(i)))
 		if i < len(breakers) {
 			c("distributor_breaker_opens_total"+l, breakers[i].opens)
 		}
@@ -238,6 +247,13 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 			c(`distributor_upstream_failures_total{analyzer="`+m.Name+`",kind="`+name+`"}`, d.Failures[k])
 		}
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // forgetRemoved unregisters the series of analyzers that were removed (and whose

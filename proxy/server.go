@@ -66,6 +66,7 @@ type Server struct {
 	dropLog rateLog
 	upLog   rateLog
 	inLog   rateLog
+	shedLog rateLog // SHED_BELOW refusals (shed.go)
 }
 
 // New checks cfg and builds a Server; Start runs it.
@@ -100,6 +101,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ctl = newController(cfg, &s.board, log, s.updateRetryAfter, s.drainSeconds)
+	s.ctl.budget = s.budget
 	s.ctl.publish(time.Now())
 	s.prom = newPromSet(s)
 	if cfg.AnalyzersDNS != "" {

@@ -22,7 +22,13 @@ type shard struct {
 	gen   uint64 // generation of the View applied
 	view  *sched.View
 	cred  *sched.Credit
+	aff   *sched.Affinity // AFFINITY=emitter_id (affinity.go); nil when off
 	dests []*dest
+
+	// emitter is the emitter_id of the packet being accepted (a slice of the read
+	// buffer, set by ingest for accept's route; valid only during that call).
+	emitter     []byte
+	confWeights []float64 // scratch: configured weights for the affinity ring
 
 	weights []float64 // scratch for View.Effective
 	skip    sched.Set // scratch for Pick/Move
@@ -86,6 +92,7 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 		idx:  idx,
 		loop: loop,
 		cred: sched.NewCredit(0, idx, cfg.Loops), // grown by sync to the View's members
+		aff:  newAffinity(cfg),
 
 		framing: batchFramingTable(cfg.BatchMax),
 
@@ -107,6 +114,9 @@ func (s *shard) grow(v *sched.View) {
 		return
 	}
 	s.cred.Grow(n)
+	if s.aff != nil {
+		s.aff.Grow(n)
+	}
 	for len(s.stats.Dests) < n {
 		s.stats.Dests = append(s.stats.Dests, DestStats{})
 	}
@@ -138,6 +148,9 @@ func (s *shard) sync() {
 	s.grow(v)
 	s.weights = v.Effective(s.weights)
 	s.cred.SetWeights(s.weights)
+	if s.aff != nil {
+		s.setAffinityWeights(v)
+	}
 	for i, d := range s.dests {
 		m := &v.Members[i]
 		d.eligible, d.batch, d.trial = m.Eligible, m.Batch, m.State == StateHalfOpen
@@ -305,16 +318,7 @@ func (s *shard) accept(body []byte, msgs int) acceptResult {
 		return acceptNoAnalyzer
 	}
 	s.refreshFull()
-	var a int
-	if s.srv.knobs.spill.Load() {
-		// A full analyzer is skipped; it keeps gaining credit (up to the cap) and
-		// catches up when its queue drains.
-		a = s.cred.Pick(msgs, &s.full)
-	} else if a = s.cred.Peek(msgs); s.full.Has(a) {
-		a = -1 // strict: its turn, its queue is full, so the emitter waits
-	} else {
-		s.cred.Pick(msgs, nil)
-	}
+	a := s.route(msgs) // affinity.go
 	if a < 0 {
 		s.srv.budget.unreserve()
 		return acceptQueueFull

@@ -1,6 +1,10 @@
 package proxy
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/sluicelog/sluice/codec"
+)
 
 // Counters are plain integers written only by the shard's own event loop, so the
 // data path pays for no atomic instruction and shares no cache line. Readers take a
@@ -27,11 +31,12 @@ const (
 	rejectRateLimited                      // EMITTER_RATE_LIMIT (429)
 	rejectUnauthorized                     // INGEST_TOKENS set, no valid bearer token (401)
 	rejectConnsPerIP                       // MAX_CONNS_PER_IP reached for the client's address
+	rejectShed                             // SHED_BELOW: past SHED_AT, the packet's most severe level is below it (503)
 	numRejects
 )
 
 // rejectNames are the metrics' reason labels, in rejectReason order.
-var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited", "unauthorized", "max_conns_per_ip"}
+var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited", "unauthorized", "max_conns_per_ip", "shed"}
 
 func (r rejectReason) String() string {
 	if r < numRejects {
@@ -177,6 +182,8 @@ type Stats struct {
 	AcceptedPackets  int64
 	AcceptedMessages int64
 	Rejected         [numRejects]int64
+	Shed             [codec.NumLevels]int64 // packets refused by SHED_BELOW, by their most severe level (also in Rejected[rejectShed])
+	AffinityMoves    int64                  // AFFINITY: remembered emitters placed on another analyzer than before
 	Responses        [len(statusCodes) + 1]int64
 	Closed           [numCloses]int64 // inbound connections the distributor closed, by reason
 	Conns            int64            // open inbound connections
@@ -192,12 +199,16 @@ func (s *Stats) add(o *Stats) {
 	for i := range s.Rejected {
 		s.Rejected[i] += o.Rejected[i]
 	}
+	for i := range s.Shed {
+		s.Shed[i] += o.Shed[i]
+	}
 	for i := range s.Responses {
 		s.Responses[i] += o.Responses[i]
 	}
 	for i := range s.Closed {
 		s.Closed[i] += o.Closed[i]
 	}
+	s.AffinityMoves += o.AffinityMoves
 	s.Conns += o.Conns
 	s.BytesIn += o.BytesIn
 	s.BytesOut += o.BytesOut
