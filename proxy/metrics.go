@@ -58,7 +58,7 @@ var help = map[string]string{
 	"distributor_breaker_opens_total":        "Times each analyzer's breaker opened (a flapping analyzer opens again and again).",
 	"distributor_connections":                "Open inbound connections.",
 	"distributor_connections_closed_total":   "Inbound connections the distributor closed on its own, by reason.",
-	"distributor_accounting_outstanding":     "accepted - delivered - queued - in_flight - dropped; always 0.",
+	"distributor_accounting_outstanding":     "accepted - delivered - queued - in_flight - dropped - left in the spool at shutdown; always 0.",
 	"distributor_bytes_in_total":             "Request bytes read on the ingest port.",
 	"distributor_bytes_out_total":            "Packet bytes written to analyzers.",
 	"distributor_retry_after_seconds":        "Retry-After currently sent with 503 answers.",
@@ -169,6 +169,7 @@ func (p *promSet) WritePrometheus(w io.Writer) {
 	p.set.WritePrometheus(&buf)
 	p.mu.Unlock()
 	writeHistograms(&buf, shards, v)
+	p.srv.writeSpoolHist(&buf)
 	metrics.WriteProcessMetrics(&buf)
 	writeWithHelp(w, buf.Bytes())
 }
@@ -186,7 +187,8 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 	g("distributor_healthy_analyzers", float64(v.Healthy()))
 	g("distributor_total_analyzers", float64(v.Live()))
 	g("distributor_connections", float64(st.Conns))
-	g("distributor_accounting_outstanding", float64(st.AcceptedPackets-tot.DeliveredPackets-tot.Queued-tot.InFlight-tot.DroppedTotal()))
+	g("distributor_accounting_outstanding", float64(st.AcceptedPackets-tot.DeliveredPackets-tot.Queued-tot.InFlight-tot.DroppedTotal()-tot.LeftInSpool))
+	p.updateSpool(st, &tot)
 	g("distributor_retry_after_seconds", float64(p.srv.retryAfter.Load()))
 	g(buildInfoSeries, 1)
 	c("distributor_bytes_in_total", st.BytesIn)
