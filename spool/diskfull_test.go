@@ -1,0 +1,3 @@
+package spool
+
+func childDiskFull(dir string) {}

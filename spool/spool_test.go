@@ -1,0 +1,253 @@
+package spool
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+)
+
+// Records over several segments, some settled: after Close and Open exactly the
+// unsettled ones come back, and sealed segments with everything settled are gone.
+func TestRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	opt := testOptions(dir)
+	opt.SegmentBytes = 2048
+	sp, recs := mustOpen(t, opt)
+	if len(recs) != 0 {
+		t.Fatalf("fresh directory recovered %d segments", len(recs))
+	}
+	lp := newTestLoop(t, sp, 0)
+	const n = 400
+	refs := make([]Ref, n)
+	for i := 0; i < n; i++ {
+		refs[i] = lp.l.Append(body(i))
+		if i%50 == 49 {
+			lp.l.Flush() // several groups, some handed over while others fill
+		}
+	}
+	if err := lp.drain(); err != nil {
+		t.Fatal(err)
+	}
+	// Settle the first 150 (whole segments) and every third record after.
+	settled := map[int]bool{}
+	for i := 0; i < n; i++ {
+		if i < 150 || i%3 == 0 {
+			lp.l.Settle(refs[i])
+			settled[i] = true
+		}
+	}
+	lp.l.Settle(refs[0]) // twice: no effect
+	if err := lp.drain(); err != nil {
+		t.Fatal(err)
+	}
+	// Segments whose records are all settled and that are sealed must be gone now.
+	segOf := map[uint64][]int{}
+	for i, r := range refs {
+		segOf[r.seg.id] = append(segOf[r.seg.id], i)
+	}
+	if len(segOf) < 5 {
+		t.Fatalf("only %d segments: the test wants several", len(segOf))
+	}
+	last := refs[n-1].seg.id
+	var gone, kept int
+	for id, idxs := range segOf {
+		all := true
+		for _, i := range idxs {
+			all = all && settled[i]
+		}
+		_, err := os.Stat(filepath.Join(dir, segName(id)+".seg"))
+		switch {
+		case all && id != last:
+			gone++
+			if !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("segment %d: every record settled, sealed, but still on disk (%v)", id, err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, segName(id)+".ack")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("segment %d: ack file still on disk", id)
+			}
+		default:
+			kept++
+			if err != nil {
+				t.Errorf("segment %d holds unsettled records but is gone: %v", id, err)
+			}
+		}
+	}
+	if gone == 0 || kept == 0 {
+		t.Fatalf("gone=%d kept=%d: the test wants both", gone, kept)
+	}
+	var want []string
+	for i := 0; i < n; i++ {
+		if !settled[i] {
+			want = append(want, string(body(i)))
+		}
+	}
+	st := sp.Stats()
+	if st.Pending != int64(len(want)) {
+		t.Errorf("Stats.Pending=%d, want %d", st.Pending, len(want))
+	}
+	if st.Segments != int64(kept) {
+		t.Errorf("Stats.Segments=%d, want %d", st.Segments, kept)
+	}
+	var onDisk int64
+	for _, p := range segFiles(t, dir, ".seg") {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		onDisk += fi.Size()
+	}
+	if st.Bytes != onDisk {
+		t.Errorf("Stats.Bytes=%d, the segment files hold %d", st.Bytes, onDisk)
+	}
+	mustClose(t, sp)
+
+	sp2, recs2 := mustOpen(t, opt)
+	defer mustClose(t, sp2)
+	got := bodies(loadAll(t, recs2))
+	sortStrings(want)
+	if !equalStrings(got, want) {
+		t.Fatalf("recovered records differ: %s", diffStrings(got, want))
+	}
+	if st2 := sp2.Stats(); st2.Recovered != int64(len(want)) || st2.Pending != int64(len(want)) || st2.CorruptRecords != 0 || st2.TornTails != 0 {
+		t.Errorf("stats after reopen: %+v, want Recovered=Pending=%d and nothing corrupt", st2, len(want))
+	}
+	for i := 1; i < len(recs2); i++ {
+		if recs2[i-1].seg.id >= recs2[i].seg.id {
+			t.Errorf("recovered segments not oldest first: %d then %d", recs2[i-1].seg.id, recs2[i].seg.id)
+		}
+	}
+}
+
+// Adopted recovered records are settled through a new log; once all are, the
+// segments go, and a third start finds nothing. New segments get new ids.
+func TestAdoptSettleDeletes(t *testing.T) {
+	dir := t.TempDir()
+	opt := testOptions(dir)
+	opt.SegmentBytes = 1024
+	sp, _ := mustOpen(t, opt)
+	lp := newTestLoop(t, sp, 0)
+	for i := 0; i < 100; i++ {
+		lp.l.Append(body(i))
+	}
+	if err := lp.drain(); err != nil {
+		t.Fatal(err)
+	}
+	maxOld := lp.l.cur.id
+	mustClose(t, sp)
+
+	sp, recs := mustOpen(t, opt)
+	lp = newTestLoop(t, sp, 0)
+	all := loadAll(t, recs)
+	if len(all) != 100 {
+		t.Fatalf("recovered %d records, want 100", len(all))
+	}
+	for _, r := range recs {
+		lp.l.Adopt(r)
+	}
+	ref := lp.l.Append([]byte("new"))
+	if ref.seg.id <= maxOld {
+		t.Fatalf("new segment id %d not above the old ones (max %d)", ref.seg.id, maxOld)
+	}
+	// Half now, with a restart in between: the acks of adopted segments persist.
+	for _, r := range all[:50] {
+		lp.l.Settle(r.Ref)
+	}
+	if err := lp.drain(); err != nil {
+		t.Fatal(err)
+	}
+	lp.l.Settle(ref)
+	if err := lp.drain(); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, sp)
+
+	sp, recs = mustOpen(t, opt)
+	lp = newTestLoop(t, sp, 0)
+	rest := loadAll(t, recs)
+	want := bodies(all[50:])
+	if got := bodies(rest); !equalStrings(got, want) {
+		t.Fatalf("after settling half: %s", diffStrings(got, want))
+	}
+	for _, r := range recs {
+		lp.l.Adopt(r)
+	}
+	for _, r := range rest {
+		lp.l.Settle(r.Ref)
+	}
+	if err := lp.drain(); err != nil {
+		t.Fatal(err)
+	}
+	if st := sp.Stats(); st.Segments != 0 || st.Bytes != 0 || st.Pending != 0 {
+		t.Errorf("every record settled, stats still %+v", st)
+	}
+	if m := segFiles(t, dir, ".seg"); len(m) != 0 {
+		t.Errorf("segments left on disk: %v", m)
+	}
+	if m := segFiles(t, dir, ".ack"); len(m) != 0 {
+		t.Errorf("ack files left on disk: %v", m)
+	}
+	mustClose(t, sp)
+	sp, recs = mustOpen(t, opt)
+	defer mustClose(t, sp)
+	if len(recs) != 0 {
+		t.Fatalf("third start recovered %d segments", len(recs))
+	}
+}
+
+// Many Appends before one Flush: one group, one write+sync, Done once per group,
+// groups numbered in order.
+func TestGroupCommit(t *testing.T) {
+	dir := t.TempDir()
+	opt := testOptions(dir)
+	var observed []int
+	opt.ObserveSync = func(_ time.Duration, records int) { observed = append(observed, records) }
+	sp, _ := mustOpen(t, opt)
+	defer mustClose(t, sp)
+	lp := newTestLoop(t, sp, 0)
+	if g := lp.l.Group(); g != 0 {
+		t.Fatalf("first group %d, want 0", g)
+	}
+	for i := 0; i < 100; i++ {
+		lp.l.Append(body(i))
+	}
+	lp.l.Flush()
+	// While the writer has group 0, more records fill group 1 and Flush does nothing.
+	if g := lp.l.Group(); g != 1 {
+		t.Fatalf("group being filled %d, want 1", g)
+	}
+	for i := 100; i < 150; i++ {
+		lp.l.Append(body(i))
+	}
+	lp.l.Flush()
+	lp.l.Flush()
+	c := lp.complete()
+	if c.Group != 0 || c.Err != nil {
+		t.Fatalf("first completion %+v, want group 0 without error", c)
+	}
+	lp.l.Flush()
+	c = lp.complete()
+	if c.Group != 1 || c.Err != nil {
+		t.Fatalf("second completion %+v, want group 1 without error", c)
+	}
+	lp.l.Flush() // nothing left: no third group
+	select {
+	case c := <-lp.ch:
+		t.Fatalf("unexpected completion %+v", c)
+	default:
+	}
+	st := sp.Stats()
+	if st.Syncs != 2 || st.SyncedRecords != 150 {
+		t.Errorf("Syncs=%d SyncedRecords=%d, want 2 and 150", st.Syncs, st.SyncedRecords)
+	}
+	if len(observed) != 2 || observed[0] != 100 || observed[1] != 50 {
+		t.Errorf("ObserveSync saw groups %v, want [100 50]", observed)
+	}
+	if st.Pending != 150 {
+		t.Errorf("Pending=%d, want 150", st.Pending)
+	}
+}
+
+func sortStrings(s []string) { sort.Strings(s) }
