@@ -61,6 +61,10 @@ type shard struct {
 	waiting  []*ingress // connections whose answers wait for a group's sync
 	holdFrom int        // in the pass being handled: offset in out from which answers are held (-1: none)
 	marks    []heldMark // held 202s of the pass being handled, offsets in out
+	// spoolDone is the log writer's completion: written by the writer goroutine
+	// before it Executes spoolRun, read by spoolRun on the loop (newLog).
+	spoolDone spool.Completion
+	spoolRun  gnet.Runnable
 }
 
 // dest is one analyzer as seen by one shard.

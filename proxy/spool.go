@@ -203,13 +203,17 @@ func (s *Server) writeSpoolHist(w *bytes.Buffer) {
 }
 
 // newLog gives shard sh its spool log. The writer's completions come back to the
-// loop through Execute (one closure per group, not per packet).
+// loop through Execute, once per group. A log has at most one group with its writer
+// (the next is handed over only after Completed), so one completion slot per shard
+// is enough: the writer fills it before Execute, the loop reads it in the runnable.
 func (s *Server) newLog(sh *shard) *spool.Log {
+	sh.spoolRun = gnet.RunnableFunc(func(context.Context) error {
+		sh.onSpoolDone(sh.spoolDone)
+		return nil
+	})
 	return s.spool.NewLog(sh.idx, func(c spool.Completion) {
-		_ = sh.loop.Execute(s.ctx, gnet.RunnableFunc(func(context.Context) error {
-			sh.onSpoolDone(c)
-			return nil
-		}))
+		sh.spoolDone = c
+		_ = sh.loop.Execute(s.ctx, sh.spoolRun)
 	})
 }
 
