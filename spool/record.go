@@ -96,10 +96,9 @@ func appendRecord(dst []byte, idx uint32, body []byte) []byte {
 
 // appendAck appends one ack entry.
 func appendAck(dst []byte, idx uint32) []byte {
-	var e [ackSize]byte
-	binary.LittleEndian.PutUint32(e[0:], idx)
-	binary.LittleEndian.PutUint32(e[4:], crc32.Checksum(e[0:4], castagnoli))
-	return append(dst, e[:]...)
+	// Checksummed in place: a local array handed to crc32 would escape.
+	dst = binary.LittleEndian.AppendUint32(dst, idx)
+	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[len(dst)-4:], castagnoli))
 }
 
 // decodeAck reads one ack entry; ok is false for a corrupt one.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -251,3 +252,157 @@ func TestGroupCommit(t *testing.T) {
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// SyncInterval: a group is reported at once; the writer fdatasyncs on its ticker
+// (ObserveSync sees the records it covered); Close syncs the rest.
+func TestSyncInterval(t *testing.T) {
+	dir := t.TempDir()
+	opt := testOptions(dir)
+	opt.Sync = SyncInterval
+	opt.SyncInterval = 20 * time.Millisecond
+	synced := make(chan int, 16)
+	opt.ObserveSync = func(_ time.Duration, records int) { synced <- records }
+	sp, _ := mustOpen(t, opt)
+	lp := newTestLoop(t, sp, 0)
+	for i := 0; i < 10; i++ {
+		lp.l.Append(body(i))
+	}
+	if err := lp.drain(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case n := <-synced:
+		if n != 10 {
+			t.Errorf("the periodic sync covered %d records, want 10", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no periodic sync within 5s")
+	}
+	select {
+	case n := <-synced:
+		t.Fatalf("a second sync (%d records) with nothing written since", n)
+	case <-time.After(100 * time.Millisecond):
+	}
+	lp.l.Append(body(10))
+	if err := lp.drain(); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, sp)
+	sp, recs := mustOpen(t, opt)
+	defer mustClose(t, sp)
+	if got, want := bodies(loadAll(t, recs)), wantBodies(seq(0, 11)...); !equalStrings(got, want) {
+		t.Fatalf("%s", diffStrings(got, want))
+	}
+}
+
+// Admit refuses while the live segments hold MaxBytes, and admits again once
+// settled segments are deleted.
+func TestAdmitMaxBytes(t *testing.T) {
+	opt := testOptions(t.TempDir())
+	opt.SegmentBytes = 1024
+	opt.MaxBytes = 4096
+	sp, _ := mustOpen(t, opt)
+	defer mustClose(t, sp)
+	lp := newTestLoop(t, sp, 0)
+	var refs []Ref
+	for i := 0; sp.Admit(); i++ {
+		if i > 1000 {
+			t.Fatalf("Admit still true with %d bytes spooled", sp.Stats().Bytes)
+		}
+		refs = append(refs, lp.l.Append(body(i)))
+		if err := lp.drain(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b := sp.Stats().Bytes; b < opt.MaxBytes {
+		t.Fatalf("Admit false at %d bytes, under MaxBytes %d", b, opt.MaxBytes)
+	}
+	for _, r := range refs {
+		lp.l.Settle(r)
+	}
+	if err := lp.drain(); err != nil {
+		t.Fatal(err)
+	}
+	if !sp.Admit() {
+		t.Fatalf("Admit false after settling everything (%d bytes)", sp.Stats().Bytes)
+	}
+}
+
+// Records settled while their group is being written are not counted pending;
+// settling the same record twice counts once.
+func TestSettleInFlight(t *testing.T) {
+	sp, _ := mustOpen(t, testOptions(t.TempDir()))
+	defer mustClose(t, sp)
+	lp := newTestLoop(t, sp, 0)
+	var refs []Ref
+	for i := 0; i < 10; i++ {
+		refs = append(refs, lp.l.Append(body(i)))
+	}
+	lp.l.Flush()
+	for _, r := range refs[:4] {
+		lp.l.Settle(r)
+		lp.l.Settle(r)
+	}
+	if err := lp.drain(); err != nil {
+		t.Fatal(err)
+	}
+	if p := sp.Stats().Pending; p != 6 {
+		t.Fatalf("Pending=%d, want 6", p)
+	}
+	lp.l.Settle(refs[9])
+	lp.l.Settle(Ref{}) // no spool: nothing
+	lp.l.Flush()
+	if p := sp.Stats().Pending; p != 5 {
+		t.Fatalf("Pending=%d, want 5", p)
+	}
+}
+
+// A failed group (its segment's file cannot be created): Completion.Err, the
+// segment is sealed and its refused records need no settling; the next records
+// go to a new segment once a probe is admitted.
+func TestFailedGroupRollsBack(t *testing.T) {
+	dir := t.TempDir()
+	opt := testOptions(dir)
+	sp, _ := mustOpen(t, opt)
+	defer mustClose(t, sp)
+	lp := newTestLoop(t, sp, 0)
+	// A directory where the first segment's file should go: its open fails.
+	blocker := filepath.Join(dir, segName(sp.nextID.Load())+".seg")
+	must(t, os.Mkdir(blocker, 0o700))
+	must(t, os.WriteFile(filepath.Join(blocker, "keep"), nil, 0o600))
+	var refused []Ref
+	for i := 0; i < 5; i++ {
+		refused = append(refused, lp.l.Append(body(i)))
+	}
+	err := lp.drain()
+	if err == nil || !strings.Contains(err.Error(), blocker) {
+		t.Fatalf("group error %v, want one naming %s", err, blocker)
+	}
+	st := sp.Stats()
+	if st.DiskErrors != 1 || st.Pending != 0 || st.Syncs != 0 || st.Segments != 0 {
+		t.Errorf("after the failed group: %+v", st)
+	}
+	if sp.Admit() {
+		t.Errorf("Admit true right after the failure")
+	}
+	for _, r := range refused {
+		lp.l.Settle(r) // the proxy may settle them: nothing happens
+	}
+	lp.l.Flush()
+	if p := sp.Stats().Pending; p != 0 {
+		t.Errorf("settling refused records moved Pending to %d", p)
+	}
+	r := lp.l.Append(body(9))
+	if r.seg == refused[0].seg {
+		t.Fatalf("the next record went to the failed segment")
+	}
+	if err := lp.drain(); err != nil {
+		t.Fatal(err)
+	}
+	if !sp.Admit() {
+		t.Errorf("Admit false after a successful write")
+	}
+	if p := sp.Stats().Pending; p != 1 {
+		t.Errorf("Pending=%d, want 1", p)
+	}
+}

@@ -75,6 +75,8 @@ func (w *writer) process(g *group) {
 				w.sp.opt.ObserveSync(time.Since(start), g.records)
 			}
 		} else {
+			// The first probe comes a second from now, not at once.
+			w.sp.probeAt.Store(time.Now().UnixNano())
 			w.sp.failing.Store(true)
 			w.diskError("spool write failed; the group is refused and its segment sealed", err, g.records)
 		}
@@ -299,6 +301,9 @@ func (w *writer) remove(s *segment) {
 			}
 		}
 	}
+	if !s.created {
+		return // its file was never created (the group that would have failed)
+	}
 	if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		w.diskError("spool delete of a settled segment failed", fmt.Errorf("spool: remove %s: %w", s.path, err), 0)
 		return
@@ -306,11 +311,9 @@ func (w *writer) remove(s *segment) {
 	if err := os.Remove(s.ackPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		w.diskError("spool delete of a settled ack file failed", fmt.Errorf("spool: remove %s: %w", s.ackPath, err), 0)
 	}
-	if s.created {
-		s.created = false
-		w.sp.segments.Add(-1)
-		w.sp.bytes.Add(-s.size)
-	}
+	s.created = false
+	w.sp.segments.Add(-1)
+	w.sp.bytes.Add(-s.size)
 }
 
 // shutdown runs once the loop has handed its last group: what was written is
