@@ -32,7 +32,7 @@ func newPromSet(srv *Server) *promSet {
 
 // help is the HELP text of every family sluice exports.
 var help = map[string]string{
-	"distributor_total_packets_total":        "Total packets ingested (accepted with 202).",
+	"distributor_total_packets_total":        "Total packets ingested (accepted with 202; with SPOOL_DIR also the records of the last run queued again at start).",
 	"distributor_total_messages_total":       "Total messages ingested (in accepted packets).",
 	"distributor_packets_by_analyzer_total":  "Packets routed to each analyzer, re-routes included.",
 	"distributor_messages_by_analyzer_total": "Messages routed to each analyzer, re-routes included.",

@@ -674,7 +674,7 @@ func TestPrometheusRule(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"distributor_healthy_analyzers", "distributor_dropped_packets_total", `distributor_responses_total{code="503"}`, "distributor_breaker_state"} {
+	for _, want := range []string{"distributor_healthy_analyzers", "distributor_dropped_packets_total", `distributor_responses_total{code="503"}`, "distributor_breaker_state", "distributor_spool_bytes"} {
 		if !slices.ContainsFunc(slices.Collect(maps.Values(exprs)), func(e string) bool { return strings.Contains(e, want) }) {
 			t.Errorf("no alert uses %s", want)
 		}
