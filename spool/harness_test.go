@@ -14,9 +14,10 @@ import (
 // testLoop plays the event loop of one Log: done hands Completions over a
 // channel, and the test goroutine (the "loop") takes them back with Completed.
 type testLoop struct {
-	t  testing.TB
-	l  *Log
-	ch chan Completion
+	t     testing.TB
+	l     *Log
+	ch    chan Completion
+	timer *time.Timer // for complete's deadline, made once
 }
 
 func newTestLoop(t testing.TB, sp *Spool, idx int) *testLoop {
@@ -32,10 +33,16 @@ func (lp *testLoop) complete() Completion {
 	var c Completion
 	select {
 	case c = <-lp.ch:
-	default: // the timer only when waiting (benchmarks call this per group)
+	default: // the timer only when waiting, and one per loop (benchmarks call this per group)
+		if lp.timer == nil {
+			lp.timer = time.NewTimer(10 * time.Second)
+		} else {
+			lp.timer.Reset(10 * time.Second)
+		}
 		select {
 		case c = <-lp.ch:
-		case <-time.After(10 * time.Second):
+			lp.timer.Stop()
+		case <-lp.timer.C:
 			lp.t.Fatal("no completion from the writer within 10s")
 		}
 	}

@@ -24,6 +24,7 @@ type segment struct {
 	// The owning log's writer goroutine's (before a writer exists: Open's):
 	f       *os.File // the segment file, open while the log may still append to it
 	af      *os.File // the ack file, opened at the first ack
+	ackSize int64    // the ack file's size: a failed append is cut back to it
 	size    int64    // bytes on disk
 	created bool     // the file exists (counted in Spool.segments)
 	pre     int64    // size before the group being written (for the cut after a failure)
@@ -143,11 +144,8 @@ func (l *Log) rotate() *segment {
 }
 
 // seal marks s as taking no more records and deletes it if nothing in it is
-// waiting.
+// waiting (also when it was sealed before: a rollback may have emptied it).
 func (l *Log) seal(s *segment) {
-	if s.sealed {
-		return
-	}
 	s.sealed = true
 	if l.cur == s {
 		l.cur = nil

@@ -71,6 +71,10 @@ func TestChildProcess(t *testing.T) {
 		os.Exit(0)
 	case "diskfull":
 		childDiskFull(dir)
+	case "crash":
+		childCrash(dir)
+	case "acktorn":
+		childAckTorn(dir)
 	}
 	os.Exit(9)
 }

@@ -18,11 +18,13 @@ import (
 const (
 	headerSize  = 16
 	recordMagic = 0x31_4c_50_53 // "SPL1" as bytes on disk
-	// MaxRecordBytes bounds a record's body. A length above it is garbage (a torn or
-	// corrupt header), so recovery never tries to read gigabytes on the word of one
-	// damaged field. Append refuses bigger bodies (the proxy's packet limit is far
-	// below it).
-	MaxRecordBytes = 64 << 20
+	// MaxRecordBytes bounds a record's body: the largest MAX_BODY_BYTES the proxy
+	// accepts (a gzip body is bounded by it after inflating too), so Append never
+	// meets a bigger one (it would panic: a caller's bug). A length above it in a
+	// header is garbage; a length past the end of the file is a torn tail or, with
+	// a valid record after it, corruption: recovery never reads past the file on
+	// the word of one damaged field.
+	MaxRecordBytes = 1 << 30
 	// ackSize is one entry of an ack file: index u32 | CRC-32C of those 4 bytes.
 	ackSize = 8
 )

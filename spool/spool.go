@@ -88,9 +88,15 @@ type Options struct {
 	SyncInterval time.Duration // SPOOL_SYNC_INTERVAL_MS, for SyncInterval
 	Log          *slog.Logger  // disk errors (rate-limited), cut tails, corrupt records
 	// ObserveSync, if set, is called by a writer goroutine with the duration of
-	// each write+fdatasync and the number of records it covered (metrics).
+	// each write+fdatasync and the number of records it covered (metrics). With
+	// SyncAlways that is one group's write and sync; with SyncInterval one periodic
+	// fdatasync (or the one at rotation or Close) and the records written since the
+	// last. Concurrent calls come from different logs' writers.
 	ObserveSync func(d time.Duration, records int)
 }
+
+// Zero values: SegmentBytes <= 0 is DefaultSegmentBytes, SyncInterval <= 0 is
+// DefaultSyncInterval, MaxBytes <= 0 is no limit, a nil Log discards.
 
 // Completion is what a Log's writer reports, through the done function given to
 // NewLog, for one group.

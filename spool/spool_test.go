@@ -2,6 +2,7 @@ package spool
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -404,5 +405,103 @@ func TestFailedGroupRollsBack(t *testing.T) {
 	}
 	if p := sp.Stats().Pending; p != 1 {
 		t.Errorf("Pending=%d, want 1", p)
+	}
+}
+
+// A failed group that spans a rotation: the segment sealed earlier, whose records
+// were all in that group, is emptied by the rollback and deleted.
+func TestFailedGroupAcrossRotation(t *testing.T) {
+	dir := t.TempDir()
+	opt := testOptions(dir)
+	opt.SegmentBytes = 100
+	sp, _ := mustOpen(t, opt)
+	defer mustClose(t, sp)
+	lp := newTestLoop(t, sp, 0)
+	first := sp.nextID.Load()
+	must(t, os.Mkdir(filepath.Join(dir, segName(first+1)+".seg"), 0o700)) // the second segment cannot be created
+	var refs []Ref
+	for i := 0; i < 6; i++ {
+		refs = append(refs, lp.l.Append(body(i)))
+	}
+	if refs[0].seg.id != first || refs[5].seg.id < first+1 {
+		t.Fatalf("records did not span a rotation: segments %d..%d", refs[0].seg.id, refs[5].seg.id)
+	}
+	if err := lp.drain(); err == nil {
+		t.Fatal("no error from a group whose second segment cannot be created")
+	}
+	if _, err := os.Stat(filepath.Join(dir, segName(first)+".seg")); !os.IsNotExist(err) {
+		t.Errorf("the first segment, emptied by the rollback, is still on disk (%v)", err)
+	}
+	if st := sp.Stats(); st.Segments != 0 || st.Bytes != 0 || st.Pending != 0 {
+		t.Errorf("after the rollback: %+v", st)
+	}
+}
+
+// Two logs on their own goroutines (two event loops) share one spool: ids stay
+// unique, the counters add up, and recovery returns both logs' records.
+func TestTwoLogs(t *testing.T) {
+	dir := t.TempDir()
+	opt := testOptions(dir)
+	opt.SegmentBytes = 512
+	sp, _ := mustOpen(t, opt)
+	const n = 300
+	done := make(chan []Ref, 2)
+	for k := 0; k < 2; k++ {
+		lp := newTestLoop(t, sp, k)
+		go func() {
+			var refs []Ref
+			for i := 0; i < n; i++ {
+				refs = append(refs, lp.l.Append([]byte(fmt.Sprintf("log%d-%d", k, i))))
+				if i%7 == 0 {
+					lp.l.Flush()
+				}
+				if i%2 == 0 && i > 0 {
+					lp.l.Settle(refs[i-1])
+				}
+				select {
+				case c := <-lp.ch:
+					lp.l.Completed(c)
+				default:
+				}
+			}
+			for lp.l.busy {
+				lp.l.Completed(<-lp.ch)
+				lp.l.Flush()
+			}
+			lp.l.Flush()
+			for lp.l.busy {
+				lp.l.Completed(<-lp.ch)
+				lp.l.Flush()
+			}
+			done <- refs
+		}()
+	}
+	ids := map[uint64]bool{}
+	var want []string
+	for k := 0; k < 2; k++ {
+		for _, r := range <-done {
+			ids[r.seg.id] = true
+		}
+	}
+	for k := 0; k < 2; k++ {
+		for i := 0; i < n; i++ {
+			if !(i%2 == 1 && i < n-1) {
+				want = append(want, fmt.Sprintf("log%d-%d", k, i))
+			}
+		}
+	}
+	if st := sp.Stats(); st.Pending != int64(len(want)) || st.SyncedRecords != 2*n {
+		t.Errorf("stats %+v, want Pending=%d SyncedRecords=%d", st, len(want), 2*n)
+	}
+	mustClose(t, sp)
+	sp, recs := mustOpen(t, opt)
+	defer mustClose(t, sp)
+	got := bodies(loadAll(t, recs))
+	sortStrings(want)
+	if !equalStrings(got, want) {
+		t.Fatalf("%s", diffStrings(got, want))
+	}
+	if len(ids) < 4 {
+		t.Errorf("only %d segments for two logs: the test wants rotation in both", len(ids))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -93,9 +94,9 @@ func (w *writer) process(g *group) {
 
 // writeRecords appends each chunk to its segment file. On any failure every
 // segment the group touched is cut back to its size before the group, so a
-// refused record is never read back; if the cut fails too, recovery cuts it as a
-// torn tail or skips it as corrupt (it has no valid checksum... it may: then it is
-// sent though refused, a duplicate at worst, never a loss).
+// refused record is never read back. If the cut fails too, recovery finds a torn
+// tail (cut) or, if whole records of the refused group made it to disk, sends
+// them: a packet that was answered 503 may then arrive once, never one lost.
 func (w *writer) writeRecords(g *group) error {
 	w.touched = w.touched[:0]
 	var err error
@@ -256,7 +257,13 @@ func (w *writer) writeAcks(acks []ackRef) {
 				w.diskError("spool ack write failed; those packets will be sent again after a restart", fmt.Errorf("spool: open ack file %s: %w", s.ackPath, err), 0)
 				continue
 			}
-			s.af = f
+			end, err := f.Seek(0, io.SeekEnd) // an adopted segment's ack file has entries
+			if err != nil {
+				f.Close()
+				w.diskError("spool ack write failed; those packets will be sent again after a restart", fmt.Errorf("spool: seek ack file %s: %w", s.ackPath, err), 0)
+				continue
+			}
+			s.af, s.ackSize = f, end
 			w.ackOpen = append(w.ackOpen, s)
 			if len(w.ackOpen) > maxAckFiles {
 				old := w.ackOpen[0]
@@ -267,8 +274,18 @@ func (w *writer) writeAcks(acks []ackRef) {
 				old.af = nil
 			}
 		}
-		if _, err := s.af.Write(w.scratch); err != nil {
-			w.diskError("spool ack write failed; those packets will be sent again after a restart", fmt.Errorf("spool: write ack file %s: %w", s.ackPath, err), 0)
+		n, err := s.af.Write(w.scratch)
+		if err == nil {
+			s.ackSize += int64(n)
+			continue
+		}
+		w.diskError("spool ack write failed; those packets will be sent again after a restart", fmt.Errorf("spool: write ack file %s: %w", s.ackPath, err), 0)
+		// A part of an entry would shift every later entry off the 8-byte grid, and
+		// all of them would read as corrupt: cut the partial write off.
+		if n > 0 {
+			if terr := s.af.Truncate(s.ackSize); terr != nil {
+				w.diskError("spool ack file truncate failed; later acks of this segment may be lost (re-sent, not lost packets)", fmt.Errorf("spool: truncate ack file %s: %w", s.ackPath, terr), 0)
+			}
 		}
 	}
 }
