@@ -16,7 +16,9 @@ import (
 
 // The spool's wiring (SPOOL_DIR; package spool is the write-ahead log itself).
 // With no SPOOL_DIR, Server.spool and every shard's log are nil and the request
-// path pays two predicted nil checks in ingest and one Ref check per freed parcel.
+// path pays two predicted nil checks in ingest and a store in accept per request,
+// three nil checks per pass over a connection's requests, and one Ref check per
+// freed parcel.
 //
 // With a spool:
 //   - each shard has a spool.Log; an accepted packet's body is appended to it
