@@ -136,6 +136,65 @@ func TestSpoolHeldAnswersInOrder(t *testing.T) {
 	if got := srv.Snapshot().Responses[status202]; got != 4 {
 		t.Fatalf("202s counted: %d, want 4", got)
 	}
+
+	// A refusal that ends the connection (a bad Content-Length: 400, lingering
+	// close) behind a held 202: the 202 first, then the 400, then the end.
+	resps = rawExchange(t, srv, postRaw("ord-5", false)+"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 2)
+	if resps[0].StatusCode != 202 || resps[1].StatusCode != 400 || !resps[1].Close {
+		t.Fatalf("answers %d, %d (close %v); want 202, then 400 closing", resps[0].StatusCode, resps[1].StatusCode, resps[1].Close)
+	}
+}
+
+// heldConn records what the shard writes to an inbound connection.
+type heldConn struct {
+	gnet.Conn
+	wrote strings.Builder
+}
+
+func (c *heldConn) Write(b []byte) (int, error) { c.wrote.Write(b); return len(b), nil }
+
+// A group whose write fails: its held 202s are answered 503 spool write failed, in
+// their places (a 400 between them stays); the packets stay queued for delivery.
+func TestSpoolFailedGroupRewrites503(t *testing.T) {
+	s, in, _, loop := spoolShard(t, 0)
+	conn := &heldConn{}
+	in.c = conn
+	bad := "POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+	req := string(seedRequest("fail-1")) + bad + string(seedRequest("fail-2"))
+	r := s.handle(in, []byte(req), nil)
+	if now := s.hold(in, r.out); len(now) != 0 || !in.waiting {
+		t.Fatalf("written before the sync: %q", now)
+	}
+	s.log.Flush()
+	run := <-loop.ch
+	s.spoolDone.Err = errors.New("injected: no space left on device") // as the writer reports a failed group
+	_ = run.Run(context.Background())
+	if in.waiting {
+		t.Fatal("still waiting after the failed group's completion")
+	}
+	br := bufio.NewReader(strings.NewReader(conn.wrote.String()))
+	for i, want := range []int{503, 400, 503} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v in %q", i+1, err, conn.wrote.String())
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != want || (want == 503 && (!strings.Contains(string(body), "spool write failed") || resp.Header.Get("Retry-After") == "")) {
+			t.Fatalf("answer %d: %d %s, want %d (503: spool write failed, Retry-After)", i+1, resp.StatusCode, body, want)
+		}
+	}
+	st := &s.stats
+	if st.Responses[status202] != 0 || st.Rejected[rejectSpoolFailed] != 2 || st.SpoolFailedAnswers != 2 || st.AcceptedPackets != 2 {
+		t.Fatalf("202s %d, spool_failed %d, failed answers %d, accepted %d; want 0, 2, 2, 2",
+			st.Responses[status202], st.Rejected[rejectSpoolFailed], st.SpoolFailedAnswers, st.AcceptedPackets)
+	}
+	queued := int64(0)
+	for _, d := range s.dests {
+		queued += d.st.Queued
+	}
+	if queued != 2 {
+		t.Fatalf("%d packets queued, want both: a 503 for the spool never drops an accepted packet", queued)
+	}
 }
 
 // What the shutdown timeout leaves is not dropped but left in the spool, and the
