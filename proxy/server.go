@@ -384,6 +384,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 stop:
+	if s.spool != nil {
+		s.quiesceSpool()
+	}
 	s.cancel()
 	if s.adminSrv != nil {
 		_ = s.adminSrv.Close()

@@ -65,6 +65,7 @@ type shard struct {
 	// before it Executes spoolRun, read by spoolRun on the loop (newLog).
 	spoolDone spool.Completion
 	spoolRun  gnet.Runnable
+	synced    uint64 // groups completed (the next completion's group number): idle when log.Group() == synced
 }
 
 // dest is one analyzer as seen by one shard.

@@ -324,6 +324,7 @@ func (s *shard) unwait(in *ingress) {
 func (s *shard) onSpoolDone(c spool.Completion) {
 	s.now = nanotime()
 	s.log.Completed(c)
+	s.synced = c.Group + 1
 	if c.Err != nil && len(s.waiting) > 0 {
 		for _, in := range s.waiting {
 			for i := range in.marks {
@@ -394,6 +395,44 @@ func (s *shard) rewriteFailed(in *ingress) []byte {
 	out = append(out, in.held[prev:]...)
 	s.out = out
 	return out
+}
+
+// spoolIdle hands what the log gathered to its writer and reports whether every
+// group handed so far has completed: nothing of this shard is left unwritten.
+func (s *shard) spoolIdle() bool {
+	s.log.Flush()
+	return s.log.Group() == s.synced
+}
+
+// quiesceSpool waits (at most 2 s) until every shard's log has written what it
+// gathered: the last acks of a drained distributor, so a clean stop leaves nothing to
+// send again, and the last groups, so held 202s are answered before the stop.
+func (s *Server) quiesceSpool() {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		idle := true
+		for _, sh := range s.shardList() {
+			ch := make(chan bool, 1)
+			err := sh.loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+				ch <- sh.spoolIdle()
+				return nil
+			}))
+			if err != nil {
+				return
+			}
+			select {
+			case ok := <-ch:
+				idle = idle && ok
+			case <-time.After(time.Second):
+				idle = false
+			}
+		}
+		if idle {
+			return
+		}
+		time.Sleep(5 * time.Millisecond) // a write round takes about a disk sync
+	}
+	s.log.Warn("spool: writes still under way at the stop; their packets may be sent again by the next start")
 }
 
 // leave gives up the shard's hold on a packet at the shutdown timeout without
