@@ -519,7 +519,7 @@ func TestSpoolDamagedOnRestart(t *testing.T) {
 	r.analyzers[0].delay.Store(int64(time.Minute)) // takes packets, answers none: they stay in the spool
 	r.start()
 	em := startSpoolEmitter(r.ingest, "dmg-", 4, false)
-	for em.acceptedCount() < 300 {
+	for em.acceptedCount() < 1000 { // about 200 KB of records: several 64 KiB segments
 		time.Sleep(10 * time.Millisecond) // polling; the emitter runs
 	}
 	r.stop(syscall.SIGKILL)
