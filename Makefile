@@ -173,6 +173,7 @@ scale: build
 	    bad = (worst > bound); for (d = 1; d <= 2; d++) { r = "distributor-" d; if (acc[r] == 0 || acc[r] != del[r] + drop[r]) { printf "%s: accepted %d != delivered %d + dropped %d\n", r, acc[r], del[r], drop[r]; bad = 1 } } \
 	    exit bad }' $$out/scale-metrics.txt
 	@echo "one replica leaves under load ..."; PATH="$$PATH:/usr/sbin" ./bin/sluice-scale -sluice $(BIN) -mode leave -duration $${SCALE_LEAVE_DURATION:-6s}
+	@echo "one replica with a spool is killed under load and restarted ..."; PATH="$$PATH:/usr/sbin" ./bin/sluice-scale -sluice $(BIN) -mode die -duration $${SCALE_LEAVE_DURATION:-6s}
 
 # Throughput with 1, 2 and 3 replicas behind HAProxy (3 alternating rounds,
 # medians), the analyzer connections each holds, and the health-check load on the
