@@ -135,7 +135,9 @@ bench-peers:
 # accepted (docs/scaling.md). Then bench/cmd/sluice-scale -mode leave: two
 # replicas under a flat-out emitter, one sent SIGTERM; it fails unless every packet
 # answered 202 reached an analyzer (by packet_id) and the other replica took the
-# traffic. Logs go to bench/out/.
+# traffic. Then -mode die: two replicas with a spool each, one killed with SIGKILL
+# under load and restarted on its spool; it fails unless every packet answered 202
+# reached an analyzer, the killed replica's backlog included. Logs go to bench/out/.
 scale: build
 	$(GO) -C bench build -trimpath -o $(CURDIR)/bin/sluice-scale ./cmd/sluice-scale
 	@set -e; out=bench/out; mkdir -p $$out; PATH="$$PATH:/usr/sbin"; \
