@@ -334,9 +334,11 @@ func (sp *Spool) NewLog(idx int, done func(Completion)) *Log {
 }
 
 // Close stops the writers after they have written every group and ack handed to
-// them, and releases the lock. Records not settled stay for the next start. Call
-// it after the event loops have stopped; the goroutine that stopped them may call
-// each Log's Flush one last time first (it owns the logs from then on).
+// them, writes what each log gathered after its last hand-off (records and acks;
+// no Completion is reported for it), and releases the lock. Records not settled
+// stay for the next start. Call it after the event loops have stopped; the
+// goroutine that stopped them may call each Log's Flush one last time first (it
+// owns the logs from then on).
 func (sp *Spool) Close() error {
 	sp.mu.Lock()
 	if sp.closed {
@@ -350,8 +352,24 @@ func (sp *Spool) Close() error {
 		close(l.w.ch)
 	}
 	sp.wg.Wait()
+	// The writers have exited: their state is this goroutine's now (wg.Wait), as the
+	// logs are (the loops have stopped). A group a log could not hand over, its
+	// writer busy at the last Flush, is written here: with SyncInterval its records
+	// were answered already, and its acks save re-sending at the next start.
 	var err error
 	for _, l := range logs {
+		if l.pendingDelta != 0 {
+			sp.pending.Add(l.pendingDelta)
+			l.pendingDelta = 0
+		}
+		if !l.fill.empty() {
+			l.fill.num = l.group
+			l.group++
+			if perr := l.w.write(l.fill); perr != nil && err == nil {
+				err = perr
+			}
+		}
+		l.w.shutdown()
 		if l.w.closeErr != nil && err == nil {
 			err = l.w.closeErr
 		}

@@ -505,3 +505,37 @@ func TestTwoLogs(t *testing.T) {
 		t.Errorf("only %d segments for two logs: the test wants rotation in both", len(ids))
 	}
 }
+
+// Close writes what a log gathered while its writer was busy: the records (with
+// SyncInterval they were answered already) and the acks.
+func TestCloseWritesLastGroup(t *testing.T) {
+	for _, mode := range []SyncMode{SyncAlways, SyncInterval} {
+		t.Run(mode.String(), func(t *testing.T) {
+			opt := testOptions(t.TempDir())
+			opt.Sync = mode
+			sp, _ := mustOpen(t, opt)
+			lp := newTestLoop(t, sp, 0)
+			var refs []Ref
+			for i := 0; i < 10; i++ {
+				refs = append(refs, lp.l.Append(body(i)))
+			}
+			lp.l.Flush() // group 0 to the writer; its completion is never taken
+			for i := 10; i < 20; i++ {
+				refs = append(refs, lp.l.Append(body(i)))
+			}
+			lp.l.Settle(refs[2])  // written: its ack is left in the last group
+			lp.l.Settle(refs[15]) // record and ack both in the last group
+			lp.l.Flush()          // the writer is busy (no Completed): nothing handed
+			if !lp.l.busy || lp.l.fill.empty() {
+				t.Fatal("the test wants a group left behind")
+			}
+			mustClose(t, sp)
+			sp, recs := mustOpen(t, opt)
+			defer mustClose(t, sp)
+			want := wantBodies(append(append(seq(0, 2), seq(3, 15)...), seq(16, 20)...)...)
+			if got := bodies(loadAll(t, recs)); !equalStrings(got, want) {
+				t.Fatalf("%s", diffStrings(got, want))
+			}
+		})
+	}
+}

@@ -52,8 +52,7 @@ func (w *writer) run() {
 		select {
 		case g, ok := <-w.ch:
 			if !ok {
-				w.shutdown()
-				return
+				return // Close finishes (Spool.Close, writer.shutdown)
 			}
 			w.process(g)
 		case <-tick:
@@ -62,9 +61,15 @@ func (w *writer) run() {
 	}
 }
 
-// process writes one group: its records (then, SyncAlways, one fdatasync per
-// segment written, normally one), its acks, its deletions; then reports it.
+// process writes one group and reports it.
 func (w *writer) process(g *group) {
+	err := w.write(g)
+	w.done(Completion{Group: g.num, Err: err})
+}
+
+// write writes one group: its records (then, SyncAlways, one fdatasync per
+// segment written, normally one), its acks, its deletions.
+func (w *writer) write(g *group) error {
 	start := time.Now()
 	err := w.writeRecords(g)
 	if len(g.chunks) > 0 {
@@ -89,7 +94,7 @@ func (w *writer) process(g *group) {
 	for _, s := range g.deletes {
 		w.remove(s)
 	}
-	w.done(Completion{Group: g.num, Err: err})
+	return err
 }
 
 // writeRecords appends each chunk to its segment file. On any failure every
@@ -333,9 +338,9 @@ func (w *writer) remove(s *segment) {
 	w.sp.bytes.Add(-s.size)
 }
 
-// shutdown runs once the loop has handed its last group: what was written is
-// synced (SyncInterval) and the ack files get their one fsync, then every file
-// is closed.
+// shutdown runs at Close, after the writer goroutine has exited and the log's
+// last group is written: what was written is synced (SyncInterval) and the ack
+// files get their one fsync, then every file is closed.
 func (w *writer) shutdown() {
 	if w.sp.opt.Sync == SyncInterval {
 		w.syncDirty()
