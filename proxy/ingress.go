@@ -116,7 +116,7 @@ func (s *shard) onRequests(in *ingress, c gnet.Conn) gnet.Action {
 	}
 	s.flushDirty()
 	if s.log != nil {
-		s.log.Flush()
+		s.flushSpool()
 	}
 	if r.refused && s.linger(in, c) {
 		return gnet.None
@@ -356,7 +356,7 @@ func (s *shard) ingest(req *codec.Request, out []byte) []byte {
 			return s.answerError(out, 429, "emitter over its rate limit", keep, retryAfterHeader(wait))
 		}
 	}
-	if s.log != nil && !s.srv.spool.Admit() {
+	if s.log != nil && !s.spoolTakes() {
 		return s.refuseSpool(out, keep)
 	}
 	switch s.accept(body, pkt.Messages) {

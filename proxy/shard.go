@@ -66,6 +66,10 @@ type shard struct {
 	spoolDone spool.Completion
 	spoolRun  gnet.Runnable
 	synced    uint64 // groups completed (the next completion's group number): idle when log.Group() == synced
+	// Bytes of records not yet written: appended to the group being filled, and in
+	// the group with the writer (spool.go, unwrittenLimit).
+	spoolFill, spoolBusy int64
+	handed               uint64 // log.Group() after the last flushSpool
 }
 
 // dest is one analyzer as seen by one shard.
@@ -469,7 +473,7 @@ func (s *shard) tick() {
 	}
 	s.flushDirty()
 	if s.log != nil {
-		s.log.Flush()
+		s.flushSpool()
 	}
 }
 

@@ -219,8 +219,31 @@ func (s *Server) newLog(sh *shard) *spool.Log {
 	})
 }
 
+// unwrittenLimit bounds the bytes of records a loop holds that its writer has not
+// written yet (the group being filled and the one being written). A disk that
+// stalls (a sync taking seconds) would otherwise let them grow without bound
+// while the analyzers deliver: delivered packets leave INGEST_BUFFER_SIZE, their
+// records stay in the group until it is written. Room for one largest packet.
+func (s *shard) unwrittenLimit() int64 { return max(32<<20, 2*s.srv.cfg.MaxBodyBytes) }
+
+// spoolTakes reports whether the spool may take one more record on this loop.
+func (s *shard) spoolTakes() bool {
+	return s.spoolFill+s.spoolBusy < s.unwrittenLimit() && s.srv.spool.Admit()
+}
+
+// flushSpool hands the group being filled to the writer if it is idle, and keeps
+// the unwritten byte counts: at a hand-off the fill becomes the writer's.
+func (s *shard) flushSpool() {
+	s.log.Flush()
+	if g := s.log.Group(); g != s.handed {
+		s.handed = g
+		s.spoolBusy, s.spoolFill = s.spoolFill, 0
+	}
+}
+
 // refuseSpool answers a packet the spool cannot take: 503 spool full (SPOOL_MAX_BYTES)
-// or spool unavailable (the disk is failing).
+// or spool unavailable (the disk is failing, or its writes are more than
+// unwrittenLimit behind).
 func (s *shard) refuseSpool(out []byte, keep bool) []byte {
 	if st := s.srv.spool.Stats(); st.Bytes >= s.srv.cfg.SpoolMaxBytes {
 		s.stats.Rejected[rejectSpoolFull]++
@@ -235,6 +258,7 @@ func (s *shard) refuseSpool(out []byte, keep bool) []byte {
 // synced with always (the answer is marked; hold moves it to the connection).
 func (s *shard) spoolAccepted(out, id, body []byte, keep bool) []byte {
 	s.placed.ref = s.log.Append(body)
+	s.spoolFill += int64(len(body))
 	if s.srv.cfg.SpoolSync != spool.SyncAlways {
 		return codec.AppendAccepted(out, id, keep)
 	}
@@ -288,7 +312,7 @@ func (s *shard) startPass(in *ingress) {
 // for the release.
 func (s *shard) whileHeld(in *ingress, c gnet.Conn, r handled) gnet.Action {
 	s.flushDirty()
-	s.log.Flush()
+	s.flushSpool()
 	switch {
 	case r.refused:
 		in.closeAfter = closeAfterLinger
@@ -325,6 +349,7 @@ func (s *shard) onSpoolDone(c spool.Completion) {
 	s.now = nanotime()
 	s.log.Completed(c)
 	s.synced = c.Group + 1
+	s.spoolBusy = 0
 	if c.Err != nil && len(s.waiting) > 0 {
 		for _, in := range s.waiting {
 			for i := range in.marks {
@@ -342,7 +367,7 @@ func (s *shard) onSpoolDone(c spool.Completion) {
 		}
 		s.releaseHeld(in) // takes it off s.waiting: slot i holds another now
 	}
-	s.log.Flush()
+	s.flushSpool()
 	s.flushDirty()
 }
 
@@ -400,7 +425,7 @@ func (s *shard) rewriteFailed(in *ingress) []byte {
 // spoolIdle hands what the log gathered to its writer and reports whether every
 // group handed so far has completed: nothing of this shard is left unwritten.
 func (s *shard) spoolIdle() bool {
-	s.log.Flush()
+	s.flushSpool()
 	return s.log.Group() == s.synced
 }
 
@@ -461,7 +486,7 @@ func (s *shard) adopt(rec *spool.Recovered, records []spool.Record) {
 		}
 		s.requeue(r.Body, pkt.Messages, r.Ref)
 	}
-	s.log.Flush()
+	s.flushSpool()
 	s.flushDirty()
 }
 

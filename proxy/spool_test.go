@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -424,5 +425,35 @@ func TestSpoolCleanStopReplaysNothing(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("%d records of delivered packets found unsettled after a clean stop: they would be sent again", n)
+	}
+}
+
+// A disk that stalls (its writer never reports back) while the analyzers deliver:
+// the records not yet written stay bounded (unwrittenLimit), new packets get 503
+// spool unavailable instead of growing the group without end.
+func TestSpoolUnwrittenBounded(t *testing.T) {
+	s, in, req, loop := spoolShard(t, 16)
+	limit := s.unwrittenLimit()
+	refused := false
+	for pass := 0; pass < 10000 && !refused; pass++ {
+		r := s.handle(in, req, nil)
+		s.hold(in, r.out)
+		s.drain() // the analyzers keep up: INGEST_BUFFER_SIZE never fills
+		s.flushSpool()
+		refused = bytes.Contains(in.held, []byte("spool unavailable"))
+		if s.spoolFill+s.spoolBusy > limit+int64(len(req)) {
+			t.Fatalf("pass %d: %d bytes unwritten, limit %d", pass, s.spoolFill+s.spoolBusy, limit)
+		}
+	}
+	if !refused {
+		t.Fatalf("no 503 while the writer stalled with %d bytes unwritten", s.spoolFill+s.spoolBusy)
+	}
+	if s.stats.Rejected[rejectSpoolFailed] == 0 {
+		t.Fatal("not counted as spool_failed")
+	}
+	// The disk answers again: the group completes and the loop takes packets.
+	_ = (<-loop.ch).Run(context.Background())
+	if s.spoolBusy != 0 && s.spoolFill != 0 {
+		t.Fatalf("after the completion: %d bytes with the writer, %d filling", s.spoolBusy, s.spoolFill)
 	}
 }
