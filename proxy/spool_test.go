@@ -56,7 +56,11 @@ func TestSpoolDeliversAndSettles(t *testing.T) {
 			}
 			settledNothingLost(t, srv, 10*time.Second)
 			checkDelivered(t, snd.accepted, []*fakeAnalyzer{fa}, false)
-			waitFor(t, "spool records settled", 5*time.Second, func() bool { return srv.spool.Stats().Pending == 0 })
+			// Written (interval: the last group may still be on its way) and settled.
+			waitFor(t, "spool records written and settled", 5*time.Second, func() bool {
+				st := srv.spool.Stats()
+				return st.Pending == 0 && st.SyncedRecords >= n
+			})
 			st := srv.spool.Stats()
 			if st.Syncs == 0 || st.SyncedRecords < n {
 				t.Fatalf("spool stats %+v: want at least %d records written", st, n)
