@@ -539,3 +539,47 @@ func TestCloseWritesLastGroup(t *testing.T) {
 		})
 	}
 }
+
+// Acks spread over more segments than a writer keeps ack files open: files are
+// closed and opened again as needed, and every ack is there at the next start.
+func TestAcksOverManySegments(t *testing.T) {
+	opt := testOptions(t.TempDir())
+	opt.SegmentBytes = 64 // two records a segment at most
+	sp, _ := mustOpen(t, opt)
+	lp := newTestLoop(t, sp, 0)
+	const n = 3 * maxAckFiles * 2
+	var refs []Ref
+	for i := 0; i < n; i++ {
+		refs = append(refs, lp.l.Append([]byte(fmt.Sprintf("r%03d", i))))
+	}
+	if err := lp.drain(); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for round := 0; round < 2; round++ { // first every 4th record, then every 4th+1
+		for i := round; i < n; i += 4 {
+			lp.l.Settle(refs[i])
+		}
+		if err := lp.drain(); err != nil {
+			t.Fatal(err)
+		}
+		if len(lp.l.w.ackOpen) > maxAckFiles {
+			t.Fatalf("%d ack files open, bound %d", len(lp.l.w.ackOpen), maxAckFiles)
+		}
+	}
+	for i := 0; i < n; i++ {
+		if i%4 >= 2 {
+			want = append(want, fmt.Sprintf("r%03d", i))
+		}
+	}
+	if segs := len(segFiles(t, opt.Dir, ".seg")); segs < 2*maxAckFiles {
+		t.Fatalf("only %d segments: the test wants more than the ack file bound", segs)
+	}
+	mustClose(t, sp)
+	sp, recs := mustOpen(t, opt)
+	defer mustClose(t, sp)
+	sortStrings(want)
+	if got := bodies(loadAll(t, recs)); !equalStrings(got, want) {
+		t.Fatalf("%s", diffStrings(got, want))
+	}
+}
