@@ -63,6 +63,7 @@ type MetricsJSON struct {
 	Rejected          map[string]int64         `json:"rejected"`
 	RetryAfterSeconds int32                    `json:"retry_after_seconds"`
 	Analyzers         map[string]AnalyzerStats `json:"analyzers"`
+	Spool             *SpoolJSON               `json:"spool,omitempty"` // only with SPOOL_DIR
 }
 
 // AnalyzerStats is one analyzer in /metrics-json.
@@ -112,6 +113,7 @@ func (s *Server) MetricsJSON() MetricsJSON {
 		DeliveredPackets: tot.DeliveredPackets, DeliveredMessages: tot.DeliveredMessages,
 		Queued: tot.Queued, InFlight: tot.InFlight, Dropped: tot.DroppedTotal(),
 		Rejected: map[string]int64{}, RetryAfterSeconds: s.retryAfter.Load(), Analyzers: map[string]AnalyzerStats{},
+		Spool: s.spoolJSON(&st),
 	}
 	for i, name := range rejectNames {
 		m.Rejected[name] = st.Rejected[i]

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicelog/sluice/cli"
 	"github.com/sluicelog/sluice/codec"
+	"github.com/sluicelog/sluice/spool"
 )
 
 // Config is everything the distributor can be told. Every field comes from an
@@ -67,6 +68,11 @@ type Config struct {
 	IngestTokens      Secrets        // INGEST_TOKENS: bearer tokens POST /ingest accepts (none: no check)
 	IngestTokensFile  string         // INGEST_TOKENS_FILE: a file of such tokens, one a line
 	ConfigFile        string         // CONFIG_FILE: YAML file of these settings (configfile.go)
+	SpoolDir          string         // SPOOL_DIR: write-ahead spool directory ("" = no spool: a 202 means "in memory")
+	SpoolSync         spool.SyncMode // SPOOL_SYNC: always (a 202 waits for its group's fdatasync) or interval
+	SpoolSyncInterval time.Duration  // SPOOL_SYNC_INTERVAL_MS: fdatasync period with SPOOL_SYNC=interval
+	SpoolSegmentBytes int64          // SPOOL_SEGMENT_BYTES: a spool segment file is sealed at this size
+	SpoolMaxBytes     int64          // SPOOL_MAX_BYTES: live spool bytes at which new packets get 503
 
 	raw map[string]string // each setting's value as written, by env name (Config.apply)
 }
@@ -240,6 +246,15 @@ func settings() []setting {
 			c.IngestTokensFile = v
 			return nil
 		}},
+		{"SPOOL_DIR", "spool-dir", "", "write-ahead spool directory: a 202 means the packet is on disk and survives kill -9 (empty: no spool, a 202 means in memory)", func(c *Config, v string) error { c.SpoolDir = strings.TrimSpace(v); return nil }},
+		{"SPOOL_SYNC", "spool-sync", "always", "with SPOOL_DIR: always (a 202 waits for the fdatasync of its group) or interval (answer at once, fdatasync every SPOOL_SYNC_INTERVAL_MS)", func(c *Config, v string) error {
+			m, err := spool.ParseSyncMode(strings.ToLower(strings.TrimSpace(v)))
+			c.SpoolSync = m
+			return err
+		}},
+		{"SPOOL_SYNC_INTERVAL_MS", "spool-sync-interval-ms", "100", "with SPOOL_SYNC=interval: fdatasync period, ms", atMost(60000, positive(durSetting(func(c *Config, d time.Duration) { c.SpoolSyncInterval = d }, time.Millisecond)))},
+		{"SPOOL_SEGMENT_BYTES", "spool-segment-bytes", "67108864", "a spool segment file is sealed (and a new one started) at this size", int64Setting(func(c *Config, n int64) { c.SpoolSegmentBytes = n }, 1<<16, 1<<32)},
+		{"SPOOL_MAX_BYTES", "spool-max-bytes", "1073741824", "bytes of live spool segments at which new packets get 503 spool full + Retry-After (at least SPOOL_SEGMENT_BYTES)", int64Setting(func(c *Config, n int64) { c.SpoolMaxBytes = n }, 1<<16, 1<<50)},
 	}
 }
 
@@ -324,6 +339,9 @@ func LoadConfigLookup(args []string, lookup func(string) (string, bool), usage i
 	}
 	if len(c.Analyzers) == 0 && c.AnalyzersDNS == "" && !namesAnalyzers(errs) {
 		errs = append(errs, &ConfigError{Name: "ANALYZERS", Value: "", Problem: "at least one analyzer is required, e.g. http://127.0.0.1:9001=0.5,http://127.0.0.1:9002=0.5 (or ANALYZERS_DNS=name:port)"})
+	}
+	if len(errs) == 0 && c.SpoolMaxBytes < c.SpoolSegmentBytes { // checked once both parsed
+		errs = append(errs, &ConfigError{"SPOOL_MAX_BYTES", strconv.FormatInt(c.SpoolMaxBytes, 10), "must be at least SPOOL_SEGMENT_BYTES (" + strconv.FormatInt(c.SpoolSegmentBytes, 10) + ")"})
 	}
 	if err := configErr(errs); err != nil {
 		return c, err

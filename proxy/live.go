@@ -37,6 +37,10 @@ var liveSettings = map[string]func(r *reloader, next *Config){
 
 	"LOG_LEVEL":            func(r *reloader, n *Config) { r.level.Set(logLevel(n.LogLevel)) },
 	"SHUTDOWN_TIMEOUT_SEC": func(r *reloader, n *Config) { r.shutdown.Store(int64(n.ShutdownTimeout)) }, // Main reads it after serve
+
+	// Not here, so restart-only: SPOOL_DIR, SPOOL_SYNC, SPOOL_SYNC_INTERVAL_MS,
+	// SPOOL_SEGMENT_BYTES, SPOOL_MAX_BYTES. The spool is opened, locked and read
+	// once, at start, and its writers keep the mode and sizes they started with.
 }
 
 // knobs are the settings (other than the buffer limits) that the loops read and a

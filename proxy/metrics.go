@@ -33,7 +33,7 @@ func newPromSet(srv *Server) *promSet {
 
 // help is the HELP text of every family sluice exports.
 var help = map[string]string{
-	"distributor_total_packets_total":        "Total packets ingested (accepted with 202).",
+	"distributor_total_packets_total":        "Total packets ingested (accepted with 202; with SPOOL_DIR also the records of the last run queued again at start).",
 	"distributor_total_messages_total":       "Total messages ingested (in accepted packets).",
 	"distributor_packets_by_analyzer_total":  "Packets routed to each analyzer, re-routes included.",
 	"distributor_messages_by_analyzer_total": "Messages routed to each analyzer, re-routes included.",
@@ -62,7 +62,7 @@ var help = map[string]string{
 	"distributor_breaker_opens_total":        "Times each analyzer's breaker opened (a flapping analyzer opens again and again).",
 	"distributor_connections":                "Open inbound connections.",
 	"distributor_connections_closed_total":   "Inbound connections the distributor closed on its own, by reason.",
-	"distributor_accounting_outstanding":     "accepted - delivered - queued - in_flight - dropped; always 0.",
+	"distributor_accounting_outstanding":     "accepted - delivered - queued - in_flight - dropped - left in the spool at shutdown; always 0.",
 	"distributor_bytes_in_total":             "Request bytes read on the ingest port.",
 	"distributor_bytes_out_total":            "Packet bytes written to analyzers.",
 	"distributor_retry_after_seconds":        "Retry-After currently sent with 503 answers.",
@@ -173,6 +173,7 @@ func (p *promSet) WritePrometheus(w io.Writer) {
 	p.set.WritePrometheus(&buf)
 	p.mu.Unlock()
 	writeHistograms(&buf, shards, v)
+	p.srv.writeSpoolHist(&buf)
 	metrics.WriteProcessMetrics(&buf)
 	writeWithHelp(w, buf.Bytes())
 }
@@ -190,7 +191,8 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 	g("distributor_healthy_analyzers", float64(v.Healthy()))
 	g("distributor_total_analyzers", float64(v.Live()))
 	g("distributor_connections", float64(st.Conns))
-	g("distributor_accounting_outstanding", float64(st.AcceptedPackets-tot.DeliveredPackets-tot.Queued-tot.InFlight-tot.DroppedTotal()))
+	g("distributor_accounting_outstanding", float64(st.AcceptedPackets-tot.DeliveredPackets-tot.Queued-tot.InFlight-tot.DroppedTotal()-tot.LeftInSpool))
+	p.updateSpool(st, &tot)
 	g("distributor_retry_after_seconds", float64(p.srv.retryAfter.Load()))
 	g(buildInfoSeries, 1)
 	c("distributor_bytes_in_total", st.BytesIn)

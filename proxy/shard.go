@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicelog/sluice/codec"
 	"github.com/sluicelog/sluice/sched"
+	"github.com/sluicelog/sluice/spool"
 )
 
 // shard is everything one event loop owns: its scheduler, one dest per analyzer
@@ -59,6 +60,22 @@ type shard struct {
 	lingerWake  chan struct{} // starts the linger timer (Server.lingerShard)
 	lingerArmed bool          // the timer runs: lingerFire will follow
 	lingerDue   bool          // in lingerFire: nothing waits any longer
+
+	// The spool (spool.go); log is nil without SPOOL_DIR.
+	log      *spool.Log
+	placed   *parcel    // the parcel the last acceptOK placed (its spool Ref is set after)
+	waiting  []*ingress // connections whose answers wait for a group's sync
+	holdFrom int        // in the pass being handled: offset in out from which answers are held (-1: none)
+	marks    []heldMark // held 202s of the pass being handled, offsets in out
+	// spoolDone is the log writer's completion: written by the writer goroutine
+	// before it Executes spoolRun, read by spoolRun on the loop (newLog).
+	spoolDone spool.Completion
+	spoolRun  gnet.Runnable
+	synced    uint64 // groups completed (the next completion's group number): idle when log.Group() == synced
+	// Bytes of records not yet written: appended to the group being filled, and in
+	// the group with the writer (spool.go, unwrittenLimit).
+	spoolFill, spoolBusy int64
+	handed               uint64 // log.Group() after the last flushSpool
 }
 
 // dest is one analyzer as seen by one shard.
@@ -82,7 +99,8 @@ type dest struct {
 type parcel struct {
 	body     *bytebufferpool.ByteBuffer
 	msgs     int
-	attempts int // failed sends so far
+	attempts int       // failed sends so far
+	ref      spool.Ref // its spool record (zero without SPOOL_DIR), settled when it leaves
 }
 
 func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
@@ -100,6 +118,10 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 	}
 	s.closing = srv.closing.Load()
 	s.now = nanotime()
+	s.holdFrom = -1
+	if srv.spool != nil {
+		s.log = srv.newLog(s)
+	}
 	s.sync()
 	return s
 }
@@ -328,6 +350,7 @@ func (s *shard) accept(body []byte, msgs int) acceptResult {
 	d.st.RoutedPackets++
 	d.st.RoutedMessages += int64(msgs)
 	s.enqueue(p, d, false)
+	s.placed = p
 	s.stats.AcceptedPackets++
 	s.stats.AcceptedMessages += int64(msgs)
 	return acceptOK
@@ -348,8 +371,12 @@ func (s *shard) newParcel(body []byte, msgs int) *parcel {
 }
 
 // recycle returns a parcel that left the distributor (delivered or dropped) to the
-// free list and its buffer to the pool.
+// free list and its buffer to the pool, and settles its spool record.
 func (s *shard) recycle(p *parcel) {
+	if p.ref.Valid() {
+		s.log.Settle(p.ref)
+		p.ref = spool.Ref{}
+	}
 	s.srv.bodies.Put(p.body)
 	p.body = nil
 	s.free = append(s.free, p)
@@ -449,16 +476,20 @@ func (s *shard) tick() {
 		s.expire()
 	}
 	s.flushDirty()
+	if s.log != nil {
+		s.flushSpool()
+	}
 }
 
 // dropAll gives up on everything this shard still holds: the shutdown timeout ran
-// out. Each packet is counted under shutdown_timeout and the first is logged.
+// out. Each packet is counted under shutdown_timeout and the first is logged; with
+// a spool it is left there instead (leave), for the next start.
 func (s *shard) dropAll() {
 	for _, d := range s.dests {
 		for d.outbox.len() > 0 {
 			p := d.outbox.pop()
 			s.release(p, d, heldQueued)
-			s.drop(p, d, dropShutdown)
+			s.giveUp(p, d)
 		}
 		for _, u := range d.conns {
 			for u.flights.len() > 0 {
@@ -466,7 +497,7 @@ func (s *shard) dropAll() {
 				for range f.n {
 					p := u.parcels.pop()
 					s.release(p, d, heldInFlight)
-					s.drop(p, d, dropShutdown)
+					s.giveUp(p, d)
 				}
 			}
 			if u.state == connOpen {
@@ -475,6 +506,16 @@ func (s *shard) dropAll() {
 			}
 		}
 	}
+}
+
+// giveUp ends the shard's hold on p at the shutdown timeout: dropped, or left in
+// the spool when there is one.
+func (s *shard) giveUp(p *parcel, d *dest) {
+	if p.ref.Valid() {
+		s.leave(p, d)
+		return
+	}
+	s.drop(p, d, dropShutdown)
 }
 
 const tickInterval = 10 * time.Millisecond

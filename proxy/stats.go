@@ -12,8 +12,11 @@ import (
 // every scrape sees each shard at one instant and the accounting invariant holds
 // exactly in what is exported:
 //
-//	accepted = delivered + queued + in_flight + dropped            (whole distributor)
-//	routed_a = delivered_a + queued_a + in_flight_a + dropped_a + rerouted_a   (per analyzer)
+//	accepted = delivered + queued + in_flight + dropped + left_in_spool            (whole distributor)
+//	routed_a = delivered_a + queued_a + in_flight_a + dropped_a + left_in_spool_a + rerouted_a   (per analyzer)
+//
+// left_in_spool is 0 without SPOOL_DIR; with one, accepted counts the records
+// replayed at start too.
 
 // rejectReason says why a packet was never accepted; it indexes Stats.Rejected.
 type rejectReason uint8
@@ -32,11 +35,13 @@ const (
 	rejectUnauthorized                     // INGEST_TOKENS set, no valid bearer token (401)
 	rejectConnsPerIP                       // MAX_CONNS_PER_IP reached for the client's address
 	rejectShed                             // SHED_BELOW: past SHED_AT, the packet's most severe level is below it (503)
+	rejectSpoolFull                        // SPOOL_MAX_BYTES reached
+	rejectSpoolFailed                      // the spool's disk is failing (or the 202's group failed: rewritten as 503)
 	numRejects
 )
 
 // rejectNames are the metrics' reason labels, in rejectReason order.
-var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited", "unauthorized", "max_conns_per_ip", "shed"}
+var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited", "unauthorized", "max_conns_per_ip", "shed", "spool_full", "spool_failed"}
 
 func (r rejectReason) String() string {
 	if r < numRejects {
@@ -144,6 +149,7 @@ type DestStats struct {
 	Failures          [numFails]int64
 	Conns             int64 // open upstream connections
 	Batches           int64 // batch requests answered 2xx
+	LeftInSpool       int64 // held when the shutdown timeout ran out, left on disk for the next start (SPOOL_DIR)
 	RTT               latencyHist
 }
 
@@ -165,6 +171,7 @@ func (d *DestStats) add(o *DestStats) {
 	}
 	d.Conns += o.Conns
 	d.Batches += o.Batches
+	d.LeftInSpool += o.LeftInSpool
 	d.RTT.add(&o.RTT)
 }
 
@@ -191,6 +198,10 @@ type Stats struct {
 	BytesOut         int64            // packet bytes written to analyzers
 	Request          latencyHist
 	Dests            []DestStats
+
+	SpoolReplayed      int64 // records of the last run queued again at start (also in AcceptedPackets)
+	SpoolInvalid       int64 // records found at start that are no valid packet: settled, not sent
+	SpoolFailedAnswers int64 // held 202s rewritten as 503 because their group's write failed
 }
 
 func (s *Stats) add(o *Stats) {
@@ -213,6 +224,9 @@ func (s *Stats) add(o *Stats) {
 	s.BytesIn += o.BytesIn
 	s.BytesOut += o.BytesOut
 	s.Request.add(&o.Request)
+	s.SpoolReplayed += o.SpoolReplayed
+	s.SpoolInvalid += o.SpoolInvalid
+	s.SpoolFailedAnswers += o.SpoolFailedAnswers
 	for len(s.Dests) < len(o.Dests) {
 		s.Dests = append(s.Dests, DestStats{})
 	}
