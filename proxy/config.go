@@ -247,7 +247,7 @@ func settings() []setting {
 			return nil
 		}},
 		{"SPOOL_DIR", "spool-dir", "", "write-ahead spool directory: a 202 means the packet is on disk and survives kill -9 (empty: no spool, a 202 means in memory)", func(c *Config, v string) error { c.SpoolDir = strings.TrimSpace(v); return nil }},
-		{"SPOOL_SYNC", "spool-sync", "always", "with SPOOL_DIR: always (a 202 waits for the fdatasync of its group) or interval (answer at once, fdatasync every SPOOL_SYNC_INTERVAL_MS)", func(c *Config, v string) error {
+		{"SPOOL_SYNC", "spool-sync", "always", "with SPOOL_DIR: always (a 202 waits for the fdatasync of its group) or interval (a 202 waits for the write of its group, not its sync; fdatasync every SPOOL_SYNC_INTERVAL_MS)", func(c *Config, v string) error {
 			m, err := spool.ParseSyncMode(strings.ToLower(strings.TrimSpace(v)))
 			c.SpoolSync = m
 			return err
@@ -341,7 +341,7 @@ func LoadConfigLookup(args []string, lookup func(string) (string, bool), usage i
 		errs = append(errs, &ConfigError{Name: "ANALYZERS", Value: "", Problem: "at least one analyzer is required, e.g. http://127.0.0.1:9001=0.5,http://127.0.0.1:9002=0.5 (or ANALYZERS_DNS=name:port)"})
 	}
 	if len(errs) == 0 && c.SpoolMaxBytes < c.SpoolSegmentBytes { // checked once both parsed
-		errs = append(errs, &ConfigError{"SPOOL_MAX_BYTES", strconv.FormatInt(c.SpoolMaxBytes, 10), "must be at least SPOOL_SEGMENT_BYTES (" + strconv.FormatInt(c.SpoolSegmentBytes, 10) + ")"})
+		errs = append(errs, &ConfigError{Name: "SPOOL_MAX_BYTES", Value: strconv.FormatInt(c.SpoolMaxBytes, 10), Problem: "must be at least SPOOL_SEGMENT_BYTES (" + strconv.FormatInt(c.SpoolSegmentBytes, 10) + ")"})
 	}
 	if err := configErr(errs); err != nil {
 		return c, err

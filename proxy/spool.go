@@ -25,13 +25,15 @@ import (
 //     (parcel.ref) and settled when the packet leaves (recycle), delivered or
 //     given up. What the shutdown timeout leaves is not settled: it stays on disk
 //     for the next start (leave) and is counted as left_in_spool, not dropped.
-//   - SPOOL_SYNC=always: a 202 waits for the fdatasync of its group. The
-//     connection's answers stay in request order: from the first 202 that waits,
-//     every later answer on that connection is held too (ingress.held) and all are
-//     written when the group is synced (onSpoolDone). A 202 whose group failed is
-//     rewritten as 503 "spool write failed"; its packet stays queued and is still
-//     delivered, so the emitter's retry makes a duplicate, never a loss.
-//   - SPOOL_SYNC=interval: the 202 is written at once.
+//   - a 202 waits for its group: its fdatasync with SPOOL_SYNC=always, its write
+//     to the file with interval (the page cache outlives a killed process, so a
+//     202 survives kill -9 in both modes; with interval a power loss or kernel
+//     crash can lose the last SPOOL_SYNC_INTERVAL_MS). The connection's answers
+//     stay in request order: from the first 202 that waits, every later answer on
+//     that connection is held too (ingress.held) and all are written when the
+//     group completes (onSpoolDone). A 202 whose group failed is rewritten as 503
+//     "spool write failed"; its packet stays queued and is still delivered, so
+//     the emitter's retry makes a duplicate, never a loss.
 //   - at start, the records found unsettled are replayed (Server.replay).
 
 // heldMark is a held 202 in ingress.held: the group whose sync it waits for and
@@ -254,14 +256,12 @@ func (s *shard) refuseSpool(out []byte, keep bool) []byte {
 }
 
 // spoolAccepted writes the accepted packet (the parcel accept just placed) into the
-// spool and answers 202: at once with SPOOL_SYNC=interval; held until its group is
-// synced with always (the answer is marked; hold moves it to the connection).
+// spool and answers 202, held until its group is written: fdatasynced with
+// SPOOL_SYNC=always, written to the file (the page cache, which outlives the
+// process) with interval. The answer is marked; hold moves it to the connection.
 func (s *shard) spoolAccepted(out, id, body []byte, keep bool) []byte {
 	s.placed.ref = s.log.Append(body)
 	s.spoolFill += int64(len(body))
-	if s.srv.cfg.SpoolSync != spool.SyncAlways {
-		return codec.AppendAccepted(out, id, keep)
-	}
 	start := len(out)
 	out = codec.AppendAccepted(out, id, keep)
 	if s.holdFrom < 0 {

@@ -461,3 +461,31 @@ func TestSpoolUnwrittenBounded(t *testing.T) {
 		t.Fatalf("after the completion: %d bytes with the writer, %d filling", s.spoolBusy, s.spoolFill)
 	}
 }
+
+// A 202 means the record is written, in both modes: with SPOOL_SYNC=interval it is
+// in the file (the page cache outlives a killed process) before its 202 leaves,
+// fdatasynced or not. One packet at a time, so after the i-th 202 at least i
+// records must be written.
+func TestSpoolAnswersAfterTheWrite(t *testing.T) {
+	for _, mode := range []spool.SyncMode{spool.SyncAlways, spool.SyncInterval} {
+		t.Run(mode.String(), func(t *testing.T) {
+			fa := newFakeAnalyzer(t, true)
+			cfg := spoolConfig(t.TempDir(), mode)
+			srv := startDistributor(t, fa.url()+"=1", func(c *Config) {
+				cfg(c)
+				c.SpoolSyncInterval = time.Minute // no periodic sync helps
+			})
+			snd := newSender(ingestURL(srv), 1)
+			for i := range 200 {
+				if code, _ := snd.send(t, "w-"+strconv.Itoa(i), 2); code != 202 {
+					t.Fatalf("packet %d: %d", i, code)
+				}
+				if st := srv.spool.Stats(); st.SyncedRecords < int64(i+1) {
+					t.Fatalf("after %d 202s only %d records written", i+1, st.SyncedRecords)
+				}
+			}
+			settledNothingLost(t, srv, 10*time.Second)
+			checkDelivered(t, snd.accepted, []*fakeAnalyzer{fa}, false)
+		})
+	}
+}
