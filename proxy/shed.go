@@ -117,12 +117,16 @@ func (s *shard) shed(top codec.Level) bool {
 }
 
 // backlog is what shedding measures and its bound: packets held (queued and in
-// flight, all loops) against INGEST_BUFFER_SIZE.
-//
-// Hook for the spool (SPOOL_DIR, built on another branch): when a spool is on,
-// the backlog is the spool's bytes against SPOOL_MAX_BYTES, not packets against
-// INGEST_BUFFER_SIZE. Return those here (an atomic the spool keeps current, not
-// Spool.Stats(), which sums over its logs); shed and its tests need no other change.
+// flight, all loops) against INGEST_BUFFER_SIZE, or, with a spool, its bytes
+// against SPOOL_MAX_BYTES when those are the fuller of the two: either bound
+// refuses first, so shedding starts when either passes SHED_AT. Two or three
+// atomic loads; the products stay far below overflow (bytes ≤ 2^40 × packets ≤ 2^20).
 func (srv *Server) backlog() (used, bound int64) {
-	return srv.budget.held.Load(), srv.budget.ingestLimit.Load()
+	used, bound = srv.budget.held.Load(), srv.budget.ingestLimit.Load()
+	if sp := srv.spool; sp != nil {
+		if b, limit := sp.Bytes(), srv.cfg.SpoolMaxBytes; b*bound > used*limit {
+			return b, limit
+		}
+	}
+	return used, bound
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicelog/sluice/codec"
+	"github.com/sluicelog/sluice/spool"
 )
 
 // levelPacket is a seed-format packet with one message per level given.
@@ -306,4 +307,50 @@ func TestReloadOverloadSettings(t *testing.T) {
 	if ShedLevel(srv.knobs.shedBelow.Load()) != ShedOff {
 		t.Fatal("SHED_BELOW removed from the file: shedding still on")
 	}
+}
+
+// With a spool, shedding also measures the spool's bytes against SPOOL_MAX_BYTES:
+// here the memory backlog stays far under SHED_AT (a buffer of 10,000 packets)
+// while the spool fills (a stalled analyzer: no segment can be deleted), and
+// DEBUG packets are shed once the spool passes SHED_AT of its bound; ERROR ones
+// are still accepted.
+func TestShedOnSpoolBytes(t *testing.T) {
+	stall := newFakeAnalyzer(t, false)
+	stall.delay.Store(int64(5 * time.Second))
+	srv := startDistributor(t, stall.url()+"=1", func(c *Config) {
+		spoolConfig(t.TempDir(), spool.SyncAlways)(c)
+		c.SpoolSegmentBytes, c.SpoolMaxBytes = 4096, 8192
+		c.ShedBelow, c.ShedAt = shedLevelOf(codec.LevelError), 0.5
+		c.SenderTimeout = 10 * time.Second
+	})
+	c := &http.Client{Timeout: 10 * time.Second}
+	url := ingestURL(srv)
+	shedAt := -1
+	for i := 0; i < 100 && shedAt < 0; i++ {
+		before := srv.spool.Bytes()
+		code, _, body := postPacket(t, c, url, levelPacket("d-"+strconv.Itoa(i), "DEBUG", "INFO"))
+		switch code {
+		case 202:
+		case 503:
+			if !strings.Contains(body, "shedding") {
+				t.Fatalf("packet %d: 503 %s, want shedding", i, body)
+			}
+			if before*2 < 8192 {
+				t.Fatalf("packet %d shed with the spool at %d of 8192 bytes, under SHED_AT", i, before)
+			}
+			shedAt = i
+		default:
+			t.Fatalf("packet %d: %d %s", i, code, body)
+		}
+	}
+	if shedAt < 0 {
+		t.Fatalf("nothing shed with the spool at %d of 8192 bytes", srv.spool.Bytes())
+	}
+	if held := srv.budget.held.Load(); held*2 >= 10000 {
+		t.Fatalf("memory backlog %d: the test means it to stay under SHED_AT", held)
+	}
+	if code, _, body := postPacket(t, c, url, levelPacket("e", "ERROR")); code != 202 {
+		t.Fatalf("ERROR packet with the spool past SHED_AT: %d %s, want 202", code, body)
+	}
+	t.Logf("first DEBUG packet shed at #%d, spool %d bytes", shedAt, srv.spool.Bytes())
 }

@@ -247,7 +247,7 @@ func (s *shard) flushSpool() {
 // or spool unavailable (the disk is failing, or its writes are more than
 // unwrittenLimit behind).
 func (s *shard) refuseSpool(out []byte, keep bool) []byte {
-	if st := s.srv.spool.Stats(); st.Bytes >= s.srv.cfg.SpoolMaxBytes {
+	if s.srv.spool.Bytes() >= s.srv.cfg.SpoolMaxBytes {
 		s.stats.Rejected[rejectSpoolFull]++
 		return s.answerBusy(out, "spool full", keep)
 	}

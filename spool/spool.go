@@ -299,6 +299,10 @@ func (sp *Spool) Admit() bool {
 // probeEvery is how often Admit lets a record through while the disk fails.
 const probeEvery = time.Second
 
+// Bytes is Stats().Bytes alone (one atomic load): the bytes in live segment
+// files, what SPOOL_MAX_BYTES bounds. Safe on any goroutine.
+func (sp *Spool) Bytes() int64 { return sp.bytes.Load() }
+
 // Stats returns the counters. Safe on any goroutine.
 func (sp *Spool) Stats() Stats {
 	return Stats{
