@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/sluice
 FUZZTIME ?= 8s
 # package:FuzzTarget pairs run briefly by `make test` (corpus under testdata/fuzz).
-FUZZ     := codec:FuzzParseRequest codec:FuzzValidatePacket codec:FuzzValidatePacketStrict codec:FuzzValidatePacketLevels codec:FuzzValidatePacketLevelsStrings codec:FuzzParseResponse sched:FuzzCredit analyzer:FuzzBatchScanner
+FUZZ     := codec:FuzzParseRequest codec:FuzzValidatePacket codec:FuzzValidatePacketStrict codec:FuzzValidatePacketLevels codec:FuzzValidatePacketLevelsStrings codec:FuzzParseResponse sched:FuzzCredit sched:FuzzAffinity analyzer:FuzzBatchScanner spool:FuzzDecodeRecord
 
 .PHONY: all build deps test unit unit-race unit-bench unit-deploy unit-norace fuzz lint run bench bench-peers soak scale scale-measure profile chaos clean
 
@@ -142,7 +142,9 @@ bench-peers:
 # accepted (docs/scaling.md). Then bench/cmd/sluice-scale -mode leave: two
 # replicas under a flat-out emitter, one sent SIGTERM; it fails unless every packet
 # answered 202 reached an analyzer (by packet_id) and the other replica took the
-# traffic. Logs go to bench/out/.
+# traffic. Then -mode die: two replicas with a spool each, one killed with SIGKILL
+# under load and restarted on its spool; it fails unless every packet answered 202
+# reached an analyzer, the killed replica's backlog included. Logs go to bench/out/.
 scale: build
 	$(GO) -C bench build -trimpath -o $(CURDIR)/bin/sluice-scale ./cmd/sluice-scale
 	@set -e; out=bench/out; mkdir -p $$out; PATH="$$PATH:/usr/sbin"; \
@@ -180,6 +182,7 @@ scale: build
 	    bad = (worst > bound); for (d = 1; d <= 2; d++) { r = "distributor-" d; if (acc[r] == 0 || acc[r] != del[r] + drop[r]) { printf "%s: accepted %d != delivered %d + dropped %d\n", r, acc[r], del[r], drop[r]; bad = 1 } } \
 	    exit bad }' $$out/scale-metrics.txt
 	@echo "one replica leaves under load ..."; PATH="$$PATH:/usr/sbin" ./bin/sluice-scale -sluice $(BIN) -mode leave -duration $${SCALE_LEAVE_DURATION:-6s}
+	@echo "one replica with a spool is killed under load and restarted ..."; PATH="$$PATH:/usr/sbin" ./bin/sluice-scale -sluice $(BIN) -mode die -duration $${SCALE_LEAVE_DURATION:-6s}
 
 # Throughput with 1, 2 and 3 replicas behind HAProxy (3 alternating rounds,
 # medians), the analyzer connections each holds, and the health-check load on the

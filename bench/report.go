@@ -22,18 +22,21 @@ type Report struct {
 	Ratios   []Ratio
 	Latency  []Row // every target at one constant rate per driver: half the distributor's maximum
 	Checks   []Check
-	Commands []string // how every process was started and every load was run
-	Profile  string   // top of the distributor's CPU profile; "" when not taken
-	Chart    string   // file name of the chart, relative to the results file
-	Others   float64  // median share of the machine's CPU other processes used during the runs
+	Commands []string  // how every process was started and every load was run
+	Profile  string    // top of the distributor's CPU profile; "" when not taken
+	Chart    string    // file name of the chart, relative to the results file
+	Others   float64   // median share of the machine's CPU other processes used during the runs
+	Disk     *DiskSync // the disk's bare write+fdatasync in the spool's directory; nil without spool rows
 }
 
 // Labels describes each target in tables.
 var Labels = map[string]string{
-	TargetCeiling:     "ceiling: bare gnet 202, no forwarding",
-	TargetSluice:      "sluice → batch analyzers",
-	TargetNginx:       "nginx → analyzers",
-	TargetSluicePlain: "sluice → plain analyzers",
+	TargetCeiling:       "ceiling: bare gnet 202, no forwarding",
+	TargetSluice:        "sluice → batch analyzers",
+	TargetNginx:         "nginx → analyzers",
+	TargetSluicePlain:   "sluice → plain analyzers",
+	TargetSpoolInterval: "sluice → batch analyzers, SPOOL_SYNC=interval",
+	TargetSpoolAlways:   "sluice → batch analyzers, SPOOL_SYNC=always",
 }
 
 // Target names.
@@ -42,6 +45,9 @@ const (
 	TargetSluice      = "sluice"
 	TargetNginx       = "nginx"
 	TargetSluicePlain = "sluice-plain"
+	// The distributor of TargetSluice with a spool (SPOOL_DIR), in each sync mode.
+	TargetSpoolInterval = "spool-interval"
+	TargetSpoolAlways   = "spool-always"
 )
 
 // fullLoadHeader are the columns of the full-load table.
@@ -105,6 +111,18 @@ func (rep *Report) WriteText(w io.Writer) error {
 			return err
 		}
 	}
+	if rows := spoolRows(rep.Rows); len(rows) > 0 {
+		fmt.Fprintf(w, "\n%s:\n", spoolTitle(rep.Disk))
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		line = func(cells []string) { fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t") }
+		line(spoolHeader)
+		for _, r := range rows {
+			line(spoolCells(r))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintln(w)
 	for _, c := range rep.Checks {
 		fmt.Fprintf(w, "%-6s %s: %s\n", c.verdict(), c.What, c.Got)
@@ -135,6 +153,10 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 	if len(rep.Latency) > 0 {
 		fmt.Fprintf(b, "\n%s:\n\n", latencyTitle)
 		mdTable(b, latencyHeader, rep.Latency, latencyCells)
+	}
+	if rows := spoolRows(rep.Rows); len(rows) > 0 {
+		fmt.Fprintf(b, "\n%s:\n\n", spoolTitle(rep.Disk))
+		mdTable(b, spoolHeader, rows, spoolCells)
 	}
 	if len(rep.Checks) > 0 {
 		b.WriteString("\nTargets of the benchmark issue:\n\n")

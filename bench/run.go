@@ -36,6 +36,7 @@ type target struct {
 	server     *proc
 	analyzers  []*proc
 	metricsURL string // the distributor's METRICS_ADDR as a URL; "" for peers
+	spool      bool   // a distributor with SPOOL_DIR: its syncs are read around each run
 
 	// delivered counts packets forwarded so far; nil for a server that forwards nothing.
 	delivered func(context.Context) (int64, error)
@@ -101,6 +102,18 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 			h.commands = append(h.commands, loadCommands[d.Name()+" "+t.name])
 		}
 	}
+	if cfg.Spool {
+		// The disk's own sync, right after the rounds that used it.
+		dir, err := h.spoolDir("fdatasync")
+		if err != nil {
+			return nil, err
+		}
+		if rep.Disk, err = measureDiskSync(dir, 3*time.Second); err != nil {
+			return nil, fmt.Errorf("bare fdatasync loop: %w", err)
+		}
+		fmt.Fprintf(log, "disk        fdatasync     p50 %s  p99 %s  (%d syncs in %s)\n", Latency(rep.Disk.P50), Latency(rep.Disk.P99), rep.Disk.Syncs, dir)
+		h.commands = append(h.commands, "", "# the disk's bare write+fdatasync: bench/spool.go measureDiskSync, 3 s of 1116-byte writes each followed by fdatasync in "+dir)
+	}
 
 	// Every target at one constant rate, half of what the distributor sustained: the
 	// open-loop latency a user sees at that load when the distributor is not
@@ -159,13 +172,14 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 	}
 
 	for _, d := range drivers {
-		for _, pair := range [][2]string{{TargetSluice, TargetCeiling}, {TargetSluice, TargetNginx}, {TargetSluicePlain, TargetNginx}} {
+		for _, pair := range [][2]string{{TargetSluice, TargetCeiling}, {TargetSluice, TargetNginx}, {TargetSluicePlain, TargetNginx},
+			{TargetSpoolInterval, TargetSluice}, {TargetSpoolAlways, TargetSluice}} {
 			if r, ok := RoundRatios(samples, d.Name(), pair[0], pair[1]); ok {
 				rep.Ratios = append(rep.Ratios, r)
 			}
 		}
 	}
-	rep.Checks = Checks(rep.Ratios, rep.Latency)
+	rep.Checks = append(Checks(rep.Ratios, rep.Latency), spoolChecks(rep.Ratios, rep.Rows, rep.Disk)...)
 	rep.Others = othersMedian(samples)
 	if others := othersNote(samples); others != "" {
 		h.notes = append(h.notes, others)
@@ -312,6 +326,9 @@ func (h *harness) start(ctx context.Context) ([]*target, []Driver, error) {
 		h.skipped = append(h.skipped, "the nginx rows and ratios ("+nginxWhy+")")
 	}
 	ports := []int{base + portSluice, base + portSluice + 1, base + portSluicePlain, base + portSluicePlain + 1, base + portCeiling}
+	if cfg.Spool {
+		ports = append(ports, base+portSpoolInterval, base+portSpoolInterval+1, base+portSpoolAlways, base+portSpoolAlways+1)
+	}
 	for i := range analyzerWeights {
 		ports = append(ports, base+portBatchAnalyzers+i, base+portPlainAnalyzers+i)
 	}
@@ -357,6 +374,15 @@ func (h *harness) start(ctx context.Context) ([]*target, []Driver, error) {
 		return nil, nil, err
 	}
 	targets := []*target{ceiling, sluice, sluicePlain}
+	if cfg.Spool {
+		spooled, err := h.startSpoolTargets(ctx, batch)
+		if err != nil {
+			return nil, nil, err
+		}
+		targets = append(targets, spooled...)
+	} else {
+		h.skipped = append(h.skipped, "the spool rows (BENCH_SPOOL=0)")
+	}
 	if nginxPath != "" {
 		ngx, err := h.startNginx(ctx, nginxPath, base+portNginx, batch)
 		if err != nil {
@@ -418,16 +444,16 @@ type sluiceMetrics struct {
 	InFlight         int64 `json:"in_flight"`
 }
 
-func (h *harness) startSluice(ctx context.Context, name string, port int, analyzers []*proc, batch bool) (*target, error) {
+func (h *harness) startSluice(ctx context.Context, name string, port int, analyzers []*proc, batch bool, extraEnv ...string) (*target, error) {
 	analyzerPort := h.cfg.PortBase + portBatchAnalyzers
 	if !batch {
 		analyzerPort = h.cfg.PortBase + portPlainAnalyzers
 	}
 	metrics := fmt.Sprintf("127.0.0.1:%d", port+1)
-	p, err := h.spawn(name, []string{
+	p, err := h.spawn(name, append([]string{
 		fmt.Sprintf("PORT=%d", port), "METRICS_ADDR=" + metrics,
 		"ANALYZERS=" + analyzersEnv(analyzers, analyzerPort), "LOG_LEVEL=warn",
-	}, h.cfg.Sluice, "distributor")
+	}, extraEnv...), h.cfg.Sluice, "distributor")
 	if err != nil {
 		return nil, err
 	}
@@ -600,7 +626,8 @@ func (h *harness) measure(ctx context.Context, t *target, d Driver, rate float64
 	delivered0, err3 := t.countDelivered(ctx)
 	machine0, err4 := readMachineCPU()
 	upPackets0, upRequests0, err5 := t.upstreamTotals(ctx)
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+	syncs0, synced0, err6 := t.spoolTotals(ctx)
+	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
 		return Sample{}, load, fmt.Errorf("%s before %s: %w", t.name, tag, err)
 	}
 
@@ -620,9 +647,10 @@ func (h *harness) measure(ctx context.Context, t *target, d Driver, rate float64
 	server1, err1 := cpuOf(serverPIDs)
 	analyzers1, err2 := cpuOf(analyzerPIDs)
 	delivered1, err3 := t.countDelivered(ctx)
+	syncs1, synced1, err7 := t.spoolTotals(ctx)
 	err5 = t.settle(ctx, 10*time.Second)
 	upPackets1, upRequests1, err6 := t.upstreamTotals(ctx)
-	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
 		return Sample{}, load, fmt.Errorf("%s after %s: %w", t.name, tag, err)
 	}
 	s := Sample{
@@ -630,6 +658,7 @@ func (h *harness) measure(ctx context.Context, t *target, d Driver, rate float64
 		Delivered: -1, ProxyCPU: server1 - server0, AnalyzerCPU: analyzers1 - analyzers0, CPUs: runtime.NumCPU(),
 		MachineBusy: machine1.Busy - machine0.Busy, MachineTotal: machine1.Total - machine0.Total,
 		UpstreamPackets: upPackets1 - upPackets0, UpstreamRequests: upRequests1 - upRequests0,
+		Syncs: syncs1 - syncs0, SyncedRecords: synced1 - synced0,
 	}
 	if t.delivered != nil {
 		s.Delivered = delivered1 - delivered0

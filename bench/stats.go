@@ -22,6 +22,8 @@ type Sample struct {
 	// What the analyzers behind the target counted during the run (after the
 	// distributor settled): packets, and the requests that carried them.
 	UpstreamPackets, UpstreamRequests int64
+	// A spool target's write rounds during the run and the records they carried.
+	Syncs, SyncedRecords int64
 }
 
 // OthersShare is the share of the machine's CPU that processes outside the
@@ -59,6 +61,8 @@ type Row struct {
 	Others         float64       // CPU of every other process over what the machine had
 	PerUpstream    float64       // packets per request to the analyzers (batching); 0 without analyzers
 	PeakRSS        int64         // bytes, peak resident set of the server under test over the run; 0 unknown
+	SyncsPerSec    float64       // spool targets: write rounds (groups) per second
+	GroupSize      float64       // spool targets: records per write round
 }
 
 // Summarize takes the median of every quantity over samples (one target, one
@@ -109,6 +113,8 @@ func Summarize(samples []Sample) Row {
 		}
 		return float64(s.UpstreamPackets) / float64(s.UpstreamRequests)
 	})
+	r.SyncsPerSec = pick(func(s Sample) float64 { return perSec(s.Syncs, s.Elapsed) })
+	r.GroupSize = pick(func(s Sample) float64 { return share(s.SyncedRecords, s.Syncs) })
 	if s0.Delivered >= 0 {
 		r.Delivered = pick(func(s Sample) float64 { return perSec(s.Delivered, s.Elapsed) })
 	}

@@ -51,8 +51,9 @@ analyzer fail at once (the route refuses them locally) rather than time out; the
 connections already open see their requests and answers vanish, as in a real
 partition.
 
-` + "`kill9`" + `: until the write-ahead spool (` + "`SPOOL_DIR`" + `) is on main, what the killed distributor
-had accepted and not delivered is lost, and the row says so ("without spool: N").
-With the spool, run ` + "`CHAOS_SPOOL_DIR=/tmp/spool make chaos`" + `: the restarted distributor gets
-` + "`SPOOL_DIR`" + ` and the row must show 0 lost.
+` + "`kill9`" + ` runs without a spool: what the killed distributor had accepted and not yet
+delivered is lost, and the row says so ("without spool: N"; usually a handful: the
+linger holds packets about 1 ms). ` + "`kill9-spool`" + ` runs both distributors with
+` + "`SPOOL_DIR`" + `: the restarted one replays what the killed one answered ` + "`202`" + ` and had not
+delivered, so its row must show 0 lost.
 `

@@ -48,6 +48,7 @@ type scenario struct {
 	inject   func(c *cluster) error
 	heal     func(c *cluster) error
 	lostOK   bool // lost packets are expected (kill -9 without a spool): reported, not an error
+	spool    bool // the distributor runs with SPOOL_DIR in the scenario's directory
 }
 
 // scenarios in table order.
@@ -121,26 +122,24 @@ var scenarios = []scenario{
 	{name: "gogc10", what: "the distributor under GOGC=10 (compare the p99 with baseline)", distEnv: []string{"GOGC=10"},
 		inject: func(*cluster) error { return nil }, heal: func(*cluster) error { return nil }},
 	{name: "kill9", what: "distributor killed with SIGKILL and restarted 1 s later, without a spool", lostOK: true,
-		inject: func(c *cluster) error {
-			c.dist.signal(syscall.SIGKILL)
-			<-c.dist.done
-			time.Sleep(time.Second)
-			env := c.distEnv
-			if dir := os.Getenv("CHAOS_SPOOL_DIR"); dir != "" {
-				// TODO(spool): once SPOOL_DIR is on main, run this row with
-				// CHAOS_SPOOL_DIR set (make chaos CHAOS_SPOOL_DIR=...): the restarted
-				// distributor must then deliver what the killed one accepted (lost 0).
-				env = append(env, "SPOOL_DIR="+dir)
-			}
-			c.restarts++
-			d, err := startDistributor(c.dir, "distributor-"+strconv.Itoa(c.restarts), c.listen, c.urls, env...)
-			if err != nil {
-				return err
-			}
-			c.dist = d
-			return nil
-		},
-		heal: func(*cluster) error { return nil }},
+		inject: kill9, heal: func(*cluster) error { return nil }},
+	{name: "kill9-spool", what: "the same with SPOOL_DIR: the restarted distributor delivers what the killed one accepted", spool: true,
+		inject: kill9, heal: func(*cluster) error { return nil }},
+}
+
+// kill9 kills the distributor and starts it again a second later on the same
+// address, with the same settings (and spool directory, if any).
+func kill9(c *cluster) error {
+	c.dist.signal(syscall.SIGKILL)
+	<-c.dist.done
+	time.Sleep(time.Second)
+	c.restarts++
+	d, err := startDistributor(c.dir, "distributor-"+strconv.Itoa(c.restarts), c.listen, c.urls, c.distEnv...)
+	if err != nil {
+		return err
+	}
+	c.dist = d
+	return nil
 }
 
 // proxyFault makes the proxy scenarios' inject and heal.
@@ -199,6 +198,9 @@ func runScenario(ctx context.Context, sc scenario, rc runCfg, nss []*netns, work
 		}
 	}
 	c := &cluster{dir: dir, ns: nss, listen: "127.0.0.1:" + strconv.Itoa(port), distEnv: sc.distEnv}
+	if sc.spool {
+		c.distEnv = append(append([]string(nil), sc.distEnv...), "SPOOL_DIR="+filepath.Join(dir, "spool"))
+	}
 	defer func() {
 		// Whatever happened: every child stopped, every fault healed.
 		c.proxyClose()
@@ -231,7 +233,7 @@ func runScenario(ctx context.Context, sc scenario, rc runCfg, nss []*netns, work
 	if err := waitListening(c.urls, 5*time.Second); err != nil {
 		return r, err
 	}
-	d, err := startDistributor(dir, "distributor", c.listen, c.urls, sc.distEnv...)
+	d, err := startDistributor(dir, "distributor", c.listen, c.urls, c.distEnv...)
 	if err != nil {
 		return r, err
 	}
@@ -296,7 +298,7 @@ func runScenario(ctx context.Context, sc scenario, rc runCfg, nss []*netns, work
 	}
 	stopMon()
 	<-monDone
-	r.detect, r.recover = detectRecover(samples, tInject, tHeal, sc.name == "kill9")
+	r.detect, r.recover = detectRecover(samples, tInject, tHeal, strings.HasPrefix(sc.name, "kill9"))
 	if resp, err := httpc.Get(base + "/metrics-json"); err == nil { // kept with the logs (CHAOS_KEEP)
 		if b, err := io.ReadAll(resp.Body); err == nil {
 			_ = os.WriteFile(filepath.Join(dir, "metrics.json"), b, 0o600)

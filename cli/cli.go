@@ -16,13 +16,38 @@ import (
 const ExitUsage = 2
 
 // Error is a bad configuration value. Name is the flag as typed on a command line
-// ("--port") or the environment variable ("PORT").
+// ("--port") or the environment variable ("PORT"). The value of a secret setting
+// (SecretName) is never shown: the line names the setting and the problem only.
 type Error struct {
 	Name, Value, Problem string
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("%s=%q: %s", e.Name, e.Value, e.Problem)
+	return fmt.Sprintf("%s=%q: %s", e.Name, Redact(e.Name, e.Value), e.Problem)
+}
+
+// Redacted stands for a secret value in errors, logs and configuration dumps.
+const Redacted = "[redacted]"
+
+// SecretName reports whether a setting, by its variable, flag or file key name,
+// holds a secret: its name says token, secret or password.
+func SecretName(name string) bool {
+	name = strings.ToUpper(name)
+	for _, w := range []string{"TOKEN", "SECRET", "PASSWORD"} {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// Redact is v, or Redacted for a secret setting with a value (an empty one is
+// shown as empty: "not set" is no secret).
+func Redact(name, v string) string {
+	if v != "" && SecretName(name) {
+		return Redacted
+	}
+	return v
 }
 
 // Command describes one subcommand for Parse and Usage.

@@ -62,6 +62,9 @@ type Analyzer struct {
 	Retries           int64            `json:"retries"`
 	Dropped           int64            `json:"dropped"`
 	Failures          map[string]int64 `json:"failures"`
+	// Limiting: this analyzer's backlog is what fills the distributor's buffer
+	// (distributor_limiting_analyzer).
+	Limiting bool `json:"limiting"`
 }
 
 // Source takes one Snapshot; the sampler calls it once a second.

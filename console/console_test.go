@@ -157,7 +157,7 @@ func TestDataEndpoint(t *testing.T) {
 		}
 	}
 	an := smp["analyzers"].([]any)[0].(map[string]any)
-	for _, k := range []string{"name", "url", "state", "weight", "effective_weight", "weight_share", "share_10s", "share_all", "delivered_per_s", "queued", "in_flight", "retries", "dropped", "failures"} {
+	for _, k := range []string{"name", "url", "state", "weight", "effective_weight", "limiting", "weight_share", "share_10s", "share_all", "delivered_per_s", "queued", "in_flight", "retries", "dropped", "failures"} {
 		if _, ok := an[k]; !ok {
 			t.Errorf("no %q in an analyzer: %v", k, an)
 		}

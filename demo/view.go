@@ -28,7 +28,7 @@ type demoViewState struct {
 
 // demoRejected503 lists the /metrics-json rejection reasons answered 503; the others
 // (invalid, too_large, protocol, rate_limited) are answered 4xx.
-var demoRejected503 = map[string]bool{"full": true, "no_analyzer": true, "queue_full": true, "shutdown": true, "max_conns": true, "max_conns_per_ip": true}
+var demoRejected503 = map[string]bool{"full": true, "no_analyzer": true, "queue_full": true, "shutdown": true, "max_conns": true, "max_conns_per_ip": true, "shed": true, "spool_full": true, "spool_failed": true}
 
 // demoColumns is the analyzer table's header. The plain output is meant to be read
 // by programs too (the demo test does): one analyzer per line, fields separated

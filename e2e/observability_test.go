@@ -26,6 +26,7 @@ import (
 	"github.com/sluicelog/sluice/emitter"
 	"github.com/sluicelog/sluice/proxy"
 	"github.com/sluicelog/sluice/proxy/proxytest"
+	"github.com/sluicelog/sluice/spool"
 )
 
 // TestObservability runs three analyzers and a distributor in-process, drives load
@@ -68,7 +69,12 @@ func TestObservability(t *testing.T) {
 	}
 	names := []string{"analyzer-1", "analyzer-2", "analyzer-3"} // by position: the URLs are IP addresses
 
-	srv := proxytest.Start(t, strings.Join(specs, ","), func(c *proxy.Config) { c.HealthInterval = 200 * time.Millisecond })
+	srv := proxytest.Start(t, strings.Join(specs, ","), func(c *proxy.Config) {
+		c.HealthInterval = 200 * time.Millisecond
+		// With a spool, so the dashboard's spool panels have data too (interval:
+		// the 202s are not held, the load's latency stays the memory path's).
+		c.SpoolDir, c.SpoolSync = t.TempDir(), spool.SyncInterval
+	})
 	metricsURL := "http://" + srv.MetricsAddr()
 	_, ingestPort, _ := net.SplitHostPort(srv.Addr())
 	ingestURL := "http://127.0.0.1:" + ingestPort

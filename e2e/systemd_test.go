@@ -171,6 +171,10 @@ func TestSystemdDistributorUnit(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the unit's settings do not load: %v", err)
 	}
+	// The spool lives in the unit's StateDirectory, which the dynamic user may write.
+	if want := "/var/lib/" + u.get("Service", "StateDirectory") + "/"; !strings.HasPrefix(cfg.SpoolDir, want) {
+		t.Errorf("SPOOL_DIR=%q: want a directory under %s (StateDirectory)", cfg.SpoolDir, want)
+	}
 
 	// systemd's SIGKILL must come after the drain.
 	stop := durationSec(t, "TimeoutStopSec", u.get("Service", "TimeoutStopSec"))

@@ -37,7 +37,7 @@ func TestAccountingUnderRandomOperations(t *testing.T) {
 					_ = s.loop.Close(c) // the connection is lost, in flight or not
 				case k == 8:
 					drained[a] = !drained[a]
-					s.srv.ctl.setDrained(a, drained[a])
+					_, _, _ = s.srv.ctl.setDrained(s.view.Members[a].Name, drained[a])
 					s.sync()
 					s.flushDirty()
 				default:

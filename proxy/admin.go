@@ -63,6 +63,7 @@ type MetricsJSON struct {
 	Rejected          map[string]int64         `json:"rejected"`
 	RetryAfterSeconds int32                    `json:"retry_after_seconds"`
 	Analyzers         map[string]AnalyzerStats `json:"analyzers"`
+	Spool             *SpoolJSON               `json:"spool,omitempty"` // only with SPOOL_DIR
 }
 
 // AnalyzerStats is one analyzer in /metrics-json.
@@ -112,6 +113,7 @@ func (s *Server) MetricsJSON() MetricsJSON {
 		DeliveredPackets: tot.DeliveredPackets, DeliveredMessages: tot.DeliveredMessages,
 		Queued: tot.Queued, InFlight: tot.InFlight, Dropped: tot.DroppedTotal(),
 		Rejected: map[string]int64{}, RetryAfterSeconds: s.retryAfter.Load(), Analyzers: map[string]AnalyzerStats{},
+		Spool: s.spoolJSON(&st),
 	}
 	for i, name := range rejectNames {
 		m.Rejected[name] = st.Rejected[i]
@@ -277,7 +279,7 @@ func (s *Server) adminHandler() http.Handler {
 func (s *Server) listenAdmin() error {
 	ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
 	if err != nil {
-		return &ConfigError{"METRICS_ADDR", s.cfg.MetricsAddr, err.Error()}
+		return &ConfigError{Name: "METRICS_ADDR", Value: s.cfg.MetricsAddr, Problem: err.Error()}
 	}
 	s.adminLn = ln
 	return nil
@@ -294,11 +296,6 @@ func (s *Server) serveAdmin() {
 // from ?value=W or a JSON body {"value":W}; drain and undrain take an empty body.
 func (s *Server) adminAction(w http.ResponseWriter, r *http.Request) {
 	name, action := r.PathValue("name"), r.PathValue("action")
-	id := s.ctl.lookup(name)
-	if id < 0 {
-		writeError(w, http.StatusNotFound, "no analyzer named "+strconv.Quote(name))
-		return
-	}
 	var body struct {
 		Value *float64 `json:"value"`
 	}
@@ -310,12 +307,10 @@ func (s *Server) adminAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `body must be empty or a JSON object such as {"value":0.4}`)
 		return
 	}
-	before := s.View().Members[id]
+	var before, after sched.Member
 	switch action {
-	case "drain":
-		s.ctl.setDrained(id, true)
-	case "undrain":
-		s.ctl.setDrained(id, false)
+	case "drain", "undrain":
+		before, after, err = s.ctl.setDrained(name, action == "drain")
 	case "weight":
 		v, err := strconv.ParseFloat(strings.TrimSpace(r.URL.Query().Get("value")), 64)
 		if body.Value != nil && !r.URL.Query().Has("value") {
@@ -325,12 +320,15 @@ func (s *Server) adminAction(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "value must be a positive number")
 			return
 		}
-		s.ctl.setWeight(id, v)
+		before, after, err = s.ctl.setWeight(name, v)
 	default:
 		writeError(w, http.StatusNotFound, "unknown action; use drain, undrain or weight")
 		return
 	}
-	after := s.View().Members[id]
+	if err != nil {
+		writeError(w, http.StatusNotFound, "no analyzer named "+strconv.Quote(name))
+		return
+	}
 	s.logAdminChange(r, name, action, before, after)
 	writeJSON(w, 200, healthOf(after))
 }

@@ -42,7 +42,7 @@ func TestEveryAnswerIsCounted(t *testing.T) {
 	if code := get("/nope"); code != 404 {
 		t.Fatalf("GET /nope: %d", code)
 	}
-	srv.ctl.setDrained(0, true) // no analyzer left: /health answers 503
+	_, _, _ = srv.ctl.setDrained(srv.View().Members[0].Name, true) // no analyzer left: /health answers 503
 	if code := get("/health"); code != 503 {
 		t.Fatalf("GET /health with every analyzer drained: %d", code)
 	}

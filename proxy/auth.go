@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"github.com/sluicelog/sluice/cli"
 	"log/slog"
 	"mime"
 	"net"
@@ -15,7 +16,7 @@ import (
 )
 
 // redacted is what every rendering of a Secret prints.
-const redacted = "[redacted]"
+const redacted = cli.Redacted
 
 // Secret is a value that must never reach a log, a dump, a page or an error: every
 // way of printing it (fmt verbs, slog, JSON, text marshalling) gives "[redacted]".
@@ -63,14 +64,14 @@ func (c *Config) resolveAdminToken() error {
 		return nil
 	}
 	if c.AdminToken.IsSet() {
-		return &ConfigError{"ADMIN_TOKEN_FILE", c.AdminTokenFile, "ADMIN_TOKEN is set too; set one of them"}
+		return &ConfigError{Name: "ADMIN_TOKEN_FILE", Value: c.AdminTokenFile, Problem: "ADMIN_TOKEN is set too; set one of them"}
 	}
 	b, err := os.ReadFile(c.AdminTokenFile)
 	if err != nil {
-		return &ConfigError{"ADMIN_TOKEN_FILE", c.AdminTokenFile, "cannot read the admin token: " + err.Error()}
+		return &ConfigError{Name: "ADMIN_TOKEN_FILE", Value: c.AdminTokenFile, Problem: "cannot read the admin token: " + err.Error()}
 	}
 	if c.AdminToken = (Secret{v: trimNewline(string(b))}); !c.AdminToken.IsSet() {
-		return &ConfigError{"ADMIN_TOKEN_FILE", c.AdminTokenFile, "the admin token file is empty"}
+		return &ConfigError{Name: "ADMIN_TOKEN_FILE", Value: c.AdminTokenFile, Problem: "the admin token file is empty"}
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicelog/sluice/cli"
 	"github.com/sluicelog/sluice/codec"
+	"github.com/sluicelog/sluice/spool"
 )
 
 // Config is everything the distributor can be told. Every field comes from an
@@ -48,6 +49,12 @@ type Config struct {
 	BreakerBackoffMax time.Duration  // BREAKER_BACKOFF_MAX_SEC: cap of the re-open backoff
 	DownProbeInterval time.Duration  // DOWN_PROBE_INTERVAL_MS: health probe interval while an analyzer is down
 	Spill             bool           // SPILL: when an analyzer's queue is full, place the packet on another (true) or answer 503 (false)
+	ShedBelow         ShedLevel      // SHED_BELOW: past SHED_AT, packets whose most severe message is below this level get 503 (ShedOff: never)
+	ShedAt            float64        // SHED_AT: fraction of the backlog's bound past which SHED_BELOW sheds
+	Routing           RoutingMode    // ROUTING: weighted (exact) or weighted-capacity (capacity.go)
+	CapacityMinShare  float64        // CAPACITY_MIN_SHARE: floor of the capacity factor, × the analyzer's weight
+	Affinity          AffinityMode   // AFFINITY: emitter_id keeps an emitter's packets on one analyzer (affinity.go)
+	AffinityLoadBound float64        // AFFINITY_LOAD_BOUND: each analyzer's message share at most this × its weight
 	MaxBodyBytes      int64          // MAX_BODY_BYTES
 	MaxHeaderBytes    int            // MAX_HEADER_BYTES
 	MaxConns          int            // MAX_CONNS: inbound connections, whole distributor
@@ -62,6 +69,11 @@ type Config struct {
 	IngestTokens      Secrets        // INGEST_TOKENS: bearer tokens POST /ingest accepts (none: no check)
 	IngestTokensFile  string         // INGEST_TOKENS_FILE: a file of such tokens, one a line
 	ConfigFile        string         // CONFIG_FILE: YAML file of these settings (configfile.go)
+	SpoolDir          string         // SPOOL_DIR: write-ahead spool directory ("" = no spool: a 202 means "in memory")
+	SpoolSync         spool.SyncMode // SPOOL_SYNC: always (a 202 waits for its group's fdatasync) or interval
+	SpoolSyncInterval time.Duration  // SPOOL_SYNC_INTERVAL_MS: fdatasync period with SPOOL_SYNC=interval
+	SpoolSegmentBytes int64          // SPOOL_SEGMENT_BYTES: a spool segment file is sealed at this size
+	SpoolMaxBytes     int64          // SPOOL_MAX_BYTES: live spool bytes at which new packets get 503
 
 	raw map[string]string // each setting's value as written, by env name (Config.apply)
 }
@@ -90,14 +102,9 @@ func (a AnalyzerSpec) configuredWeight() float64 {
 	return a.Weight
 }
 
-// ConfigError names the setting, the value and what is wrong with it.
-type ConfigError struct {
-	Name, Value, Problem string
-}
-
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("%s=%q: %s", e.Name, redactSetting(e.Name, e.Value), e.Problem)
-}
+// ConfigError names the setting, the value (never a secret's) and what is wrong
+// with it: the one format of a bad setting that every subcommand shares.
+type ConfigError = cli.Error
 
 // setting is one configuration variable: its env name, flag name, default and parser.
 type setting struct {
@@ -159,6 +166,42 @@ func settings() []setting {
 		{"BREAKER_BACKOFF_MAX_SEC", "breaker-backoff-max-sec", "30", "cap of the breaker's re-open backoff, s", durSetting(func(c *Config, d time.Duration) { c.BreakerBackoffMax = d }, time.Second)},
 		{"DOWN_PROBE_INTERVAL_MS", "down-probe-interval-ms", "1000", "GET /health probe interval while an analyzer is down or not yet heard from, ms", positive(durSetting(func(c *Config, d time.Duration) { c.DownProbeInterval = d }, time.Millisecond))},
 		{"SPILL", "spill", "true", "when an analyzer's queue is full, place the packet on another analyzer (true) or answer 503 (false)", boolSetting(func(c *Config, b bool) { c.Spill = b })},
+		{"SHED_BELOW", "shed-below", "", "once the backlog passes SHED_AT of INGEST_BUFFER_SIZE, a packet whose most severe message is below this level (TRACE, DEBUG, INFO, WARN, ERROR or FATAL) gets 503 + Retry-After (empty: off)", func(c *Config, v string) error {
+			l, err := parseShedLevel(v)
+			c.ShedBelow = l
+			return err
+		}},
+		{"SHED_AT", "shed-at", "0.8", "fraction of the backlog's bound (INGEST_BUFFER_SIZE) past which SHED_BELOW sheds", func(c *Config, v string) error {
+			x, err := parseShedAt(v)
+			if err == nil {
+				c.ShedAt = x
+			}
+			return err
+		}},
+		{"ROUTING", "routing", "weighted", "weighted (each analyzer's message share is its weight) or weighted-capacity (an analyzer whose backlog or answer latency grows out of line with the others' gets less, down to CAPACITY_MIN_SHARE × its weight)", func(c *Config, v string) error {
+			m, err := parseRouting(v)
+			c.Routing = m
+			return err
+		}},
+		{"CAPACITY_MIN_SHARE", "capacity-min-share", "0.5", "with ROUTING=weighted-capacity, the least fraction of its weight an analyzer keeps however slow it is", func(c *Config, v string) error {
+			x, err := parseMinShare(v)
+			if err == nil {
+				c.CapacityMinShare = x
+			}
+			return err
+		}},
+		{"AFFINITY", "affinity", "", "emitter_id: every packet of one emitter_id goes to the same analyzer (consistent hashing with bounded loads); empty: off", func(c *Config, v string) error {
+			m, err := parseAffinity(v)
+			c.Affinity = m
+			return err
+		}},
+		{"AFFINITY_LOAD_BOUND", "affinity-load-bound", "1.25", "with AFFINITY, each analyzer's message share stays within this × its weight (plus one packet)", func(c *Config, v string) error {
+			x, err := parseLoadBound(v)
+			if err == nil {
+				c.AffinityLoadBound = x
+			}
+			return err
+		}},
 		{"MAX_BODY_BYTES", "max-body-bytes", "1048576", "largest accepted request body", int64Setting(func(c *Config, n int64) { c.MaxBodyBytes = n }, 64, 1<<30)},
 		{"MAX_HEADER_BYTES", "max-header-bytes", "16384", "largest accepted request header block", intSetting(func(c *Config, n int) { c.MaxHeaderBytes = n }, 256, 1<<20)},
 		{"MAX_CONNS", "max-conns", "10000", "inbound connections, whole distributor", intSetting(func(c *Config, n int) { c.MaxConns = n }, 1, 1<<24)},
@@ -205,6 +248,15 @@ func settings() []setting {
 			c.IngestTokensFile = v
 			return nil
 		}},
+		{"SPOOL_DIR", "spool-dir", "", "write-ahead spool directory: a 202 means the packet is on disk and survives kill -9 (empty: no spool, a 202 means in memory)", func(c *Config, v string) error { c.SpoolDir = strings.TrimSpace(v); return nil }},
+		{"SPOOL_SYNC", "spool-sync", "always", "with SPOOL_DIR: always (a 202 waits for the fdatasync of its group) or interval (a 202 waits for the write of its group, not its sync; fdatasync every SPOOL_SYNC_INTERVAL_MS)", func(c *Config, v string) error {
+			m, err := spool.ParseSyncMode(strings.ToLower(strings.TrimSpace(v)))
+			c.SpoolSync = m
+			return err
+		}},
+		{"SPOOL_SYNC_INTERVAL_MS", "spool-sync-interval-ms", "100", "with SPOOL_SYNC=interval: fdatasync period, ms", atMost(60000, positive(durSetting(func(c *Config, d time.Duration) { c.SpoolSyncInterval = d }, time.Millisecond)))},
+		{"SPOOL_SEGMENT_BYTES", "spool-segment-bytes", "67108864", "a spool segment file is sealed (and a new one started) at this size", int64Setting(func(c *Config, n int64) { c.SpoolSegmentBytes = n }, 1<<16, 1<<32)},
+		{"SPOOL_MAX_BYTES", "spool-max-bytes", "1073741824", "bytes of live spool segments at which new packets get 503 spool full + Retry-After (at least SPOOL_SEGMENT_BYTES)", int64Setting(func(c *Config, n int64) { c.SpoolMaxBytes = n }, 1<<16, 1<<50)},
 	}
 }
 
@@ -257,7 +309,7 @@ func LoadConfigLookup(args []string, lookup func(string) (string, bool), usage i
 	for _, s := range all {
 		if v, ok := lookup(s.env); ok {
 			if err := c.apply(s, v); err != nil && v != "" {
-				errs = append(errs, &ConfigError{s.env, v, err.Error()})
+				errs = append(errs, &ConfigError{Name: s.env, Value: v, Problem: err.Error()})
 			}
 		}
 	}
@@ -267,7 +319,7 @@ func LoadConfigLookup(args []string, lookup func(string) (string, bool), usage i
 		s := s
 		fs.Func(s.flag, s.help, func(v string) error {
 			if err := c.apply(s, v); err != nil {
-				errs = append(errs, &ConfigError{"--" + s.flag, v, err.Error()})
+				errs = append(errs, &ConfigError{Name: "--" + s.flag, Value: v, Problem: err.Error()})
 			}
 			return nil // go on: --check lists every problem
 		})
@@ -288,7 +340,10 @@ func LoadConfigLookup(args []string, lookup func(string) (string, bool), usage i
 		errs = append(errs, err)
 	}
 	if len(c.Analyzers) == 0 && c.AnalyzersDNS == "" && !namesAnalyzers(errs) {
-		errs = append(errs, &ConfigError{"ANALYZERS", "", "at least one analyzer is required, e.g. http://127.0.0.1:9001=0.5,http://127.0.0.1:9002=0.5 (or ANALYZERS_DNS=name:port)"})
+		errs = append(errs, &ConfigError{Name: "ANALYZERS", Value: "", Problem: "at least one analyzer is required, e.g. http://127.0.0.1:9001=0.5,http://127.0.0.1:9002=0.5 (or ANALYZERS_DNS=name:port)"})
+	}
+	if len(errs) == 0 && c.SpoolMaxBytes < c.SpoolSegmentBytes { // checked once both parsed
+		errs = append(errs, &ConfigError{Name: "SPOOL_MAX_BYTES", Value: strconv.FormatInt(c.SpoolMaxBytes, 10), Problem: "must be at least SPOOL_SEGMENT_BYTES (" + strconv.FormatInt(c.SpoolSegmentBytes, 10) + ")"})
 	}
 	if err := configErr(errs); err != nil {
 		return c, err

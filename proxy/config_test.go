@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicelog/sluice/spool"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -98,6 +100,13 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"ANALYZERS_DNS": "analyzers:9001", "ANALYZERS_DNS_WEIGHT": "0"}, nil, "ANALYZERS_DNS_WEIGHT"},
 		{map[string]string{"ANALYZERS_DNS": "analyzers:9001", "DNS_REFRESH_SEC": "0"}, nil, "DNS_REFRESH_SEC"},
 		{map[string]string{"ANALYZERS_DNS": "analyzers:9001", "DNS_SERVER": "10.0.0.2"}, nil, "DNS_SERVER"},
+		{map[string]string{"ANALYZERS": "http://a:1=1", "SPOOL_SYNC": "sometimes"}, nil, "SPOOL_SYNC"},
+		{map[string]string{"ANALYZERS": "http://a:1=1", "SPOOL_SYNC_INTERVAL_MS": "0"}, nil, "SPOOL_SYNC_INTERVAL_MS"},
+		{map[string]string{"ANALYZERS": "http://a:1=1", "SPOOL_SYNC_INTERVAL_MS": "60001"}, nil, "SPOOL_SYNC_INTERVAL_MS"},
+		{map[string]string{"ANALYZERS": "http://a:1=1", "SPOOL_SEGMENT_BYTES": "4096"}, nil, "SPOOL_SEGMENT_BYTES"},
+		{map[string]string{"ANALYZERS": "http://a:1=1", "SPOOL_MAX_BYTES": "lots"}, nil, "SPOOL_MAX_BYTES"},
+		{map[string]string{"ANALYZERS": "http://a:1=1", "SPOOL_SEGMENT_BYTES": "1048576", "SPOOL_MAX_BYTES": "524288"}, nil, "SPOOL_MAX_BYTES"},
+		{map[string]string{"ANALYZERS": "http://a:1=1"}, []string{"--spool-sync", "never"}, "--spool-sync"},
 	} {
 		_, err := LoadConfig(c.args, env(c.env), io.Discard)
 		var ce *ConfigError
@@ -122,6 +131,28 @@ func TestDistributorBadConfigExits2(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) != 1 || !strings.Contains(lines[0], `MAX_FAILURES="lots"`) || !strings.Contains(lines[0], "whole number") {
 		t.Fatalf("want one line naming the variable, value and problem; got %q", out)
+	}
+}
+
+// The spool's settings: defaults, and the environment and flags applied.
+func TestConfigSpool(t *testing.T) {
+	c, err := LoadConfig(nil, env(map[string]string{"ANALYZERS": "http://a:1=1"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SpoolDir != "" || c.SpoolSync != spool.SyncAlways || c.SpoolSyncInterval != 100*time.Millisecond ||
+		c.SpoolSegmentBytes != 64<<20 || c.SpoolMaxBytes != 1<<30 {
+		t.Fatalf("spool defaults: dir %q sync %v interval %v segment %d max %d", c.SpoolDir, c.SpoolSync, c.SpoolSyncInterval, c.SpoolSegmentBytes, c.SpoolMaxBytes)
+	}
+	c, err = LoadConfig([]string{"--spool-sync", "interval"}, env(map[string]string{"ANALYZERS": "http://a:1=1",
+		"SPOOL_DIR": "/var/lib/sluice/spool", "SPOOL_SYNC": "always", "SPOOL_SYNC_INTERVAL_MS": "250",
+		"SPOOL_SEGMENT_BYTES": "1048576", "SPOOL_MAX_BYTES": "8388608"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SpoolDir != "/var/lib/sluice/spool" || c.SpoolSync != spool.SyncInterval || c.SpoolSyncInterval != 250*time.Millisecond ||
+		c.SpoolSegmentBytes != 1<<20 || c.SpoolMaxBytes != 8<<20 {
+		t.Fatalf("spool settings not applied: %+v", c)
 	}
 }
 

@@ -36,7 +36,7 @@ func (e *FileError) Error() string {
 	if e.Key == "" {
 		return fmt.Sprintf("config file %s: %s", e.File, e.Problem)
 	}
-	return fmt.Sprintf("config file %s: %s=%q: %s", e.File, e.Key, redactSetting(e.Key, e.Value), e.Problem)
+	return fmt.Sprintf("config file %s: %s=%q: %s", e.File, e.Key, cli.Redact(e.Key, e.Value), e.Problem)
 }
 
 // ConfigErrors is every problem LoadConfig found, in the order of the layers
@@ -105,7 +105,7 @@ func (c *Config) apply(s setting, v string) error {
 	if c.raw == nil {
 		c.raw = map[string]string{}
 	}
-	if v != "" && secretName(s.env) {
+	if v != "" && cli.SecretName(s.env) {
 		sum := sha256.Sum256([]byte(v))
 		v = "sha256:" + hex.EncodeToString(sum[:8])
 	}
@@ -307,27 +307,6 @@ func namesAnalyzers(errs []error) bool {
 		}
 	}
 	return false
-}
-
-// secretName reports whether a setting's value must never be shown: tokens and
-// the like, by name (env, flag or file key), so a row added later is covered
-// without being marked.
-func secretName(name string) bool {
-	name = strings.ToUpper(name)
-	for _, w := range []string{"TOKEN", "SECRET", "PASSWORD"} {
-		if strings.Contains(name, w) {
-			return true
-		}
-	}
-	return false
-}
-
-// redactSetting is v, or redacted for a secret setting with a value.
-func redactSetting(env, v string) string {
-	if v != "" && secretName(env) {
-		return redacted
-	}
-	return v
 }
 
 // Check is `sluice distributor --check`: it reports the configuration that

@@ -35,7 +35,7 @@ func (s *Server) consoleSnapshot() console.Snapshot {
 		a := console.Analyzer{
 			Name: m.Name, URL: m.URL, State: m.State.String(), Reason: m.Reason, Weight: m.Weight, EffectiveWeight: m.Effective,
 			DeliveredPackets: d.DeliveredPackets, DeliveredMessages: d.DeliveredMessages, Queued: d.Queued, InFlight: d.InFlight,
-			Retries: d.Retries, Dropped: d.DroppedTotal(), Failures: map[string]int64{},
+			Retries: d.Retries, Dropped: d.DroppedTotal(), Failures: map[string]int64{}, Limiting: s.ctl.limiting(i),
 		}
 		for k, name := range failNames {
 			a.Failures[name] = d.Failures[k]

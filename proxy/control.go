@@ -44,6 +44,13 @@ type controller struct {
 	probes  chan probeResult
 	quit    chan struct{} // closed when run returns: a probe answering after that drops its result
 	client  *http.Client
+
+	// budget is the distributor's per-analyzer held packets, read once per step for
+	// capacity-aware routing and the limiting analyzer (capacity.go); nil in tests
+	// that run a controller alone. Set by New before the controller runs.
+	budget   *budget
+	loads    []float64 // scratch of capacityLocked, under mu
+	limitLog rateLog   // "analyzer limits the distributor" lines
 }
 
 // member is the controller's record of one analyzer. The atomics are written by
@@ -63,6 +70,15 @@ type member struct {
 	nextProbe  time.Time // no probe starts before this
 	shown      sched.State
 	why        string // what made the last transition, for its log line
+	// Capacity-aware routing (capacity.go), under mu: heldAvg is the moving average
+	// of its held packets, capLoad its last load (held over effective weight; -1 when
+	// not judged), capFactor what its effective weight is multiplied by (1: full).
+	heldAvg   float64
+	capLoad   float64
+	capFactor float64
+	// limiting: its backlog is what fills the buffer (written by the controller each
+	// step, read by the metrics and the console).
+	limiting atomic.Bool
 
 	streak  atomic.Int32 // failures in a row across all loops; any 2xx answer resets it
 	tripped atomic.Bool  // MAX_FAILURES in a row (or a trial failure): open the breaker
@@ -150,6 +166,8 @@ func (c *controller) addLocked(spec AnalyzerSpec, joinRamp bool) (int, error) {
 			m.spec, m.weight, m.removed, m.joinRamp = spec, spec.configuredWeight(), false, joinRamp
 			m.br = breaker{state: StateUnknown}
 			m.drained, m.ramping, m.batch, m.probeFails, m.nextProbe = false, false, false, 0, time.Time{}
+			m.heldAvg, m.capFactor = 0, 1
+			m.limiting.Store(false)
 			m.why = "added"
 			m.streak.Store(0)
 			m.tripped.Store(false)
@@ -160,7 +178,7 @@ func (c *controller) addLocked(spec AnalyzerSpec, joinRamp bool) (int, error) {
 	if len(c.members) == len(c.slots) {
 		return -1, fmt.Errorf("add %s (%s): %w", spec.Name, spec.URL, errMembersFull)
 	}
-	m := &member{spec: spec, weight: spec.configuredWeight(), shown: StateUnknown, joinRamp: joinRamp, why: "added"}
+	m := &member{spec: spec, weight: spec.configuredWeight(), shown: StateUnknown, joinRamp: joinRamp, why: "added", capFactor: 1}
 	m.br.state = StateUnknown
 	c.members = append(c.members, m)
 	return len(c.members) - 1, nil
@@ -336,6 +354,9 @@ func (c *controller) step(now time.Time) {
 			c.startProbeLocked(id, m)
 		}
 	}
+	if c.capacityLocked(now) {
+		changed = true
+	}
 	if changed {
 		c.publishLocked(now)
 	}
@@ -477,9 +498,9 @@ func (c *controller) publishLocked(now time.Time) {
 			mv.Effective = w * trialFraction
 		case m.ramping:
 			mv.State = StateSlowStart
-			mv.Effective = sched.Ramp(w, now.Sub(m.rejoined), c.cfg.SlowStart, slowStartFloor)
+			mv.Effective = sched.Ramp(w, now.Sub(m.rejoined), c.cfg.SlowStart, slowStartFloor) * m.capFactor
 		default:
-			mv.State, mv.Effective = StateHealthy, w
+			mv.State, mv.Effective = StateHealthy, w*m.capFactor // capFactor: 1 unless ROUTING=weighted-capacity lowered it
 		}
 		mv.Eligible = mv.Effective > 0
 		v.Members[i] = mv
@@ -551,31 +572,45 @@ func (c *controller) breakerCounts() []breakerCounts {
 	return out
 }
 
-// setDrained takes an analyzer out of (or back into) rotation. A removed one is
-// left as it is.
-func (c *controller) setDrained(id int, drained bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m := c.members[id]
-	if m.removed || m.drained == drained {
-		return
-	}
-	now := c.now()
-	m.drained, m.why = drained, "drained by operator"
-	if !drained {
-		c.rejoinLocked(m, now, "undrained by operator")
-	}
-	c.publishLocked(now)
+// setDrained takes the analyzer called name out of (or back into) rotation. It
+// looks the name up and acts under one hold of c.mu, so an analyzer removed (or
+// removed and added again under the same name) in between is never acted on by
+// a stale id. It returns the member as published before and after.
+func (c *controller) setDrained(name string, drained bool) (before, after sched.Member, err error) {
+	return c.change(name, func(m *member, now time.Time) bool {
+		if m.drained == drained {
+			return false
+		}
+		m.drained, m.why = drained, "drained by operator"
+		if !drained {
+			c.rejoinLocked(m, now, "undrained by operator")
+		}
+		return true
+	})
 }
 
-// setWeight changes an analyzer's configured weight at run time. A removed one is
-// left as it is.
-func (c *controller) setWeight(id int, w float64) {
+// setWeight changes the configured weight of the analyzer called name at run
+// time, looked up and set under one hold of c.mu (see setDrained).
+func (c *controller) setWeight(name string, w float64) (before, after sched.Member, err error) {
+	return c.change(name, func(m *member, _ time.Time) bool {
+		m.weight = w
+		return true
+	})
+}
+
+// change applies f to the live (not removed) analyzer called name under c.mu and
+// publishes a View when f reports a change. errNoMember when there is none.
+func (c *controller) change(name string, f func(m *member, now time.Time) bool) (before, after sched.Member, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.members[id].removed {
-		return
+	id := c.lookupLocked(name)
+	if id < 0 {
+		return before, after, fmt.Errorf("analyzer %q: %w", name, errNoMember)
 	}
-	c.members[id].weight = w
-	c.publishLocked(c.now())
+	before = c.board.Load().Members[id]
+	now := c.now()
+	if f(c.members[id], now) {
+		c.publishLocked(now)
+	}
+	return before, c.board.Load().Members[id], nil
 }

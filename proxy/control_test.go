@@ -9,9 +9,11 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,8 +91,8 @@ func TestSlowStartEndsAtFullWeight(t *testing.T) {
 	}
 	checkFull("at start")
 
-	h.c.setDrained(0, true)
-	h.c.setDrained(0, false)
+	_, _, _ = h.c.setDrained(h.member(0).Name, true)
+	_, _, _ = h.c.setDrained(h.member(0).Name, false)
 	h.advance(window / 2)
 	if m := h.member(0); m.State != StateSlowStart || !(m.Effective < m.Weight) {
 		t.Fatalf("mid-ramp after an undrain: %s with %v, want slow_start below %v", m.State, m.Effective, m.Weight)
@@ -452,5 +454,59 @@ func TestFirstDrainEstimateSinceStart(t *testing.T) {
 	})
 	if first < 2 {
 		t.Fatalf("first drain estimate %d s with a backlog draining at about 20 packets/s, want more than 1", first)
+	}
+}
+
+// An operator's change by name acts on the analyzer that has the name when it is
+// made. With the name removed and added again at another address (a new id)
+// meanwhile, a change that looked the id up first and acted after could land on
+// the tombstone and answer with it; by name under one lock it never does.
+func TestChangeByNameNeverActsOnATombstone(t *testing.T) {
+	h := newHarness([]float64{0.5}, nil)
+	spec := func(port int) AnalyzerSpec {
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		return AnalyzerSpec{Name: "a1", URL: "http://" + addr, Addr: addr, Weight: 0.5}
+	}
+	if _, err := h.c.add(spec(1999), "test", false); err != nil {
+		t.Fatal(err)
+	}
+	const rounds = 400 // each round leaves a tombstone; maxAnalyzers bounds them
+	var attempts atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range rounds {
+			for n := attempts.Load(); attempts.Load() == n; {
+				runtime.Gosched() // let a change start between two rounds
+			}
+			if _, _, err := h.c.remove("a1", "test"); err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := h.c.add(spec(2000+i), "test", false); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	changed := 0
+	for w := 1.0; ; w++ {
+		select {
+		case <-done:
+			if changed == 0 {
+				t.Fatal("no change found the analyzer in place")
+			}
+			return
+		default:
+		}
+		attempts.Add(1)
+		before, after, err := h.c.setWeight("a1", w)
+		if err != nil {
+			continue // between its removal and its return: 404 for the operator
+		}
+		changed++
+		if after.State == StateRemoved || before.State == StateRemoved || after.Configured != w {
+			t.Fatalf("weight %v acted on %+v (before %+v)", w, after, before)
+		}
 	}
 }

@@ -1,6 +1,10 @@
 package proxy
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/sluicelog/sluice/codec"
+)
 
 // names lists String() of every value of an enum from 0 to past (excluded).
 func names[T ~uint8 | ~int8](past T, str func(T) string) []string {
@@ -26,6 +30,9 @@ func TestEnumNames(t *testing.T) {
 		{"acceptResult", names(numAcceptResults, acceptResult.String), numAcceptResults.String()},
 		{"connState", names(numConnStates, connState.String), numConnStates.String()},
 		{"heldAt", names(heldInFlight+1, heldAt.String), ""},
+		{"RoutingMode", names(numRoutingModes, RoutingMode.String), numRoutingModes.String()},
+		{"AffinityMode", names(numAffinityModes, AffinityMode.String)[1:], numAffinityModes.String()},                             // [0] is off, ""
+		{"ShedLevel", names(shedLevelOf(codec.LevelFatal)+1, ShedLevel.String)[1:], (shedLevelOf(codec.LevelFatal) + 1).String()}, // [0] is off, ""
 	} {
 		seen := map[string]bool{}
 		for i, n := range tc.names {

@@ -164,7 +164,7 @@ func shardInvariant(t *testing.T, s *shard) {
 	t.Helper()
 	st := s.stats.clone()
 	tot := st.Total()
-	if got := tot.DeliveredPackets + tot.Queued + tot.InFlight + tot.DroppedTotal(); got != st.AcceptedPackets {
+	if got := tot.DeliveredPackets + tot.Queued + tot.InFlight + tot.DroppedTotal() + tot.LeftInSpool; got != st.AcceptedPackets {
 		t.Fatalf("accepted %d != delivered %d + queued %d + in flight %d + dropped %d",
 			st.AcceptedPackets, tot.DeliveredPackets, tot.Queued, tot.InFlight, tot.DroppedTotal())
 	}
@@ -173,7 +173,7 @@ func shardInvariant(t *testing.T, s *shard) {
 	}
 	for i, d := range s.dests {
 		ds := &st.Dests[i]
-		if got := ds.DeliveredPackets + ds.Queued + ds.InFlight + ds.DroppedTotal() + ds.Rerouted; got != ds.RoutedPackets {
+		if got := ds.DeliveredPackets + ds.Queued + ds.InFlight + ds.DroppedTotal() + ds.LeftInSpool + ds.Rerouted; got != ds.RoutedPackets {
 			t.Fatalf("%s: routed %d != delivered+queued+in flight+dropped+rerouted %d", d.name, ds.RoutedPackets, got)
 		}
 		if ds.Queued != int64(d.outbox.len()) {

@@ -5,6 +5,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"testing"
+
+	"github.com/sluicelog/sluice/codec"
 )
 
 // benchShard is a shard with no event loop behind it (the fake-upstream harness,
@@ -79,6 +81,50 @@ func benchIngest(b *testing.B, s *shard, req []byte) {
 	}
 }
 
+// BenchmarkIngestPathShed is the hot path with SHED_BELOW=WARN and the backlog
+// under SHED_AT: the validator tallies levels in its pass and the packet (INFO,
+// below WARN) is checked against the backlog, then accepted.
+func BenchmarkIngestPathShed(b *testing.B) {
+	benchIngest(b, shedShard(b), seedRequest("packet-000042"))
+}
+
+// BenchmarkIngestPathShedRefused is a packet shed: SHED_BELOW=WARN, the backlog
+// past SHED_AT, the INFO packet answered 503.
+func BenchmarkIngestPathShedRefused(b *testing.B) {
+	s := shedShard(b)
+	s.srv.budget.held.Store(1 << 40) // as if the buffer held that much: past SHED_AT
+	in := &ingress{sh: s}
+	in.parser.Init(s.srv.cfg.Limits())
+	req := seedRequest("packet-000042")
+	b.SetBytes(int64(len(req)))
+	b.ReportAllocs()
+	out := make([]byte, 0, 4096)
+	for b.Loop() {
+		if r := s.handle(in, req, out[:0]); r.answered != 1 {
+			b.Fatalf("handled %+v", r)
+		}
+	}
+	if s.stats.AcceptedPackets != 0 || s.stats.Shed[codec.LevelInfo] == 0 {
+		b.Fatalf("accepted %d, shed %v: want every packet shed", s.stats.AcceptedPackets, s.stats.Shed)
+	}
+}
+
+// BenchmarkIngestPathAffinity is the hot path with AFFINITY=emitter_id: the
+// emitter_id hashed and its remembered analyzer checked against the bound.
+func BenchmarkIngestPathAffinity(b *testing.B) {
+	benchIngest(b, affinityShard(b), seedRequest("packet-000042"))
+}
+
+// affinityShard is benchShard with AFFINITY=emitter_id.
+func affinityShard(tb testing.TB) *shard {
+	return testShard(tb, 3, func(c *Config) { c.Affinity = AffinityEmitterID })
+}
+
+// shedShard is benchShard with SHED_BELOW=WARN.
+func shedShard(tb testing.TB) *shard {
+	return testShard(tb, 3, func(c *Config) { c.ShedBelow = shedLevelOf(codec.LevelWarn) })
+}
+
 // tokenShard is benchShard with INGEST_TOKENS set, and a seed request that carries
 // one of the tokens.
 func tokenShard(tb testing.TB) (*shard, []byte) {
@@ -111,9 +157,26 @@ func TestIngestPathAllocs(t *testing.T) {
 		{"open", plain, seedRequest("packet-000042")},
 		{"tokens", withTokens, tokenReq},
 		{"max_buffer_bytes", testShard(t, 3, func(c *Config) { c.MaxBufferBytes = 1 << 30 }), seedRequest("packet-000042")},
+		{"shed_below", shedShard(t), seedRequest("packet-000042")},
+		{"affinity", affinityShard(t), seedRequest("packet-000042")},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkNoAllocs(t, tc.s, tc.req) })
 	}
+	t.Run("shed_refused", func(t *testing.T) {
+		s := shedShard(t)
+		s.srv.budget.held.Store(1 << 40) // past SHED_AT: every INFO packet is shed
+		in := &ingress{sh: s}
+		in.parser.Init(s.srv.cfg.Limits())
+		req, out := seedRequest("packet-000042"), make([]byte, 0, 4096)
+		s.handle(in, req, out[:0]) // the first refusal writes the rate-limited log line
+		defer debug.SetGCPercent(debug.SetGCPercent(-1))
+		if allocs := testing.AllocsPerRun(300, func() { s.handle(in, req, out[:0]) }); allocs != 0 {
+			t.Fatalf("a shed packet allocates %.1f times, want 0", allocs)
+		}
+		if s.stats.AcceptedPackets != 0 || s.stats.Shed[codec.LevelInfo] < 300 {
+			t.Fatalf("accepted %d, shed %v: want every packet shed", s.stats.AcceptedPackets, s.stats.Shed)
+		}
+	})
 }
 
 func checkNoAllocs(t *testing.T, s *shard, req []byte) {

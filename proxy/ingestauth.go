@@ -47,7 +47,7 @@ func newIngestAuth(cfg *Config) (*ingestAuth, error) {
 func readTokenFile(path string) ([]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &ConfigError{"INGEST_TOKENS_FILE", path, err.Error()}
+		return nil, &ConfigError{Name: "INGEST_TOKENS_FILE", Value: path, Problem: err.Error()}
 	}
 	var out []string
 	for _, line := range strings.Split(string(b), "\n") {
@@ -56,7 +56,7 @@ func readTokenFile(path string) ([]string, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, &ConfigError{"INGEST_TOKENS_FILE", path, "no tokens in the file"}
+		return nil, &ConfigError{Name: "INGEST_TOKENS_FILE", Value: path, Problem: "no tokens in the file"}
 	}
 	return out, nil
 }

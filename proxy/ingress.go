@@ -41,6 +41,15 @@ type ingress struct {
 	// reads, every Peek copies all that is buffered into one slice, so a 1 MiB body
 	// in 64 KiB reads was copied 16 times (8 MiB) instead of once.
 	need int
+
+	// Answers held for the spool's sync (SPOOL_SYNC=always, spool.go); the loop's.
+	held       []byte     // answers not written yet, in request order, from the first 202 that waits
+	marks      []heldMark // the held 202s in held
+	waitFor    uint64     // the highest spool group the held 202s wait for
+	waiting    bool       // in shard.waiting (held is not empty)
+	waitSlot   int        // index in shard.waiting
+	closeAfter closeAfter // a close asked for while answers were held: done after they are written
+	page       pageLater  // an admin page asked for while answers were held: rendered after them
 }
 
 // Admin pages served on the ingest port. Rendering them needs every shard's
@@ -69,6 +78,10 @@ func (s *shard) onRequests(in *ingress, c gnet.Conn) gnet.Action {
 	if in.need > 0 && c.InboundBuffered() < in.need {
 		return gnet.None // a large body is still arriving
 	}
+	if in.closeAfter != closeAfterNone {
+		_, _ = c.Discard(-1) // it closes once its held answers are written
+		return gnet.None
+	}
 	s.sync()
 	buf, _ := c.Peek(-1)
 	r := s.handle(in, buf, s.out[:0])
@@ -83,16 +96,28 @@ func (s *shard) onRequests(in *ingress, c gnet.Conn) gnet.Action {
 		// throw away the partial request waiting for its next bytes.
 		_, _ = c.Discard(r.consumed)
 	}
+	s.out = r.out
 	if len(r.out) > 0 {
-		_, _ = c.Write(r.out)
+		now := r.out
+		if s.log != nil {
+			now = s.hold(in, now)
+		}
+		if len(now) > 0 {
+			_, _ = c.Write(now)
+		}
 		s.observeRequests(r.answered)
 	}
-	s.out = r.out
+	if s.log != nil && in.waiting {
+		return s.whileHeld(in, c, r)
+	}
 	if r.page != pageNone {
 		in.parked = true
 		s.srv.renderAsync(c, in, r.page, r.keepAlive, r.head)
 	}
 	s.flushDirty()
+	if s.log != nil {
+		s.flushSpool()
+	}
 	if r.refused && s.linger(in, c) {
 		return gnet.None
 	}
@@ -146,7 +171,7 @@ func (s *shard) expire() {
 func (s *shard) longestIdle() *ingress {
 	var v *ingress
 	for _, in := range s.ingresses {
-		if in.parked || in.lingering || (in.started != 0 && in.last != in.opened) ||
+		if in.parked || in.lingering || in.waiting || (in.started != 0 && in.last != in.opened) ||
 			in.c.InboundBuffered() > 0 || in.c.OutboundBuffered() > 0 {
 			continue
 		}
@@ -165,6 +190,7 @@ func (s *shard) addIngress(in *ingress) {
 
 func (s *shard) removeIngress(in *ingress) {
 	in.gone = true
+	s.unwait(in) // its held answers are dropped; their packets are spooled and queued
 	if in.lingering {
 		s.unlinger(in)
 	}
@@ -196,6 +222,9 @@ type handled struct {
 // connection must close), a request that asks to close, or an admin page.
 func (s *shard) handle(in *ingress, buf, out []byte) handled {
 	r := handled{out: out}
+	if s.log != nil {
+		s.startPass(in)
+	}
 	for r.consumed < len(buf) {
 		n, err := in.parser.Parse(buf[r.consumed:], &in.req)
 		if err != nil {
@@ -316,7 +345,8 @@ func (s *shard) ingest(req *codec.Request, out []byte) []byte {
 		}
 	}
 	var pkt codec.Packet
-	if err := codec.ValidatePacket(body, &pkt); err != nil {
+	top, err := s.validate(body, &pkt) // top: the most severe level, only with SHED_BELOW (shed.go)
+	if err != nil {
 		e := asCodecError(err)
 		s.stats.Rejected[rejectInvalid]++
 		return s.answerError(out, 400, e.Reason, keep, "")
@@ -327,9 +357,19 @@ func (s *shard) ingest(req *codec.Request, out []byte) []byte {
 			return s.answerError(out, 429, "emitter over its rate limit", keep, retryAfterHeader(wait))
 		}
 	}
+	if s.shed(top) {
+		return s.answerBusy(out, "overloaded: shedding packets below SHED_BELOW", keep)
+	}
+	if s.log != nil && !s.spoolTakes() {
+		return s.refuseSpool(out, keep)
+	}
+	s.emitter = pkt.EmitterID // for AFFINITY's route (affinity.go)
 	switch s.accept(body, pkt.Messages) {
 	case acceptOK:
 		s.stats.Responses[status202]++
+		if s.log != nil {
+			return s.spoolAccepted(out, pkt.ID, body, keep)
+		}
 		return codec.AppendAccepted(out, pkt.ID, keep)
 	case acceptFull:
 		s.stats.Rejected[rejectFull]++

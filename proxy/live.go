@@ -23,9 +23,13 @@ var liveSettings = map[string]func(r *reloader, next *Config){
 	"HEALTH_CHECK_INTERVAL_SEC": controlSetting(func(c, n *Config) { c.HealthInterval = n.HealthInterval }),
 	"DOWN_PROBE_INTERVAL_MS":    controlSetting(func(c, n *Config) { c.DownProbeInterval = n.DownProbeInterval }),
 	"BREAKER_BACKOFF_MAX_SEC":   controlSetting(func(c, n *Config) { c.BreakerBackoffMax = n.BreakerBackoffMax }),
+	"ROUTING":                   controlSetting(func(c, n *Config) { c.Routing = n.Routing }),
+	"CAPACITY_MIN_SHARE":        controlSetting(func(c, n *Config) { c.CapacityMinShare = n.CapacityMinShare }),
 
 	"SENDER_RETRIES":      func(r *reloader, n *Config) { r.srv.knobs.senderRetries.Store(int32(n.SenderRetries)) },
 	"SPILL":               func(r *reloader, n *Config) { r.srv.knobs.spill.Store(n.Spill) },
+	"SHED_BELOW":          func(r *reloader, n *Config) { r.srv.knobs.shedBelow.Store(int32(n.ShedBelow)) },
+	"SHED_AT":             func(r *reloader, n *Config) { r.srv.knobs.shedAt.Store(shedAtFixed(n.ShedAt)) },
 	"MAX_CONNS":           func(r *reloader, n *Config) { r.srv.knobs.maxConns.Store(int64(n.MaxConns)) },
 	"MAX_CONNS_PER_IP":    func(r *reloader, n *Config) { r.srv.knobs.maxConnsPerIP.Store(int64(n.MaxConnsPerIP)) },
 	"REQUEST_TIMEOUT_SEC": func(r *reloader, n *Config) { r.srv.knobs.requestTimeout.Store(int64(n.RequestTimeout)) },
@@ -33,6 +37,10 @@ var liveSettings = map[string]func(r *reloader, next *Config){
 
 	"LOG_LEVEL":            func(r *reloader, n *Config) { r.level.Set(logLevel(n.LogLevel)) },
 	"SHUTDOWN_TIMEOUT_SEC": func(r *reloader, n *Config) { r.shutdown.Store(int64(n.ShutdownTimeout)) }, // Main reads it after serve
+
+	// Not here, so restart-only: SPOOL_DIR, SPOOL_SYNC, SPOOL_SYNC_INTERVAL_MS,
+	// SPOOL_SEGMENT_BYTES, SPOOL_MAX_BYTES. The spool is opened, locked and read
+	// once, at start, and its writers keep the mode and sizes they started with.
 }
 
 // knobs are the settings (other than the buffer limits) that the loops read and a
@@ -48,6 +56,8 @@ type knobs struct {
 	maxConnsPerIP  atomic.Int64 // 0: no limit
 	requestTimeout atomic.Int64 // ns
 	idleTimeout    atomic.Int64 // ns
+	shedBelow      atomic.Int32 // SHED_BELOW as a ShedLevel (ShedOff: off), read per packet (shed.go)
+	shedAt         atomic.Int64 // SHED_AT × shedScale, read per packet while shedBelow is set
 }
 
 func (k *knobs) store(cfg *Config) {
@@ -57,6 +67,8 @@ func (k *knobs) store(cfg *Config) {
 	k.maxConnsPerIP.Store(int64(cfg.MaxConnsPerIP))
 	k.requestTimeout.Store(int64(cfg.RequestTimeout))
 	k.idleTimeout.Store(int64(cfg.IdleTimeout))
+	k.shedBelow.Store(int32(cfg.ShedBelow))
+	k.shedAt.Store(shedAtFixed(cfg.ShedAt))
 }
 
 // setLimits stores the buffer limits of cfg, where every loop reads them.

@@ -236,14 +236,11 @@ func (s *Server) adminMember(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `want a JSON object {"weight":W} with W a positive number (at most 1e9)`)
 		return
 	}
-	id := s.ctl.lookup(name)
-	if id < 0 {
+	before, after, err := s.ctl.setWeight(name, *b.Weight)
+	if err != nil {
 		writeError(w, http.StatusNotFound, "no analyzer named "+strconv.Quote(name))
 		return
 	}
-	before := s.View().Members[id]
-	s.ctl.setWeight(id, *b.Weight)
-	after := s.View().Members[id]
 	s.logAdminChange(r, name, "weight", before, after)
 	writeJSON(w, http.StatusOK, entryOf(after))
 }

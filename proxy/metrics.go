@@ -11,6 +11,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sluicelog/sluice/codec"
 	"github.com/sluicelog/sluice/sched"
 )
 
@@ -32,7 +33,7 @@ func newPromSet(srv *Server) *promSet {
 
 // help is the HELP text of every family sluice exports.
 var help = map[string]string{
-	"distributor_total_packets_total":        "Total packets ingested (accepted with 202).",
+	"distributor_total_packets_total":        "Total packets ingested (accepted with 202; with SPOOL_DIR also the records of the last run queued again at start).",
 	"distributor_total_messages_total":       "Total messages ingested (in accepted packets).",
 	"distributor_packets_by_analyzer_total":  "Packets routed to each analyzer, re-routes included.",
 	"distributor_messages_by_analyzer_total": "Messages routed to each analyzer, re-routes included.",
@@ -51,14 +52,17 @@ var help = map[string]string{
 	"distributor_upstream_batches_total":     "Batch requests answered 2xx by each analyzer.",
 	"distributor_rejected_packets_total":     "Requests to /ingest answered without accepting, by reason.",
 	"distributor_responses_total":            "Responses sent on the ingest port, by status code.",
+	"distributor_affinity_moves_total":       "With AFFINITY=emitter_id: emitters placed on another analyzer than before (theirs left or was full, or their home had room again).",
+	"distributor_shed_packets_total":         "Packets answered 503 by SHED_BELOW past SHED_AT, by their most severe message's level.",
 	"distributor_analyzer_weight":            "Configured weight of each analyzer, normalised to sum to 1.",
 	"distributor_analyzer_effective_weight":  "Weight the scheduler uses now (0 while out, ramping during slow start).",
 	"distributor_analyzer_message_share":     "Each analyzer's share of delivered messages since start.",
+	"distributor_limiting_analyzer":          "1 while this analyzer's backlog is what fills the buffer (more than half of what is held, the buffer at 90 % or its queue full), else 0.",
 	"distributor_breaker_state":              "Breaker state per analyzer: 0 closed, 1 slow start, 2 half-open, 3 open, 4 drained, 5 unknown (not yet probed).",
 	"distributor_breaker_opens_total":        "Times each analyzer's breaker opened (a flapping analyzer opens again and again).",
 	"distributor_connections":                "Open inbound connections.",
 	"distributor_connections_closed_total":   "Inbound connections the distributor closed on its own, by reason.",
-	"distributor_accounting_outstanding":     "accepted - delivered - queued - in_flight - dropped; always 0.",
+	"distributor_accounting_outstanding":     "accepted - delivered - queued - in_flight - dropped - left in the spool at shutdown; always 0.",
 	"distributor_bytes_in_total":             "Request bytes read on the ingest port.",
 	"distributor_bytes_out_total":            "Packet bytes written to analyzers.",
 	"distributor_retry_after_seconds":        "Retry-After currently sent with 503 answers.",
@@ -169,6 +173,7 @@ func (p *promSet) WritePrometheus(w io.Writer) {
 	p.set.WritePrometheus(&buf)
 	p.mu.Unlock()
 	writeHistograms(&buf, shards, v)
+	p.srv.writeSpoolHist(&buf)
 	metrics.WriteProcessMetrics(&buf)
 	writeWithHelp(w, buf.Bytes())
 }
@@ -186,13 +191,18 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 	g("distributor_healthy_analyzers", float64(v.Healthy()))
 	g("distributor_total_analyzers", float64(v.Live()))
 	g("distributor_connections", float64(st.Conns))
-	g("distributor_accounting_outstanding", float64(st.AcceptedPackets-tot.DeliveredPackets-tot.Queued-tot.InFlight-tot.DroppedTotal()))
+	g("distributor_accounting_outstanding", float64(st.AcceptedPackets-tot.DeliveredPackets-tot.Queued-tot.InFlight-tot.DroppedTotal()-tot.LeftInSpool))
+	p.updateSpool(st, &tot)
 	g("distributor_retry_after_seconds", float64(p.srv.retryAfter.Load()))
 	g(buildInfoSeries, 1)
 	c("distributor_bytes_in_total", st.BytesIn)
+	c("distributor_affinity_moves_total", st.AffinityMoves)
 	c("distributor_bytes_out_total", st.BytesOut)
 	for i, name := range rejectNames {
 		c(`distributor_rejected_packets_total{reason="`+name+`"}`, st.Rejected[i])
+	}
+	for l := codec.LevelTrace; l < codec.LevelFatal; l++ { // the levels SHED_BELOW can shed
+		c(`distributor_shed_packets_total{level="`+l.String()+`"}`, st.Shed[l])
 	}
 	for i, name := range closeNames {
 		c(`distributor_connections_closed_total{reason="`+name+`"}`, st.Closed[i])
@@ -223,6 +233,7 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 		g("distributor_analyzer_weight"+l, m.Weight)
 		g("distributor_analyzer_effective_weight"+l, m.Effective)
 		g("distributor_breaker_state"+l, float64(m.State)) // the State's number is the documented code
+		g("distributor_limiting_analyzer"+l, b2f(p.srv.ctl.limiting(i)))
 		if i < len(breakers) {
 			c("distributor_breaker_opens_total"+l, breakers[i].opens)
 		}
@@ -238,6 +249,13 @@ func (p *promSet) update(st *Stats, v *sched.View, breakers []breakerCounts) {
 			c(`distributor_upstream_failures_total{analyzer="`+m.Name+`",kind="`+name+`"}`, d.Failures[k])
 		}
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // forgetRemoved unregisters the series of analyzers that were removed (and whose

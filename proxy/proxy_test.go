@@ -299,12 +299,12 @@ func settledNothingLost(t *testing.T, srv *Server, within time.Duration) Stats {
 func checkInvariant(t *testing.T, st Stats) {
 	t.Helper()
 	tot := st.Total()
-	if got := tot.DeliveredPackets + tot.Queued + tot.InFlight + tot.DroppedTotal(); got != st.AcceptedPackets {
-		t.Fatalf("accounting: accepted %d != delivered %d + queued %d + in flight %d + dropped %d",
-			st.AcceptedPackets, tot.DeliveredPackets, tot.Queued, tot.InFlight, tot.DroppedTotal())
+	if got := tot.DeliveredPackets + tot.Queued + tot.InFlight + tot.DroppedTotal() + tot.LeftInSpool; got != st.AcceptedPackets {
+		t.Fatalf("accounting: accepted %d != delivered %d + queued %d + in flight %d + dropped %d + left in spool %d",
+			st.AcceptedPackets, tot.DeliveredPackets, tot.Queued, tot.InFlight, tot.DroppedTotal(), tot.LeftInSpool)
 	}
 	for i, d := range st.Dests {
-		if d.RoutedPackets != d.DeliveredPackets+d.Queued+d.InFlight+d.DroppedTotal()+d.Rerouted {
+		if d.RoutedPackets != d.DeliveredPackets+d.Queued+d.InFlight+d.DroppedTotal()+d.LeftInSpool+d.Rerouted {
 			t.Fatalf("analyzer %d accounting: routed %d != delivered %d + queued %d + in flight %d + dropped %d + rerouted %d",
 				i, d.RoutedPackets, d.DeliveredPackets, d.Queued, d.InFlight, d.DroppedTotal(), d.Rerouted)
 		}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/sluicelog/sluice/cli"
 	"io"
 	"log/slog"
 	"maps"
@@ -137,12 +138,12 @@ func (r *reloader) reload() ReloadResult {
 		if apply := liveSettings[s.env]; apply != nil {
 			apply(r, &next)
 			r.inForce[s.env], live = now, true
-			res.Applied = append(res.Applied, s.env+": "+redactSetting(s.env, old)+" -> "+redactSetting(s.env, now))
+			res.Applied = append(res.Applied, s.env+": "+cli.Redact(s.env, old)+" -> "+cli.Redact(s.env, now))
 			continue
 		}
 		res.Restart = append(res.Restart, s.env)
 		r.log.Warn("config reload: setting changed; it takes effect on restart", "setting", s.env,
-			"running", redactSetting(s.env, old), "file", redactSetting(s.env, now))
+			"running", cli.Redact(s.env, old), "file", cli.Redact(s.env, now))
 	}
 	if live {
 		m := maps.Clone(r.inForce)
@@ -192,8 +193,7 @@ func (r *reloader) analyzers(next []AnalyzerSpec) (applied []string) {
 			continue
 		}
 		if math.Abs(a.Written-old.Written) > 1e-9 { // as written: normalised weights all move when one does
-			if id := r.srv.ctl.lookup(a.Name); id >= 0 {
-				r.srv.ctl.setWeight(id, a.Written)
+			if _, _, err := r.srv.ctl.setWeight(a.Name, a.Written); err == nil {
 				applied = append(applied, fmt.Sprintf("weight of %s: %s -> %s", a.Name, fmtWeight(old.Written), fmtWeight(a.Written)))
 			}
 			r.configured[a.Addr] = a
@@ -277,7 +277,7 @@ func effectiveConfig(cfg Config, v *sched.View, all []setting) EffectiveConfig {
 		case "LOOPS":
 			val = strconv.Itoa(cfg.Loops) // 0 in the configuration means one per CPU
 		}
-		out.Settings[st.env] = redactSetting(st.env, val)
+		out.Settings[st.env] = cli.Redact(st.env, val)
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sluicelog/sluice/cli"
 	"io"
 	"log/slog"
 	"math"
@@ -180,12 +181,12 @@ func TestEffectiveConfigRedactsSecrets(t *testing.T) {
 	if strings.Contains(string(b), "hunter2") || ec.Settings["ADMIN_TOKEN"] != "[redacted]" || ec.Settings["PORT"] != "8080" {
 		t.Fatalf("effective config %s: the token must read [redacted]", b)
 	}
-	if redactSetting("INGEST_TOKENS", "a,b") != "[redacted]" || redactSetting("INGEST_TOKENS", "") != "" || redactSetting("PORT", "1") != "1" {
+	if cli.Redact("INGEST_TOKENS", "a,b") != "[redacted]" || cli.Redact("INGEST_TOKENS", "") != "" || cli.Redact("PORT", "1") != "1" {
 		t.Fatal("redacted: tokens hidden, empty shown as empty, others as they are")
 	}
 	for _, err := range []error{
-		&ConfigError{"ADMIN_TOKEN", "hunter2", "too short"},
-		&ConfigError{"-admin-token", "hunter2", "too short"},
+		&ConfigError{Name: "ADMIN_TOKEN", Value: "hunter2", Problem: "too short"},
+		&ConfigError{Name: "-admin-token", Value: "hunter2", Problem: "too short"},
 		&FileError{File: "f.yaml", Key: "ingest_tokens", Value: "hunter2", Problem: "too short"},
 	} {
 		if msg := err.Error(); strings.Contains(msg, "hunter2") || !strings.Contains(msg, "[redacted]") {
@@ -436,8 +437,11 @@ func TestReloadKeepsOperatorWeightTheFileDidNotChange(t *testing.T) {
 	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
 	path := writeConfig(t, reloadYAML(fakes, "0.5", "0.5", ""))
 	srv, r := loadedServer(t, path, io.Discard)
+	// The operator's weight, as PUT /admin/analyzers/left sets it.
+	if _, _, err := srv.ctl.setWeight("left", 0.9); err != nil {
+		t.Fatal(err)
+	}
 	left := srv.ctl.lookup("left")
-	srv.ctl.setWeight(left, 0.9) // the operator's weight, as PUT /admin/analyzers/left sets it
 	if err := os.WriteFile(path, []byte(reloadYAML(fakes, "0.5", "0.6", "")), 0o600); err != nil {
 		t.Fatal(err)
 	}

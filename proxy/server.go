@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/sluicelog/sluice/sched"
+	"github.com/sluicelog/sluice/spool"
 )
 
 // Server is the distributor: a gnet engine whose event loops are the shards, the
@@ -63,9 +64,17 @@ type Server struct {
 	adminSrv *http.Server
 	adminLn  net.Listener
 
+	// The spool (SPOOL_DIR, spool.go): nil without one. recovered is what Open found
+	// unsettled, replayed by one goroutine after Start (replayWG).
+	spool      *spool.Spool
+	recovered  []*spool.Recovered
+	spoolSyncs syncHist
+	replayWG   sync.WaitGroup
+
 	dropLog rateLog
 	upLog   rateLog
 	inLog   rateLog
+	shedLog rateLog // SHED_BELOW refusals (shed.go)
 }
 
 // New checks cfg and builds a Server; Start runs it.
@@ -101,12 +110,19 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ctl = newController(cfg, &s.board, log, s.updateRetryAfter, s.drainSeconds)
+	s.ctl.budget = s.budget
 	s.ctl.publish(time.Now())
 	s.prom = newPromSet(s)
 	if cfg.AnalyzersDNS != "" {
 		s.dns = newDiscovery(s)
 	}
 	s.retryAfter.Store(1)
+	if cfg.SpoolDir != "" {
+		if err := s.openSpool(); err != nil {
+			s.cancel()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -145,6 +161,9 @@ func (s *Server) Start() error {
 		if s.adminLn != nil {
 			_ = s.adminLn.Close()
 		}
+		if s.spool != nil {
+			_ = s.spool.Close()
+		}
 		return fmt.Errorf("listen on %s: %w", s.cfg.IngestAddr(), err)
 	}
 	go s.ctl.run(s.ctx)
@@ -154,6 +173,11 @@ func (s *Server) Start() error {
 	}
 	if s.adminLn != nil {
 		s.serveAdmin()
+	}
+	if s.spool != nil {
+		s.replayWG.Add(1)
+		go s.replay(s.recovered)
+		s.recovered = nil
 	}
 	s.log.Info("distributor listening", "addr", s.addr, "metrics", s.MetricsAddr(), "loops", s.cfg.Loops, "analyzers", s.View().Live())
 	return nil
@@ -363,6 +387,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 stop:
+	if s.spool != nil {
+		s.quiesceSpool()
+	}
 	s.cancel()
 	if s.adminSrv != nil {
 		_ = s.adminSrv.Close()
@@ -373,11 +400,26 @@ stop:
 	s.ctl.client.CloseIdleConnections()
 	snap := s.Snapshot()
 	tot := snap.Total()
+	if s.spool != nil {
+		s.replayWG.Wait() // its Execute fails now that the loops are gone
+		// The loops are stopped: this goroutine owns the logs now. Their last
+		// settles go out, then the writers stop and the lock is released.
+		for _, sh := range s.shardList() {
+			sh.log.Flush()
+		}
+		if cerr := s.spool.Close(); cerr != nil {
+			s.log.Error("spool: close", "err", cerr)
+		}
+		s.log.Info("distributor stopped", "delivered", tot.DeliveredPackets, "dropped", tot.DroppedTotal(),
+			"left_in_spool", tot.LeftInSpool, "spool_dir", s.cfg.SpoolDir)
+		return err
+	}
 	s.log.Info("distributor stopped", "delivered", tot.DeliveredPackets, "dropped", tot.DroppedTotal())
 	return err
 }
 
-// dropRemaining counts what the shutdown timeout left behind, on each loop.
+// dropRemaining counts what the shutdown timeout left behind, on each loop (with a
+// spool: left on disk, not dropped).
 func (s *Server) dropRemaining() {
 	var wg sync.WaitGroup
 	for _, sh := range s.shardList() {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicelog/sluice/codec"
 	"github.com/sluicelog/sluice/sched"
+	"github.com/sluicelog/sluice/spool"
 )
 
 // shard is everything one event loop owns: its scheduler, one dest per analyzer
@@ -22,7 +23,13 @@ type shard struct {
 	gen   uint64 // generation of the View applied
 	view  *sched.View
 	cred  *sched.Credit
+	aff   *sched.Affinity // AFFINITY=emitter_id (affinity.go); nil when off
 	dests []*dest
+
+	// emitter is the emitter_id of the packet being accepted (a slice of the read
+	// buffer, set by ingest for accept's route; valid only during that call).
+	emitter     []byte
+	confWeights []float64 // scratch: configured weights for the affinity ring
 
 	weights []float64 // scratch for View.Effective
 	skip    sched.Set // scratch for Pick/Move
@@ -58,6 +65,22 @@ type shard struct {
 	lingerWake  chan struct{} // starts the linger timer (Server.lingerShard)
 	lingerArmed bool          // the timer runs: lingerFire will follow
 	lingerDue   bool          // in lingerFire: nothing waits any longer
+
+	// The spool (spool.go); log is nil without SPOOL_DIR.
+	log      *spool.Log
+	placed   *parcel    // the parcel the last acceptOK placed (its spool Ref is set after)
+	waiting  []*ingress // connections whose answers wait for a group's sync
+	holdFrom int        // in the pass being handled: offset in out from which answers are held (-1: none)
+	marks    []heldMark // held 202s of the pass being handled, offsets in out
+	// spoolDone is the log writer's completion: written by the writer goroutine
+	// before it Executes spoolRun, read by spoolRun on the loop (newLog).
+	spoolDone spool.Completion
+	spoolRun  gnet.Runnable
+	synced    uint64 // groups completed (the next completion's group number): idle when log.Group() == synced
+	// Bytes of records not yet written: appended to the group being filled, and in
+	// the group with the writer (spool.go, unwrittenLimit).
+	spoolFill, spoolBusy int64
+	handed               uint64 // log.Group() after the last flushSpool
 }
 
 // dest is one analyzer as seen by one shard.
@@ -82,7 +105,8 @@ type dest struct {
 type parcel struct {
 	body     *bytebufferpool.ByteBuffer
 	msgs     int
-	attempts int // failed sends so far
+	attempts int       // failed sends so far
+	ref      spool.Ref // its spool record (zero without SPOOL_DIR), settled when it leaves
 }
 
 func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
@@ -92,6 +116,7 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 		idx:  idx,
 		loop: loop,
 		cred: sched.NewCredit(0, idx, cfg.Loops), // grown by sync to the View's members
+		aff:  newAffinity(cfg),
 
 		framing: batchFramingTable(cfg.BatchMax),
 
@@ -100,6 +125,10 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 	s.closing = srv.closing.Load()
 	s.now = nanotime()
 	s.wallOffset = time.Now().UnixNano() - s.now
+	s.holdFrom = -1
+	if srv.spool != nil {
+		s.log = srv.newLog(s)
+	}
 	s.sync()
 	return s
 }
@@ -114,6 +143,9 @@ func (s *shard) grow(v *sched.View) {
 		return
 	}
 	s.cred.Grow(n)
+	if s.aff != nil {
+		s.aff.Grow(n)
+	}
 	for len(s.stats.Dests) < n {
 		s.stats.Dests = append(s.stats.Dests, DestStats{})
 	}
@@ -145,6 +177,9 @@ func (s *shard) sync() {
 	s.grow(v)
 	s.weights = v.Effective(s.weights)
 	s.cred.SetWeights(s.weights)
+	if s.aff != nil {
+		s.setAffinityWeights(v)
+	}
 	for i, d := range s.dests {
 		m := &v.Members[i]
 		d.eligible, d.batch, d.trial = m.Eligible, m.Batch, m.State == StateHalfOpen
@@ -312,16 +347,7 @@ func (s *shard) accept(body []byte, msgs int) acceptResult {
 		return acceptNoAnalyzer
 	}
 	s.refreshFull()
-	var a int
-	if s.srv.knobs.spill.Load() {
-		// A full analyzer is skipped; it keeps gaining credit (up to the cap) and
-		// catches up when its queue drains.
-		a = s.cred.Pick(msgs, &s.full)
-	} else if a = s.cred.Peek(msgs); s.full.Has(a) {
-		a = -1 // strict: its turn, its queue is full, so the emitter waits
-	} else {
-		s.cred.Pick(msgs, nil)
-	}
+	a := s.route(msgs) // affinity.go
 	if a < 0 {
 		s.srv.budget.unreserve(len(body))
 		return acceptQueueFull
@@ -332,6 +358,7 @@ func (s *shard) accept(body []byte, msgs int) acceptResult {
 	d.st.RoutedPackets++
 	d.st.RoutedMessages += int64(msgs)
 	s.enqueue(p, d, false)
+	s.placed = p
 	s.stats.AcceptedPackets++
 	s.stats.AcceptedMessages += int64(msgs)
 	return acceptOK
@@ -352,8 +379,12 @@ func (s *shard) newParcel(body []byte, msgs int) *parcel {
 }
 
 // recycle returns a parcel that left the distributor (delivered or dropped) to the
-// free list and its buffer to the pool.
+// free list and its buffer to the pool, and settles its spool record.
 func (s *shard) recycle(p *parcel) {
+	if p.ref.Valid() {
+		s.log.Settle(p.ref)
+		p.ref = spool.Ref{}
+	}
 	s.srv.bodies.Put(p.body)
 	p.body = nil
 	s.free = append(s.free, p)
@@ -460,16 +491,20 @@ func (s *shard) tick() {
 		s.expire()
 	}
 	s.flushDirty()
+	if s.log != nil {
+		s.flushSpool()
+	}
 }
 
 // dropAll gives up on everything this shard still holds: the shutdown timeout ran
-// out. Each packet is counted under shutdown_timeout and the first is logged.
+// out. Each packet is counted under shutdown_timeout and the first is logged; with
+// a spool it is left there instead (leave), for the next start.
 func (s *shard) dropAll() {
 	for _, d := range s.dests {
 		for d.outbox.len() > 0 {
 			p := d.outbox.pop()
 			s.release(p, d, heldQueued)
-			s.drop(p, d, dropShutdown)
+			s.giveUp(p, d)
 		}
 		for _, u := range d.conns {
 			for u.flights.len() > 0 {
@@ -477,7 +512,7 @@ func (s *shard) dropAll() {
 				for range f.n {
 					p := u.parcels.pop()
 					s.release(p, d, heldInFlight)
-					s.drop(p, d, dropShutdown)
+					s.giveUp(p, d)
 				}
 			}
 			if u.state == connOpen {
@@ -486,6 +521,16 @@ func (s *shard) dropAll() {
 			}
 		}
 	}
+}
+
+// giveUp ends the shard's hold on p at the shutdown timeout: dropped, or left in
+// the spool when there is one.
+func (s *shard) giveUp(p *parcel, d *dest) {
+	if p.ref.Valid() {
+		s.leave(p, d)
+		return
+	}
+	s.drop(p, d, dropShutdown)
 }
 
 const tickInterval = 10 * time.Millisecond

@@ -230,7 +230,7 @@ func TestShardEvacuate(t *testing.T) {
 			if before == 0 {
 				t.Fatal("nothing routed to analyzer 0")
 			}
-			s.srv.ctl.setDrained(0, true)
+			_, _, _ = s.srv.ctl.setDrained(s.view.Members[0].Name, true)
 			s.sync()
 			st := &s.stats
 			if analyzers == 1 {

@@ -1,6 +1,10 @@
 package proxy
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/sluicelog/sluice/codec"
+)
 
 // Counters are plain integers written only by the shard's own event loop, so the
 // data path pays for no atomic instruction and shares no cache line. Readers take a
@@ -8,8 +12,11 @@ import "strconv"
 // every scrape sees each shard at one instant and the accounting invariant holds
 // exactly in what is exported:
 //
-//	accepted = delivered + queued + in_flight + dropped            (whole distributor)
-//	routed_a = delivered_a + queued_a + in_flight_a + dropped_a + rerouted_a   (per analyzer)
+//	accepted = delivered + queued + in_flight + dropped + left_in_spool            (whole distributor)
+//	routed_a = delivered_a + queued_a + in_flight_a + dropped_a + left_in_spool_a + rerouted_a   (per analyzer)
+//
+// left_in_spool is 0 without SPOOL_DIR; with one, accepted counts the records
+// replayed at start too.
 
 // rejectReason says why a packet was never accepted; it indexes Stats.Rejected.
 type rejectReason uint8
@@ -27,11 +34,14 @@ const (
 	rejectRateLimited                      // EMITTER_RATE_LIMIT (429)
 	rejectUnauthorized                     // INGEST_TOKENS set, no valid bearer token (401)
 	rejectConnsPerIP                       // MAX_CONNS_PER_IP reached for the client's address
+	rejectShed                             // SHED_BELOW: past SHED_AT, the packet's most severe level is below it (503)
+	rejectSpoolFull                        // SPOOL_MAX_BYTES reached
+	rejectSpoolFailed                      // the spool's disk is failing (or the 202's group failed: rewritten as 503)
 	numRejects
 )
 
 // rejectNames are the metrics' reason labels, in rejectReason order.
-var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited", "unauthorized", "max_conns_per_ip"}
+var rejectNames = [numRejects]string{"full", "no_analyzer", "queue_full", "shutdown", "invalid", "too_large", "protocol", "max_conns", "rate_limited", "unauthorized", "max_conns_per_ip", "shed", "spool_full", "spool_failed"}
 
 func (r rejectReason) String() string {
 	if r < numRejects {
@@ -139,6 +149,7 @@ type DestStats struct {
 	Failures          [numFails]int64
 	Conns             int64 // open upstream connections
 	Batches           int64 // batch requests answered 2xx
+	LeftInSpool       int64 // held when the shutdown timeout ran out, left on disk for the next start (SPOOL_DIR)
 	RTT               latencyHist
 }
 
@@ -160,6 +171,7 @@ func (d *DestStats) add(o *DestStats) {
 	}
 	d.Conns += o.Conns
 	d.Batches += o.Batches
+	d.LeftInSpool += o.LeftInSpool
 	d.RTT.add(&o.RTT)
 }
 
@@ -177,6 +189,8 @@ type Stats struct {
 	AcceptedPackets  int64
 	AcceptedMessages int64
 	Rejected         [numRejects]int64
+	Shed             [codec.NumLevels]int64 // packets refused by SHED_BELOW, by their most severe level (also in Rejected[rejectShed])
+	AffinityMoves    int64                  // AFFINITY: remembered emitters placed on another analyzer than before
 	Responses        [len(statusCodes) + 1]int64
 	Closed           [numCloses]int64 // inbound connections the distributor closed, by reason
 	Conns            int64            // open inbound connections
@@ -184,6 +198,10 @@ type Stats struct {
 	BytesOut         int64            // packet bytes written to analyzers
 	Request          latencyHist
 	Dests            []DestStats
+
+	SpoolReplayed      int64 // records of the last run queued again at start (also in AcceptedPackets)
+	SpoolInvalid       int64 // records found at start that are no valid packet: settled, not sent
+	SpoolFailedAnswers int64 // held 202s rewritten as 503 because their group's write failed
 }
 
 func (s *Stats) add(o *Stats) {
@@ -192,16 +210,23 @@ func (s *Stats) add(o *Stats) {
 	for i := range s.Rejected {
 		s.Rejected[i] += o.Rejected[i]
 	}
+	for i := range s.Shed {
+		s.Shed[i] += o.Shed[i]
+	}
 	for i := range s.Responses {
 		s.Responses[i] += o.Responses[i]
 	}
 	for i := range s.Closed {
 		s.Closed[i] += o.Closed[i]
 	}
+	s.AffinityMoves += o.AffinityMoves
 	s.Conns += o.Conns
 	s.BytesIn += o.BytesIn
 	s.BytesOut += o.BytesOut
 	s.Request.add(&o.Request)
+	s.SpoolReplayed += o.SpoolReplayed
+	s.SpoolInvalid += o.SpoolInvalid
+	s.SpoolFailedAnswers += o.SpoolFailedAnswers
 	for len(s.Dests) < len(o.Dests) {
 		s.Dests = append(s.Dests, DestStats{})
 	}

@@ -32,9 +32,16 @@ package spool
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // SyncMode is when a written group is made durable.
@@ -81,9 +88,15 @@ type Options struct {
 	SyncInterval time.Duration // SPOOL_SYNC_INTERVAL_MS, for SyncInterval
 	Log          *slog.Logger  // disk errors (rate-limited), cut tails, corrupt records
 	// ObserveSync, if set, is called by a writer goroutine with the duration of
-	// each write+fdatasync and the number of records it covered (metrics).
+	// each write+fdatasync and the number of records it covered (metrics). With
+	// SyncAlways that is one group's write and sync; with SyncInterval one periodic
+	// fdatasync (or the one at rotation or Close) and the records written since the
+	// last. Concurrent calls come from different logs' writers.
 	ObserveSync func(d time.Duration, records int)
 }
+
+// Zero values: SegmentBytes <= 0 is DefaultSegmentBytes, SyncInterval <= 0 is
+// DefaultSyncInterval, MaxBytes <= 0 is no limit, a nil Log discards.
 
 // Completion is what a Log's writer reports, through the done function given to
 // NewLog, for one group.
@@ -124,9 +137,35 @@ type Stats struct {
 // ErrLocked is returned by Open when another process holds the directory.
 var ErrLocked = errors.New("spool directory is in use by another process")
 
+// Defaults for Options left zero.
+const (
+	DefaultSegmentBytes = 64 << 20
+	DefaultSyncInterval = 100 * time.Millisecond
+)
+
 // Spool is the process's spool directory.
 type Spool struct {
-	opt Options
+	opt  Options
+	lock *os.File // holds the flock on Dir/LOCK until Close
+
+	// nextID is the id of the next segment any Log starts (shared so ids stay
+	// unique and ordered across logs).
+	nextID atomic.Uint64
+
+	// Counters (Stats). bytes and segments are kept by the writers (they create,
+	// grow and delete files); pending by the loops (batched per Flush).
+	bytes, segments, pending, syncs, syncedRecords atomic.Int64
+	corrupt, torn, diskErrors, recovered           atomic.Int64
+
+	// failing is set by a writer whose write or sync failed and cleared by any
+	// successful write; probeAt (unix ns) is when Admit last let a probe through.
+	failing atomic.Bool
+	probeAt atomic.Int64
+
+	mu     sync.Mutex // guards logs and closed (setup and Close only, never per record)
+	logs   []*Log
+	closed bool
+	wg     sync.WaitGroup // the writers
 }
 
 // Open locks opt.Dir (creating it), checks that it can be written, reads every
@@ -134,7 +173,75 @@ type Spool struct {
 // records, oldest first. A corrupt or torn segment is never fatal; a directory
 // that cannot be created, locked or written is.
 func Open(opt Options) (*Spool, []*Recovered, error) {
-	panic("spool: not implemented")
+	if opt.Dir == "" {
+		return nil, nil, errors.New("spool: no directory given")
+	}
+	if opt.SegmentBytes <= 0 {
+		opt.SegmentBytes = DefaultSegmentBytes
+	}
+	if opt.SyncInterval <= 0 {
+		opt.SyncInterval = DefaultSyncInterval
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(opt.Dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("spool: cannot create directory %s: %w", opt.Dir, err)
+	}
+	sp := &Spool{opt: opt}
+	lockPath := filepath.Join(opt.Dir, "LOCK")
+	lf, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("spool: cannot open lock file %s: %w", lockPath, err)
+	}
+	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lf.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, nil, fmt.Errorf("spool: %s: %w", opt.Dir, ErrLocked)
+		}
+		return nil, nil, fmt.Errorf("spool: cannot lock %s: %w", lockPath, err)
+	}
+	sp.lock = lf
+	if err := probeDir(opt.Dir); err != nil {
+		sp.unlock()
+		return nil, nil, err
+	}
+	recs, err := sp.recover()
+	if err != nil {
+		sp.unlock()
+		return nil, nil, err
+	}
+	return sp, recs, nil
+}
+
+// probeDir proves that dir takes a file: write, fdatasync, remove.
+func probeDir(dir string) error {
+	p := filepath.Join(dir, "PROBE")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err == nil {
+		_, err = f.Write([]byte("sluice spool probe\n"))
+		if err == nil {
+			err = unix.Fdatasync(int(f.Fd()))
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if rerr := os.Remove(p); err == nil {
+			err = rerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("spool: directory %s is not writable: %w", dir, err)
+	}
+	return nil
+}
+
+func (sp *Spool) unlock() {
+	if sp.lock != nil {
+		_ = unix.Flock(int(sp.lock.Fd()), unix.LOCK_UN)
+		sp.lock.Close()
+		sp.lock = nil
+	}
 }
 
 // Recovered is a segment from before this start that still holds unsettled
@@ -142,66 +249,135 @@ func Open(opt Options) (*Spool, []*Recovered, error) {
 // at a time.
 type Recovered struct {
 	seg *segment
+	// want is the set of unsettled indexes at Open (bit set: unsettled), frozen:
+	// Load may run on any goroutine while the adopting loop settles records.
+	want []uint64
+	n    int
 }
 
 // Len is the number of unsettled records in the segment.
-func (r *Recovered) Len() int { panic("spool: not implemented") }
+func (r *Recovered) Len() int { return r.n }
 
 // Load reads the segment's unsettled records, with their Refs. It does disk I/O:
 // call it on a goroutine of its own, never on an event loop, then Adopt the
 // segment on the loop that will send its records.
-func (r *Recovered) Load() ([]Record, error) { panic("spool: not implemented") }
+func (r *Recovered) Load() ([]Record, error) {
+	b, err := os.ReadFile(r.seg.path)
+	if err != nil {
+		return nil, fmt.Errorf("spool: read segment %s: %w", r.seg.path, err)
+	}
+	out := make([]Record, 0, r.n)
+	for _, s := range scanSegment(b).recs {
+		if s.idx>>6 < uint32(len(r.want)) && r.want[s.idx>>6]&(1<<(s.idx&63)) != 0 {
+			out = append(out, Record{Body: b[s.off+headerSize : s.off+s.n : s.off+s.n], Ref: Ref{seg: r.seg, idx: s.idx}})
+		}
+	}
+	if len(out) != r.n {
+		// The file changed since Open (only something outside the spool does that).
+		return out, fmt.Errorf("spool: segment %s: %d of %d unsettled records found", r.seg.path, len(out), r.n)
+	}
+	return out, nil
+}
 
 // Admit reports whether a new record may be appended: false while the live
 // segments hold MaxBytes or more, and while the disk is failing, except for one
 // probe group now and then (so the spool notices when space comes back).
 // Safe on any goroutine.
-func (sp *Spool) Admit() bool { panic("spool: not implemented") }
+func (sp *Spool) Admit() bool {
+	if sp.opt.MaxBytes > 0 && sp.bytes.Load() >= sp.opt.MaxBytes {
+		return false
+	}
+	if !sp.failing.Load() {
+		return true
+	}
+	// One probe a second: the first caller after the second has passed wins it.
+	now := time.Now().UnixNano()
+	last := sp.probeAt.Load()
+	return now-last >= int64(probeEvery) && sp.probeAt.CompareAndSwap(last, now)
+}
+
+// probeEvery is how often Admit lets a record through while the disk fails.
+const probeEvery = time.Second
+
+// Bytes is Stats().Bytes alone (one atomic load): the bytes in live segment
+// files, what SPOOL_MAX_BYTES bounds. Safe on any goroutine.
+func (sp *Spool) Bytes() int64 { return sp.bytes.Load() }
 
 // Stats returns the counters. Safe on any goroutine.
-func (sp *Spool) Stats() Stats { panic("spool: not implemented") }
+func (sp *Spool) Stats() Stats {
+	return Stats{
+		Bytes:          sp.bytes.Load(),
+		Segments:       sp.segments.Load(),
+		Pending:        sp.pending.Load(),
+		Syncs:          sp.syncs.Load(),
+		SyncedRecords:  sp.syncedRecords.Load(),
+		CorruptRecords: sp.corrupt.Load(),
+		TornTails:      sp.torn.Load(),
+		DiskErrors:     sp.diskErrors.Load(),
+		Recovered:      sp.recovered.Load(),
+	}
+}
 
 // NewLog returns the log of event loop idx. done is called on the log's writer
 // goroutine after each group; it must hand the Completion to the loop (which then
 // calls Log.Completed) and must not block.
 func (sp *Spool) NewLog(idx int, done func(Completion)) *Log {
-	panic("spool: not implemented")
+	l := &Log{sp: sp}
+	l.fill, l.spare = &group{}, &group{}
+	w := &writer{sp: sp, idx: idx, ch: make(chan *group, 1), done: done}
+	l.w = w
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.closed {
+		panic("spool: NewLog after Close")
+	}
+	sp.logs = append(sp.logs, l)
+	sp.wg.Add(1)
+	go w.run()
+	return l
 }
 
 // Close stops the writers after they have written every group and ack handed to
-// them, and releases the lock. Records not settled stay for the next start. Call
-// it after the event loops have stopped; the goroutine that stopped them may call
-// each Log's Flush one last time first (it owns the logs from then on).
-func (sp *Spool) Close() error { panic("spool: not implemented") }
-
-// Log is one event loop's part of the spool. Every method is for the loop
-// goroutine only.
-type Log struct {
+// them, writes what each log gathered after its last hand-off (records and acks;
+// no Completion is reported for it), and releases the lock. Records not settled
+// stay for the next start. Call it after the event loops have stopped; the
+// goroutine that stopped them may call each Log's Flush one last time first (it
+// owns the logs from then on).
+func (sp *Spool) Close() error {
+	sp.mu.Lock()
+	if sp.closed {
+		sp.mu.Unlock()
+		return nil
+	}
+	sp.closed = true
+	logs := sp.logs
+	sp.mu.Unlock()
+	for _, l := range logs {
+		close(l.w.ch)
+	}
+	sp.wg.Wait()
+	// The writers have exited: their state is this goroutine's now (wg.Wait), as the
+	// logs are (the loops have stopped). A group a log could not hand over, its
+	// writer busy at the last Flush, is written here: with SyncInterval its records
+	// were answered already, and its acks save re-sending at the next start.
+	var err error
+	for _, l := range logs {
+		if l.pendingDelta != 0 {
+			sp.pending.Add(l.pendingDelta)
+			l.pendingDelta = 0
+		}
+		if !l.fill.empty() {
+			l.fill.num = l.group
+			l.group++
+			if perr := l.w.write(l.fill); perr != nil && err == nil {
+				err = perr
+			}
+		}
+		l.w.shutdown()
+		if l.w.closeErr != nil && err == nil {
+			err = l.w.closeErr
+		}
+	}
+	sp.unlock()
+	return err
 }
-
-// Append copies body into the group being filled and returns its Ref. It does not
-// allocate once buffers have grown; no I/O.
-func (l *Log) Append(body []byte) Ref { panic("spool: not implemented") }
-
-// Group is the number of the group being filled: Append's records go out with it.
-func (l *Log) Group() uint64 { panic("spool: not implemented") }
-
-// Flush hands the group being filled (and the acks gathered) to the writer if the
-// writer is idle and there is anything to hand. Call it at the end of every loop
-// event and after Completed; it costs a branch when there is nothing to do.
-func (l *Log) Flush() { panic("spool: not implemented") }
-
-// Completed takes a Completion back on the loop: the writer is idle again. On an
-// error the segment being written is sealed and the next Append starts a new one.
-func (l *Log) Completed(c Completion) { panic("spool: not implemented") }
-
-// Settle records that r's packet has left the distributor (delivered, or given up
-// and counted as dropped). The ack is written with a later group; the segment is
-// deleted once it is sealed and every record in it is settled.
-func (l *Log) Settle(r Ref) { panic("spool: not implemented") }
-
-// Adopt makes rec's segment this log's: the acks of its records go out with this
-// log's groups, and this log deletes it once every record is settled. No I/O.
-func (l *Log) Adopt(rec *Recovered) { panic("spool: not implemented") }
-
-type segment struct{}

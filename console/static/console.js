@@ -94,7 +94,7 @@
     const tr = document.createElement("tr");
     tr.dataset.name = name;
     const cells = {};
-    for (const k of ["name", "state", "weight", "effective", "share10", "shareAll", "rate", "queue", "inflight", "retries", "drops", "failures", "controls"]) {
+    for (const k of ["name", "state", "weight", "effective", "limiting", "share10", "shareAll", "rate", "queue", "inflight", "retries", "drops", "failures", "controls"]) {
       const td = document.createElement(k === "name" ? "th" : "td");
       if (k === "name") td.scope = "row";
       td.className = k;
@@ -151,6 +151,8 @@
       if (a.reason) { const re = document.createElement("span"); re.className = "reason"; re.textContent = a.reason; c.state.appendChild(re); }
       c.weight.textContent = fmt(a.weight, 3);
       c.effective.textContent = fmt(a.effective_weight, 3);
+      c.limiting.textContent = a.limiting ? "yes" : "–";
+      r.tr.dataset.limiting = a.limiting ? "1" : "0";
       c.share10.textContent = pct(a.share_10s);
       c.shareAll.textContent = pct(a.share_all);
       c.rate.textContent = fmt(a.delivered_per_s);

@@ -322,12 +322,22 @@ func TestDistributor(t *testing.T) {
 	skipShort(t)
 	m := load(t)
 	d := m.deploy(t, "sluice-distributor")
-	spec := d.Spec.Template.Spec
+	checkDistributorPod(t, m, d.Spec.Replicas, d.Spec.Template)
+}
+
+// checkDistributorPod is TestDistributor's checks of a distributor's pods (the
+// Deployment's, or the spool variant's StatefulSet's) against the base m.
+func checkDistributorPod(t *testing.T, m *manifests, replicas *int32, tmpl corev1.PodTemplateSpec) {
+	t.Helper()
+	spec := tmpl.Spec
+	if len(spec.Containers) != 1 {
+		t.Fatalf("%d containers, want 1", len(spec.Containers))
+	}
 	c := spec.Containers[0]
 	env := envOf(c)
 
-	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
-		t.Errorf("replicas %v, want >= 2", d.Spec.Replicas)
+	if replicas == nil || *replicas < 2 {
+		t.Errorf("replicas %v, want >= 2", replicas)
 	}
 	ingestPort := ""
 	for _, p := range c.Ports {
@@ -414,7 +424,7 @@ func TestDistributor(t *testing.T) {
 	spread := false
 	for _, tsc := range spec.TopologySpreadConstraints {
 		sel, err := labelSelector(tsc.LabelSelector)
-		if err == nil && tsc.TopologyKey == "kubernetes.io/hostname" && sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		if err == nil && tsc.TopologyKey == "kubernetes.io/hostname" && sel.Matches(labels.Set(tmpl.Labels)) {
 			spread = true
 		}
 	}
@@ -674,7 +684,7 @@ func TestPrometheusRule(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"distributor_healthy_analyzers", "distributor_dropped_packets_total", `distributor_responses_total{code="503"}`, "distributor_breaker_state"} {
+	for _, want := range []string{"distributor_healthy_analyzers", "distributor_dropped_packets_total", `distributor_responses_total{code="503"}`, "distributor_breaker_state", "distributor_spool_bytes"} {
 		if !slices.ContainsFunc(slices.Collect(maps.Values(exprs)), func(e string) bool { return strings.Contains(e, want) }) {
 			t.Errorf("no alert uses %s", want)
 		}

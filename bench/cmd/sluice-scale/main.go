@@ -1,12 +1,19 @@
 // Command sluice-scale measures distributor replicas behind HAProxy
 // (deploy/haproxy/haproxy.cfg) on loopback, as docs/scaling.md reports them. `make
-// scale` runs -mode leave; `make scale-measure` runs throughput and probes.
+// scale` runs -mode leave and -mode die; `make scale-measure` runs throughput and
+// probes.
 //
 //   - leave: two replicas under a flat-out emitter, one of them sent SIGTERM a third
 //     of the way in. Every packet the emitter had answered 202 must reach an
 //     analyzer (checked by packet_id: the analyzers run in this process and record
 //     every id), HAProxy must move the traffic to the other replica, and the
 //     emitter re-sends what got 503 or a reset. Exit 1 otherwise.
+//   - die: two replicas with a spool each (SPOOL_DIR) under a flat-out emitter
+//     with retries, one analyzer answering 50 ms late so a backlog builds; replica
+//     2 is killed with SIGKILL a third of the way in and started again on the same
+//     spool a second later. Every packet the emitter had
+//     answered 202 must reach an analyzer, the ones replica 2 held in memory at the
+//     kill included (its replay). Exit 1 otherwise.
 //   - throughput: accepted packets/s with 1, 2 and 3 replicas, the emitter flat out
 //     (bin/sluice emitter -rate 0), rounds alternating the order; and the
 //     established connections each replica holds to the analyzers, counted in
@@ -47,7 +54,7 @@ import (
 var (
 	bin         = flag.String("sluice", "bin/sluice", "the sluice binary")
 	haproxyCfg  = flag.String("haproxy-config", "deploy/haproxy/haproxy.cfg", "HAProxy configuration; its distributor server lines are replaced by one per replica")
-	mode        = flag.String("mode", "leave", "leave, throughput or probes")
+	mode        = flag.String("mode", "leave", "leave, die, throughput or probes")
 	basePort    = flag.Int("port", 38180, "first of the loopback ports used")
 	duration    = flag.Duration("duration", 6*time.Second, "load per run (leave, throughput) or counting window (probes)")
 	rounds      = flag.Int("rounds", 3, "throughput: rounds, each over every replica count, order alternating")
@@ -65,6 +72,8 @@ func main() {
 	switch *mode {
 	case "leave":
 		err = leave()
+	case "die":
+		err = die()
 	case "throughput":
 		err = throughput()
 	case "probes":
@@ -182,12 +191,22 @@ func analyzerSpec() string {
 
 // startReplicas starts n distributors and HAProxy in front of them, and waits
 // until each replica and the front answer /readyz.
+// replicaEnv is replica d's environment.
+func replicaEnv(d int, extra ...string) []string {
+	env := []string{"LISTEN_ADDR=" + ingestAddr(d), "METRICS_ADDR=" + metricsAddr(d), "ANALYZERS=" + analyzerSpec(),
+		"LOOPS=" + strconv.Itoa(*loops), "SHUTDOWN_TIMEOUT_SEC=5"}
+	for _, e := range extra {
+		env = append(env, strings.ReplaceAll(e, "{d}", strconv.Itoa(d)))
+	}
+	return env
+}
+
+// startReplicas starts n replicas and HAProxy in front of them; "{d}" in an extra
+// variable is the replica's number.
 func startReplicas(f *fleet, n int, extra ...string) ([]*exec.Cmd, error) {
 	var ds []*exec.Cmd
 	for d := 1; d <= n; d++ {
-		env := []string{"LISTEN_ADDR=" + ingestAddr(d), "METRICS_ADDR=" + metricsAddr(d), "ANALYZERS=" + analyzerSpec(),
-			"LOOPS=" + strconv.Itoa(*loops), "SHUTDOWN_TIMEOUT_SEC=5"}
-		c, err := f.start("distributor-"+strconv.Itoa(d), append(env, extra...), *bin, "distributor")
+		c, err := f.start("distributor-"+strconv.Itoa(d), replicaEnv(d, extra...), *bin, "distributor")
 		if err != nil {
 			return nil, err
 		}
@@ -411,6 +430,132 @@ func leave() error {
 	}
 	fmt.Println("ok: every accepted packet was delivered")
 	return nil
+}
+
+// --- die
+
+func die() error {
+	var ans []*analyzer.Analyzer
+	for i := 1; i <= 3; i++ {
+		// analyzer-3 is slow, so the replicas hold a backlog when one is killed.
+		delay := time.Duration(0)
+		if i == 3 {
+			delay = 50 * time.Millisecond
+		}
+		a := analyzer.New(analyzer.Config{Addr: addr(analyzerPort(i)), ID: "analyzer-" + strconv.Itoa(i), RecordIDs: true, Batch: true, Delay: delay})
+		if err := a.Start(); err != nil {
+			return err
+		}
+		defer func() { _ = a.Stop() }()
+		ans = append(ans, a)
+	}
+	spools, err := filepath.Abs(filepath.Join(*outDir, "scale-spool"))
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(spools); err != nil {
+		return err
+	}
+	extra := []string{"LOOPS=1", "SPOOL_DIR=" + filepath.Join(spools, "{d}")}
+	f := &fleet{}
+	defer f.stop()
+	ds, err := startReplicas(f, 2, extra...)
+	if err != nil {
+		return err
+	}
+	var (
+		mu       sync.Mutex
+		accepted = map[string]bool{}
+	)
+	var rep emitter.Report
+	var runErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rep, runErr = emitter.Run(context.Background(), emitter.Config{
+			Target: "http://" + front(), Rate: 0, Concurrency: *concurrency, Duration: *duration,
+			EmitterID: "scale-die", RetryBudget: -1,
+			OnAccepted: func(id string, _ int) {
+				mu.Lock()
+				accepted[id] = true
+				mu.Unlock()
+			},
+		}, io.Discard)
+	}()
+
+	time.Sleep(*duration / 3)
+	held, err := heldBy(2)
+	if err != nil {
+		return err
+	}
+	_ = ds[1].Process.Signal(syscall.SIGKILL)
+	waitExit(ds[1], 5*time.Second)
+	time.Sleep(time.Second) // down for a moment: HAProxy moves the traffic
+	if _, err := f.start("distributor-2-restarted", replicaEnv(2, extra...), *bin, "distributor"); err != nil {
+		return err
+	}
+	if err := waitHTTP("http://"+ingestAddr(2)+"/readyz", 10*time.Second); err != nil {
+		return err
+	}
+	<-done
+	if runErr != nil {
+		return fmt.Errorf("emitter: %w", runErr)
+	}
+	// Both replicas deliver what they hold, the restarted one its replay too.
+	deadline := time.Now().Add(20 * time.Second)
+	for d := 1; d <= 2; d++ {
+		for {
+			h, err := heldBy(d)
+			if err == nil && h == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("replica %d still holds %v packets 20 s after the load (%v)", d, h, err)
+			}
+			time.Sleep(50 * time.Millisecond) // polling gauges, bounded by the deadline
+		}
+	}
+	replayed, err := metric(2, "distributor_spool_replayed_packets_total")
+	if err != nil {
+		return err
+	}
+	delivered := map[string]int{}
+	for _, a := range ans {
+		for id, n := range a.IDs() {
+			delivered[id] += n
+		}
+	}
+	missing, dup := 0, 0
+	for id := range accepted {
+		switch n := delivered[id]; {
+		case n == 0:
+			missing++
+		case n > 1:
+			dup++
+		}
+	}
+	fmt.Printf("two replicas (LOOPS=1, SPOOL_DIR each, SPOOL_SYNC=always) behind HAProxy, emitter -rate 0 -concurrency %d for %v, replica 2 killed (SIGKILL) at %v holding %.0f packets, restarted 1 s later\n",
+		*concurrency, *duration, *duration/3, held)
+	fmt.Printf("emitter: sent %d packets, accepted (202) %d, 503 answers %d, connection errors/other %d, re-sends %d, gave up %d, unfinished %d\n",
+		rep.Sent, rep.Accepted, rep.Rejected503, rep.OtherErrors, rep.Retries, rep.GaveUp, rep.Unfinished)
+	fmt.Printf("replica 2 after the restart: %.0f packets replayed from its spool\n", replayed)
+	fmt.Printf("analyzers: %d distinct packet_ids received; of the %d accepted: %d missing, %d received more than once\n",
+		len(delivered), len(accepted), missing, dup)
+	if missing > 0 {
+		return fmt.Errorf("%d accepted packets never reached an analyzer", missing)
+	}
+	if held > 0 && replayed == 0 {
+		return fmt.Errorf("replica 2 held %.0f packets at the kill and replayed none", held)
+	}
+	fmt.Println("ok: every accepted packet was delivered, the killed replica's included")
+	return nil
+}
+
+// heldBy is what replica d holds: queued and in flight.
+func heldBy(d int) (float64, error) {
+	q, err1 := metric(d, "distributor_queued")
+	fl, err2 := metric(d, "distributor_in_flight")
+	return q + fl, errors.Join(err1, err2)
 }
 
 // --- throughput
