@@ -116,6 +116,9 @@ func runAll(ctx context.Context, list []scenario, noDeadline []string, rc runCfg
 		if err != nil {
 			return fmt.Errorf("%s: %w (logs kept in %s)", sc.name, err, keep(work))
 		}
+		if r.lost > 0 && !r.lostOK {
+			r.notes += "; logs kept in " + keep(work)
+		}
 		rows = append(rows, r)
 		return ctx.Err()
 	}

@@ -176,6 +176,7 @@ func startDistributor(dir, name, listen string, urls []string, extra ...string) 
 type metricsJSON struct {
 	Queued    int64 `json:"queued"`
 	InFlight  int64 `json:"in_flight"`
+	Dropped   int64 `json:"dropped"`
 	Analyzers map[string]struct {
 		State            string           `json:"state"`
 		DeliveredPackets int64            `json:"delivered_packets"`

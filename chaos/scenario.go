@@ -305,6 +305,11 @@ func runScenario(ctx context.Context, sc scenario, rc runCfg, nss []*netns, work
 		}
 		resp.Body.Close()
 	}
+	// A lost packet the distributor counted as dropped (retries spent) is a
+	// different finding from one it believes delivered: say which.
+	if m, err := getMetrics(base); err == nil && m.Dropped > 0 {
+		r.notes += "distributor dropped " + strconv.FormatInt(m.Dropped, 10) + " (see metrics.json); "
+	}
 	if err := c.dist.stop(15 * time.Second); err != nil {
 		return r, err
 	}
