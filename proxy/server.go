@@ -66,6 +66,10 @@ type Server struct {
 	dropLog rateLog
 	upLog   rateLog
 	inLog   rateLog
+
+	// tickEvery is the shards' tick period: tickInterval, set by New; tests set it
+	// before Start to take the tick out of what they measure.
+	tickEvery time.Duration
 }
 
 // New checks cfg and builds a Server; Start runs it.
@@ -88,6 +92,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		byLoop: map[gnet.EventLoop]*shard{},
 		booted: make(chan struct{}),
 		runErr: make(chan error, 1),
+
+		tickEvery: tickInterval,
 	}
 	s.limit = newEmitterLimit(cfg.EmitterRate, cfg.EmitterBurst)
 	s.budget = newBudget(maxAnalyzers) // ids of analyzers added at run time index it too
@@ -187,34 +193,54 @@ func (s *Server) shardFor(loop gnet.EventLoop) *shard {
 	return sh
 }
 
-// lingerShard flushes the shard's outboxes BATCH_LINGER_US after the loop first
-// held packets back (shard.lingering). It sleeps while nothing lingers, so an idle
-// distributor pays nothing for it.
+// lingerShard is the linger's backstop. Under load the loop ends every linger
+// itself, at the end of the first event past its deadline (shard.flushDirty), so
+// this goroutine does nothing then but sleep. It acts only when no event comes:
+// it sleeps on lingerWake while nothing lingers, otherwise until half a linger
+// past the current deadline, and a deadline still set then means the loop had no
+// event since, so it runs lingerExpired there: a lone packet leaves at most
+// 1.5 × BATCH_LINGER_US after it was queued (plus scheduling).
 func (s *Server) lingerShard(sh *shard) {
-	t := time.NewTimer(s.cfg.BatchLinger)
+	slack := s.cfg.BatchLinger / 2
+	t := time.NewTimer(time.Hour)
 	t.Stop()
-	run := gnet.RunnableFunc(func(context.Context) error { sh.lingerFire(); return nil })
+	run := gnet.RunnableFunc(func(context.Context) error { sh.lingerExpired(); return nil })
 	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-sh.lingerWake:
+		dl := sh.lingerDeadline.Load()
+		if dl == 0 {
+			// Parked is published before the deadline is read again, and the loop
+			// publishes the deadline before it reads parked: one of the two sees
+			// the other, so a linger is never missed.
+			sh.backstopParked.Store(true)
+			if sh.lingerDeadline.Load() == 0 {
+				select {
+				case <-s.ctx.Done():
+					return
+				case <-sh.lingerWake:
+				}
+			}
+			sh.backstopParked.Store(false)
+			continue
 		}
-		t.Reset(s.cfg.BatchLinger)
+		wait := time.Duration(dl-nanotime()) + slack
+		if wait <= 0 {
+			if err := sh.loop.Execute(s.ctx, run); err != nil {
+				return
+			}
+			wait = slack // the loop runs it soon; look again after that
+		}
+		t.Reset(wait)
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-		}
-		if err := sh.loop.Execute(s.ctx, run); err != nil {
-			return
 		}
 	}
 }
 
 // tickShard runs the shard's timers on its own loop.
 func (s *Server) tickShard(sh *shard) {
-	t := time.NewTicker(tickInterval)
+	t := time.NewTicker(s.tickEvery)
 	defer t.Stop()
 	run := gnet.RunnableFunc(func(context.Context) error { sh.tick(); return nil })
 	for {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -50,9 +51,16 @@ type shard struct {
 	closing bool // shutdown: accept nothing new
 	ticking bool // in tick(): flush whatever waits, coalescing or not
 
-	lingerWake  chan struct{} // starts the linger timer (Server.lingerShard)
-	lingerArmed bool          // the timer runs: lingerFire will follow
-	lingerDue   bool          // in lingerFire: nothing waits any longer
+	// The linger (forward.go). The loop ends it itself: every flushDirty, which
+	// closes every event, fires it once lingerAt has passed. Only when no event comes
+	// does the backstop goroutine (Server.lingerShard) wake the loop.
+	lingerAt  int64 // loop-owned: nanotime the current linger ends, 0 while nothing lingers
+	lingerDue bool  // loop-owned: in lingerFire, nothing waits any longer
+	// Shared with the backstop goroutine: lingerAt as it reads it (0: nothing
+	// lingers), whether it sleeps on lingerWake, and that channel (1 slot).
+	lingerDeadline atomic.Int64
+	backstopParked atomic.Bool
+	lingerWake     chan struct{}
 }
 
 // dest is one analyzer as seen by one shard.
@@ -400,7 +408,8 @@ func (s *shard) markDirty(d *dest) {
 
 // flushDirty writes what the event queued. It runs once at the end of every event;
 // a connection closed while writing only marks its dest dirty again, and the loop
-// here picks that up.
+// here picks that up. It also ends a linger that is due: under load the events
+// themselves end every linger, with no timer, goroutine or wake-up of the loop.
 func (s *shard) flushDirty() {
 	if s.inFlush {
 		return
@@ -413,6 +422,9 @@ func (s *shard) flushDirty() {
 	}
 	s.dirty = s.dirty[:0]
 	s.inFlush = false
+	if s.lingerAt != 0 && s.now >= s.lingerAt {
+		s.lingerFire() // the linger is over: whatever event this was, it ends it
+	}
 }
 
 // tick runs on the loop every tickInterval: view changes, answer deadlines,
