@@ -67,9 +67,9 @@ type Server struct {
 	upLog   rateLog
 	inLog   rateLog
 
-	// tickEvery is the shards' tick period: tickInterval, set by New; tests set it
-	// before Start to take the tick out of what they measure.
-	tickEvery time.Duration
+	// tickEvery and quietEvery are the shards' tick periods, busy and quiet:
+	// tickInterval and quietInterval, set by New; tests set them before Start.
+	tickEvery, quietEvery time.Duration
 }
 
 // New checks cfg and builds a Server; Start runs it.
@@ -93,7 +93,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		booted: make(chan struct{}),
 		runErr: make(chan error, 1),
 
-		tickEvery: tickInterval,
+		tickEvery:  tickInterval,
+		quietEvery: quietInterval,
 	}
 	s.limit = newEmitterLimit(cfg.EmitterRate, cfg.EmitterBurst)
 	s.budget = newBudget(maxAnalyzers) // ids of analyzers added at run time index it too
@@ -107,6 +108,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ctl = newController(cfg, &s.board, log, s.updateRetryAfter, s.drainSeconds)
 	s.ctl.publish(time.Now())
+	s.ctl.published = s.viewPublished
 	s.prom = newPromSet(s)
 	if cfg.AnalyzersDNS != "" {
 		s.dns = newDiscovery(s)
@@ -238,9 +240,14 @@ func (s *Server) lingerShard(sh *shard) {
 	}
 }
 
-// tickShard runs the shard's timers on its own loop.
+// tickShard runs the shard's timers on its own loop: every tickEvery while the
+// shard holds packets or anything else timed, every quietEvery once a tick found
+// it quiet (shard.quiet), and at once when nudged through tickWake: by the loop
+// when work appears on a quiet shard (shard.busy), or by the controller when it
+// publishes a View (viewPublished), which the quiet shard applies in that tick.
+// An idle distributor's loops so wake about once a second, not a hundred times.
 func (s *Server) tickShard(sh *shard) {
-	t := time.NewTicker(s.tickEvery)
+	t := time.NewTimer(s.tickEvery)
 	defer t.Stop()
 	run := gnet.RunnableFunc(func(context.Context) error { sh.tick(); return nil })
 	for {
@@ -248,8 +255,30 @@ func (s *Server) tickShard(sh *shard) {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-			if err := sh.loop.Execute(s.ctx, run); err != nil {
-				return
+		case <-sh.tickWake:
+		}
+		if err := sh.loop.Execute(s.ctx, run); err != nil {
+			return
+		}
+		// The tick just queued may turn the shard quiet: then this wait is short
+		// once more, and the next one long.
+		next := s.tickEvery
+		if sh.tickQuiet.Load() {
+			next = s.quietEvery
+		}
+		t.Reset(next)
+	}
+}
+
+// viewPublished runs on the controller (under its lock) after each View it
+// publishes: quiet shards tick at once to apply it, as busy ones do within
+// tickEvery. It never blocks.
+func (s *Server) viewPublished() {
+	for _, sh := range s.shardList() {
+		if sh.tickQuiet.Load() {
+			select {
+			case sh.tickWake <- struct{}{}:
+			default:
 			}
 		}
 	}
