@@ -144,3 +144,12 @@ func TestConfigAnalyzersDNS(t *testing.T) {
 		t.Fatal("New without ANALYZERS or ANALYZERS_DNS succeeded")
 	}
 }
+
+// LOOPS=0: one loop up to 2 CPUs, one per CPU from 3.
+func TestDefaultLoops(t *testing.T) {
+	for cpus, want := range map[int]int{1: 1, 2: 1, 3: 3, 4: 4, 16: 16} {
+		if got := defaultLoops(cpus); got != want {
+			t.Errorf("defaultLoops(%d) = %d, want %d", cpus, got, want)
+		}
+	}
+}
