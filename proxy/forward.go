@@ -78,7 +78,7 @@ func (s *shard) flush(d *dest) {
 // carries one packet or sixty; waiting up to BATCH_LINGER_US for a full batch (or a
 // full window of pipelined requests) is what lets both sides pay those once per
 // batch under load. The emitter's 202 does not wait: only delivery does. The
-// 10 ms tick does not cut a linger short; only its deadline ends it.
+// 10 ms tick does not cut a linger short; the linger timer alone ends it.
 func (s *shard) lingering(d *dest) bool {
 	if s.srv.cfg.BatchLinger <= 0 || s.closing || s.lingerDue {
 		return false
@@ -94,8 +94,12 @@ func (s *shard) lingering(d *dest) bool {
 		// reason an analyzer counts as full.
 		return false
 	}
-	if s.lingerAt == 0 {
-		s.armLinger()
+	if !s.lingerArmed {
+		s.lingerArmed = true
+		select {
+		case s.lingerWake <- struct{}{}:
+		default: // already signalled
+		}
 	}
 	return true
 }
@@ -109,24 +113,9 @@ func (s *shard) lingerFill(d *dest) int {
 	return s.srv.cfg.PipelineDepth
 }
 
-// armLinger starts a linger of BATCH_LINGER_US from now. The loop itself ends it
-// at the first event past the deadline (flushDirty); the backstop goroutine is
-// told only when it sleeps, which it does only while nothing has lingered.
-func (s *shard) armLinger() {
-	s.lingerAt = s.now + int64(s.srv.cfg.BatchLinger)
-	s.lingerDeadline.Store(s.lingerAt)
-	if s.backstopParked.Load() && s.backstopParked.CompareAndSwap(true, false) {
-		select {
-		case s.lingerWake <- struct{}{}:
-		default: // a token is waiting already
-		}
-	}
-}
-
-// lingerFire ends the linger on the loop: everything queued goes.
+// lingerFire runs on the loop when the linger timer ends: everything queued goes.
 func (s *shard) lingerFire() {
-	s.lingerAt = 0
-	s.lingerDeadline.Store(0)
+	s.lingerArmed = false
 	s.lingerDue = true
 	s.now = nanotime()
 	for _, d := range s.dests {
@@ -136,15 +125,6 @@ func (s *shard) lingerFire() {
 	}
 	s.flushDirty()
 	s.lingerDue = false
-}
-
-// lingerExpired is what the backstop runs on the loop: it ends the linger if it is
-// still due (an event may have ended it since the backstop looked).
-func (s *shard) lingerExpired() {
-	s.now = nanotime()
-	if s.lingerAt != 0 && s.now >= s.lingerAt {
-		s.lingerFire()
-	}
 }
 
 // coalesceMin is how many queued packets make it worth writing to a connection

@@ -109,9 +109,10 @@ func TestLingerDoesNotFillTheQueue(t *testing.T) {
 	settledNothingLost(t, srv, 10*time.Second)
 }
 
-// A lone packet still leaves when no other event comes to end its linger: the
-// backstop wakes the loop. The tick is taken out (an hour), so nothing else could
-// send it; the linger (100 ms) is long enough that delivering before it would show.
+// A lone packet leaves when its linger ends, with no other event to help: the
+// tick is taken out (an hour), so only the linger timer can send it; the linger
+// (100 ms) is long enough that delivering before it would show. The timer parks
+// between lingers and is started again (3 rounds).
 func TestLingerLonePacket(t *testing.T) {
 	const linger = 100 * time.Millisecond
 	fake := newFakeAnalyzer(t, true)
@@ -137,7 +138,7 @@ func TestLingerLonePacket(t *testing.T) {
 	})
 	waitBatch(t, srv, true)
 	s := newSender(ingestURL(srv), 1)
-	for round := range 3 { // the backstop parks between lingers and is woken again
+	for round := range 3 {
 		id := "lone-" + strconv.Itoa(round)
 		start := time.Now()
 		if code, _ := s.send(t, id, 1); code != 202 {

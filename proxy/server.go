@@ -195,47 +195,27 @@ func (s *Server) shardFor(loop gnet.EventLoop) *shard {
 	return sh
 }
 
-// lingerShard is the linger's backstop. Under load the loop ends every linger
-// itself, at the end of the first event past its deadline (shard.flushDirty), so
-// this goroutine does nothing then but sleep. It acts only when no event comes:
-// it sleeps on lingerWake while nothing lingers, otherwise until half a linger
-// past the current deadline, and a deadline still set then means the loop had no
-// event since, so it runs lingerExpired there: a lone packet leaves at most
-// 1.5 × BATCH_LINGER_US after it was queued (plus scheduling).
+// lingerShard flushes the shard's outboxes BATCH_LINGER_US after the loop first
+// held packets back (shard.lingering). It sleeps while nothing lingers, so an idle
+// distributor pays nothing for it.
 func (s *Server) lingerShard(sh *shard) {
-	slack := s.cfg.BatchLinger / 2
-	t := time.NewTimer(time.Hour)
+	t := time.NewTimer(s.cfg.BatchLinger)
 	t.Stop()
-	run := gnet.RunnableFunc(func(context.Context) error { sh.lingerExpired(); return nil })
+	run := gnet.RunnableFunc(func(context.Context) error { sh.lingerFire(); return nil })
 	for {
-		dl := sh.lingerDeadline.Load()
-		if dl == 0 {
-			// Parked is published before the deadline is read again, and the loop
-			// publishes the deadline before it reads parked: one of the two sees
-			// the other, so a linger is never missed.
-			sh.backstopParked.Store(true)
-			if sh.lingerDeadline.Load() == 0 {
-				select {
-				case <-s.ctx.Done():
-					return
-				case <-sh.lingerWake:
-				}
-			}
-			sh.backstopParked.Store(false)
-			continue
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-sh.lingerWake:
 		}
-		wait := time.Duration(dl-nanotime()) + slack
-		if wait <= 0 {
-			if err := sh.loop.Execute(s.ctx, run); err != nil {
-				return
-			}
-			wait = slack // the loop runs it soon; look again after that
-		}
-		t.Reset(wait)
+		t.Reset(s.cfg.BatchLinger)
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
+		}
+		if err := sh.loop.Execute(s.ctx, run); err != nil {
+			return
 		}
 	}
 }

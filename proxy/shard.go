@@ -51,16 +51,9 @@ type shard struct {
 	closing bool // shutdown: accept nothing new
 	ticking bool // in tick(): flush whatever waits, coalescing or not
 
-	// The linger (forward.go). The loop ends it itself: every flushDirty, which
-	// closes every event, fires it once lingerAt has passed. Only when no event comes
-	// does the backstop goroutine (Server.lingerShard) wake the loop.
-	lingerAt  int64 // loop-owned: nanotime the current linger ends, 0 while nothing lingers
-	lingerDue bool  // loop-owned: in lingerFire, nothing waits any longer
-	// Shared with the backstop goroutine: lingerAt as it reads it (0: nothing
-	// lingers), whether it sleeps on lingerWake, and that channel (1 slot).
-	lingerDeadline atomic.Int64
-	backstopParked atomic.Bool
-	lingerWake     chan struct{}
+	lingerWake  chan struct{} // starts the linger timer (Server.lingerShard)
+	lingerArmed bool          // the timer runs: lingerFire will follow
+	lingerDue   bool          // in lingerFire: nothing waits any longer
 
 	// The tick's pace (Server.tickShard): every tickEvery (10 ms) while the shard
 	// holds anything timed, every quietEvery (1 s) once a tick found it quiet
@@ -421,8 +414,7 @@ func (s *shard) markDirty(d *dest) {
 
 // flushDirty writes what the event queued. It runs once at the end of every event;
 // a connection closed while writing only marks its dest dirty again, and the loop
-// here picks that up. It also ends a linger that is due: under load the events
-// themselves end every linger, with no timer, goroutine or wake-up of the loop.
+// here picks that up.
 func (s *shard) flushDirty() {
 	if s.inFlush {
 		return
@@ -435,9 +427,6 @@ func (s *shard) flushDirty() {
 	}
 	s.dirty = s.dirty[:0]
 	s.inFlush = false
-	if s.lingerAt != 0 && s.now >= s.lingerAt {
-		s.lingerFire() // the linger is over: whatever event this was, it ends it
-	}
 }
 
 // tick runs on the loop every tickInterval (every quietInterval while the shard is
@@ -485,7 +474,7 @@ func (s *shard) tick() {
 // lingering, no lingering close, not shutting down. Inbound timeouts (expire) are
 // checked by the quiet tick too, once a second as always.
 func (s *shard) quiet() bool {
-	if len(s.lingerers) > 0 || s.lingerAt != 0 || s.closing {
+	if len(s.lingerers) > 0 || s.lingerArmed || s.closing {
 		return false
 	}
 	for _, d := range s.dests {

@@ -76,8 +76,8 @@ func TestShardLingerFill(t *testing.T) {
 				offer(s, "b-"+strconv.Itoa(i), 1)
 			}
 			if linger > 0 {
-				if c.wrote.Len() != 0 || s.lingerAt == 0 || s.lingerDeadline.Load() != s.lingerAt {
-					t.Fatalf("one short of a batch: wrote %d bytes, linger ends at %d (published %d); want all lingering and a deadline", c.wrote.Len(), s.lingerAt, s.lingerDeadline.Load())
+				if c.wrote.Len() != 0 || !s.lingerArmed || len(s.lingerWake) != 1 {
+					t.Fatalf("one short of a batch: wrote %d bytes, armed %v, wake %d; want all lingering and the timer started", c.wrote.Len(), s.lingerArmed, len(s.lingerWake))
 				}
 				want = append(want, packetBody("b-7", 1))
 				offer(s, "b-7", 1)
@@ -376,37 +376,4 @@ func TestTrialIsDecidedWhenSent(t *testing.T) {
 			}
 		})
 	}
-}
-
-// Under load no timer ends a linger: the first event past its deadline does
-// (flushDirty), and clears it for the backstop goroutine.
-func TestShardLingerEndsOnEvent(t *testing.T) {
-	s := testShard(t, 1, func(c *Config) {
-		c.BatchMax = 8
-		c.BatchLinger = time.Millisecond
-		c.UpstreamConns = 1
-	})
-	s.dests[0].batch = true
-	c := open(s)[0][0]
-	for i := 0; i < 3; i++ {
-		offer(s, "e-"+strconv.Itoa(i), 1)
-	}
-	if c.wrote.Len() != 0 || s.lingerAt != s.now+int64(time.Millisecond) {
-		t.Fatalf("wrote %d bytes, linger ends at %d; want 3 lingering until %d", c.wrote.Len(), s.lingerAt, s.now+int64(time.Millisecond))
-	}
-	s.now += int64(time.Millisecond) / 2
-	offer(s, "e-3", 1) // an event before the deadline: still lingering
-	if c.wrote.Len() != 0 {
-		t.Fatal("written before the linger ended")
-	}
-	s.now = s.lingerAt
-	answer(s, c, 0, 200) // any event at the deadline, here an empty read on the connection
-	if paths, _ := requests(t, c); len(paths) != 1 {
-		t.Fatalf("the event past the deadline wrote %d requests, want one batch of 4", len(paths))
-	}
-	if s.lingerAt != 0 || s.lingerDeadline.Load() != 0 {
-		t.Fatalf("linger still set (%d, published %d) after it ended", s.lingerAt, s.lingerDeadline.Load())
-	}
-	answer(s, c, 1, 200)
-	shardInvariant(t, s)
 }
