@@ -13,12 +13,14 @@
 # server. Prints one line: packets/s, the distributor's CPU per packet (perf stat
 # task-clock), the analyzers' (/proc/<pid>/stat), the load generator's p99 and the
 # distributor's context switches and system calls per packet (perf tracepoints).
-# Needs wrk, perf; bin/sluice-bench (make bench builds it).
+# Needs wrk, perf; bin/sluice-bench (make bench builds it); the emitter is
+# SLUICE's (bin/sluice for the ceiling), or EMITTER's.
 set -u
 LABEL=$1 KIND=$2 BIN=$3 DUR=$4; shift 4
 TS=${TASKSET:-}
 BENCH=${SLUICE_BENCH:-bin/sluice-bench}
 EMITTER=${EMITTER:-$BIN}
+[ "$EMITTER" = - ] && EMITTER=bin/sluice
 P=$((20000 + RANDOM % 20000))
 tmp=$(mktemp -d)
 pids=(); apids=()
@@ -59,7 +61,10 @@ else
   p99=$(echo "$out" | sed 's/.*"p99_us":\([0-9]*\).*/\1/')
   se=$(echo "$out" | sed 's/.*"status_errors":\([0-9]*\).*/\1/')
 fi
-kill -INT $PP; wait $PP 2>/dev/null
+kill -INT $PP  # perf prints its counts on SIGINT
+for k in 1 2 3 4 5 6 7 8 9 10; do kill -0 $PP 2>/dev/null || break; sleep 0.2; done
+kill -0 $PP 2>/dev/null && kill -TERM $PP  # a SIGINT before perf set its handler is ignored
+wait $PP 2>/dev/null
 a1=0; for a in "${apids[@]}"; do a1=$((a1+$(cpu $a))); done
 awk -F, -v l=$LABEL -v r=$req -v us=$us -v a=$((a1-a0)) -v p=$p99 -v se=$se '
   /task-clock/{tc=$1} /context-switches/{cs=$1} /epoll_wait/{ew=$1} /futex/{fx=$1} /sys_enter_write,/{wr=$1} /writev/{wv=$1} /sys_enter_read,/{rd=$1}

@@ -148,7 +148,7 @@ func settings() []setting {
 		{"LISTEN_ADDR", "listen-addr", "", "ingest address host:port, e.g. 127.0.0.1:8080 (wins over PORT; empty: all interfaces on PORT)", addrSetting(func(c *Config, v string) { c.ListenAddr = v })},
 		{"ADMIN_TOKEN", "admin-token", "", "bearer token the admin API and pprof require (empty: loopback clients only); prefer ADMIN_TOKEN_FILE", adminTokenSetting},
 		{"ADMIN_TOKEN_FILE", "admin-token-file", "", "file holding ADMIN_TOKEN (a trailing newline is ignored)", adminTokenFileSetting},
-		{"LOOPS", "loops", "0", "event loops (shards); 0 = one per CPU, but one on a machine of 1 or 2 CPUs", intSetting(func(c *Config, n int) { c.Loops = n }, 0, 1024)},
+		{"LOOPS", "loops", "0", "event loops (shards); 0 = one per CPU, but one on a machine of 1 or 2 CPUs; GOMAXPROCS is lowered to match unless set", intSetting(func(c *Config, n int) { c.Loops = n }, 0, 1024)},
 		{"UPSTREAM_CONNS", "upstream-conns", "2", "keep-alive connections per analyzer per event loop", intSetting(func(c *Config, n int) { c.UpstreamConns = n }, 1, 64)},
 		{"PIPELINE_DEPTH", "pipeline-depth", "32", "requests in flight per upstream connection", intSetting(func(c *Config, n int) { c.PipelineDepth = n }, 1, 1024)},
 		{"BATCH_MAX", "batch-max", "64", "packets per batch request to batch-capable analyzers (1 = never batch)", intSetting(func(c *Config, n int) { c.BatchMax = n }, 1, 4096)},

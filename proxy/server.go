@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -162,7 +163,7 @@ func (s *Server) Start() error {
 	if s.adminLn != nil {
 		s.serveAdmin()
 	}
-	s.log.Info("distributor listening", "addr", s.addr, "metrics", s.MetricsAddr(), "loops", s.cfg.Loops, "analyzers", s.View().Live())
+	s.log.Info("distributor listening", "addr", s.addr, "metrics", s.MetricsAddr(), "loops", s.cfg.Loops, "gomaxprocs", runtime.GOMAXPROCS(0), "analyzers", s.View().Live())
 	return nil
 }
 

@@ -111,7 +111,7 @@ func runBench(args []string) int {
 func runCeiling(args []string) int {
 	fs := flag.NewFlagSet("sluice-bench ceiling", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8090", "listen address")
-	loops := fs.Int("loops", 0, "event loops (0: one per CPU, as the distributor)")
+	loops := fs.Int("loops", 0, "event loops (0: one per CPU)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
