@@ -28,6 +28,7 @@ type controller struct {
 	drainSeconds  func() int32     // Retry-After while some analyzer takes packets
 	now           func() time.Time // the clock: time.Now, a fake one in tests
 	launch        func(id int)     // starts analyzer id's probe: go c.probe, a recorder in tests
+	published     func()           // after each View published, under mu: wakes quiet shards (nil: none); set before run starts
 
 	// slots holds every member ever added, by id; its length (maxAnalyzers) is fixed
 	// at construction and it is never reassigned, so loops index it unlocked
@@ -514,6 +515,9 @@ func (c *controller) publishLocked(now time.Time) {
 		}
 	}
 	c.board.Publish(v)
+	if c.published != nil {
+		c.published()
+	}
 }
 
 const (
