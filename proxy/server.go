@@ -117,6 +117,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ctl = newController(cfg, &s.board, log, s.updateRetryAfter, s.drainSeconds)
+	s.ctl.retired = func(id int) bool { return s.budget.dests[id].n.Load() == 0 }
 	s.ctl.budget = s.budget
 	s.ctl.publish(time.Now())
 	s.ctl.published = s.viewPublished

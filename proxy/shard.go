@@ -100,7 +100,11 @@ type dest struct {
 	trial    bool // breaker half-open: every answer is reported to the controller
 	removed  bool // a tombstone in the View: its connections close once they have nothing in flight
 	dirty    bool
-	st       *DestStats
+	// gen counts the addresses this id has had: the controller may give a
+	// tombstone's id to another URL (reclaimableLocked), and a dial begun for the
+	// old address is dropped when it lands (upstream.dialGen).
+	gen uint64
+	st  *DestStats
 }
 
 // parcel is one accepted packet. It is in exactly one place at a time: a dest's
@@ -185,6 +189,9 @@ func (s *shard) sync() {
 	}
 	for i, d := range s.dests {
 		m := &v.Members[i]
+		if d.addr != m.Addr {
+			s.readdress(d, m)
+		}
 		d.eligible, d.batch, d.trial = m.Eligible, m.Batch, m.State == StateHalfOpen
 		d.removed, d.name = m.State == StateRemoved, m.Name
 		if d.eligible {
@@ -197,6 +204,24 @@ func (s *shard) sync() {
 		}
 		if d.removed {
 			s.retire(d)
+		}
+	}
+}
+
+// readdress points d at the analyzer that took its id over: a tombstone's id
+// reclaimed for another URL. The controller reclaims only an id nothing is held
+// for, so d's connections carry nothing: open ones are closed (and redialled at
+// the new address when it takes packets), one being dialled is closed when it
+// lands (opened). d's counters continue: the id's series get the new name.
+func (s *shard) readdress(d *dest, m *sched.Member) {
+	spec, _ := analyzerURL(m.URL) // the controller took only URLs that parse
+	d.addr, d.host, d.name = m.Addr, spec.Host, m.Name
+	d.gen++
+	for _, u := range d.conns {
+		u.backoff, u.redialAt = 0, 0
+		if u.state == connOpen {
+			u.closing = true
+			_ = s.loop.Close(u.c)
 		}
 	}
 }
