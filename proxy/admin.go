@@ -312,11 +312,11 @@ func (s *Server) adminAction(w http.ResponseWriter, r *http.Request) {
 	case "drain", "undrain":
 		before, after, err = s.ctl.setDrained(name, action == "drain")
 	case "weight":
-		v, err := strconv.ParseFloat(strings.TrimSpace(r.URL.Query().Get("value")), 64)
+		v, perr := strconv.ParseFloat(strings.TrimSpace(r.URL.Query().Get("value")), 64)
 		if body.Value != nil && !r.URL.Query().Has("value") {
-			v, err = *body.Value, nil
+			v, perr = *body.Value, nil
 		}
-		if err != nil || !validWeight(v) {
+		if perr != nil || !validWeight(v) {
 			writeError(w, http.StatusBadRequest, "value must be a positive number")
 			return
 		}

@@ -317,8 +317,10 @@ func TestOneErrorShapeOnEveryPort(t *testing.T) {
 	if b != ingest405 || h.Get("Allow") != "GET, HEAD" {
 		t.Errorf("admin 405 %s, ingest 405 %s (Allow %q): want the same", b, ingest405, h.Get("Allow"))
 	}
-	st, h, b = adminCall(t, "POST", admin+"/admin/analyzers/nobody/drain", jsonPost, "")
-	wantError(t, "unknown analyzer", st, h, b, 404)
+	for _, path := range []string{"/admin/analyzers/nobody/drain", "/admin/analyzers/nobody/undrain", "/admin/analyzers/nobody/weight?value=0.5"} {
+		st, h, b = adminCall(t, "POST", admin+path, jsonPost, "")
+		wantError(t, "unknown analyzer: "+path, st, h, b, 404)
+	}
 }
 
 // /livez and /readyz answer on both ports; /readyz turns 503 once every analyzer

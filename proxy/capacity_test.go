@@ -186,18 +186,18 @@ func (r capacityRun) String() string {
 
 // runCapacity offers a closed-loop load (16 connections, each sending its next
 // packet as soon as it has its answer, 2 ms after a 503) to three equal-weight
-// analyzers of which the first answers in slow and the others in 2 ms, for a
+// analyzers of which the first answers in slow and the others in fastAnalyzer, for a
 // warm-up second and a measured window; then the analyzers are made fast and
 // everything accepted must arrive, by packet_id.
 func runCapacity(t *testing.T, mode RoutingMode, slow time.Duration, window time.Duration) capacityRun {
 	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
 	fakes[0].delay.Store(int64(slow))
-	fakes[1].delay.Store(int64(2 * time.Millisecond))
-	fakes[2].delay.Store(int64(2 * time.Millisecond))
+	fakes[1].delay.Store(int64(fastAnalyzer))
+	fakes[2].delay.Store(int64(fastAnalyzer))
 	srv := startDistributor(t, joinAnalyzers(fakes, 1, 1, 1), func(c *Config) {
 		c.Routing = mode
 		c.IngestBufferSize = 300
-		c.UpstreamConns = 1 // 2 connections per analyzer, each answering one request at a time: 1000/s at 2 ms
+		c.UpstreamConns = 1 // 2 connections per analyzer, each answering one request at a time: 200/s at 10 ms
 		c.SenderTimeout = 10 * time.Second
 	})
 	var (
@@ -274,8 +274,14 @@ func runCapacity(t *testing.T, mode RoutingMode, slow time.Duration, window time
 	return run
 }
 
+// fastAnalyzer is the answer time of the analyzers that are not slow: slow enough
+// that the analyzers, not the distributor or the load generator, are what limits
+// the run even on a loaded machine under the race detector (at 2 ms the
+// distributor sometimes could not fill its buffer there, and nothing was limiting).
+const fastAnalyzer = 10 * time.Millisecond
+
 // The comparison: three analyzers of equal weight, one 3× slower than the
-// others (6 ms against 2 ms) and then one at 200 ms, each run in both ROUTING modes.
+// others (30 ms against 10 ms) and then one at 200 ms, each run in both ROUTING modes.
 // weighted keeps the exact split and the slow analyzer limits everything (and is
 // named as limiting); weighted-capacity gives it less, never below
 // CAPACITY_MIN_SHARE × its weight, and accepts more.
@@ -284,7 +290,7 @@ func TestCapacityRoutingSideBySide(t *testing.T) {
 	for _, sc := range []struct {
 		name string
 		slow time.Duration
-	}{{"3x slower", 6 * time.Millisecond}, {"200 ms", 200 * time.Millisecond}} {
+	}{{"3x slower", 3 * fastAnalyzer}, {"200 ms", 200 * time.Millisecond}} {
 		t.Run(strings.ReplaceAll(sc.name, " ", "_"), func(t *testing.T) {
 			exact := runCapacity(t, RoutingWeighted, sc.slow, 4*time.Second)
 			capa := runCapacity(t, RoutingWeightedCapacity, sc.slow, 4*time.Second)

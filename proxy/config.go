@@ -40,7 +40,7 @@ type Config struct {
 	ListenAddr        string         // LISTEN_ADDR: ingest host:port; wins over PORT when set
 	AdminToken        Secret         // ADMIN_TOKEN, or the contents of ADMIN_TOKEN_FILE
 	AdminTokenFile    string         // ADMIN_TOKEN_FILE: path of a file holding the admin token (LoadConfig reads it)
-	Loops             int            // LOOPS: event loops (shards); default GOMAXPROCS
+	Loops             int            // LOOPS: event loops (shards); default defaultLoops(GOMAXPROCS)
 	UpstreamConns     int            // UPSTREAM_CONNS: keep-alive connections per analyzer per loop
 	PipelineDepth     int            // PIPELINE_DEPTH: requests in flight per upstream connection
 	BatchMax          int            // BATCH_MAX: packets per batch request to batch-capable analyzers (1 = never batch)
@@ -157,7 +157,7 @@ func settings() []setting {
 		{"LISTEN_ADDR", "listen-addr", "", "ingest address host:port, e.g. 127.0.0.1:8080 (wins over PORT; empty: all interfaces on PORT)", addrSetting(func(c *Config, v string) { c.ListenAddr = v })},
 		{"ADMIN_TOKEN", "admin-token", "", "bearer token the admin API and pprof require (empty: loopback clients only); prefer ADMIN_TOKEN_FILE", adminTokenSetting},
 		{"ADMIN_TOKEN_FILE", "admin-token-file", "", "file holding ADMIN_TOKEN (a trailing newline is ignored)", adminTokenFileSetting},
-		{"LOOPS", "loops", "0", "event loops (shards); 0 = one per CPU", intSetting(func(c *Config, n int) { c.Loops = n }, 0, 1024)},
+		{"LOOPS", "loops", "0", "event loops (shards); 0 = one per CPU, but one on a machine of 1 or 2 CPUs; GOMAXPROCS is lowered to match unless set", intSetting(func(c *Config, n int) { c.Loops = n }, 0, 1024)},
 		{"UPSTREAM_CONNS", "upstream-conns", "2", "keep-alive connections per analyzer per event loop", intSetting(func(c *Config, n int) { c.UpstreamConns = n }, 1, 64)},
 		{"PIPELINE_DEPTH", "pipeline-depth", "32", "requests in flight per upstream connection", intSetting(func(c *Config, n int) { c.PipelineDepth = n }, 1, 1024)},
 		{"BATCH_MAX", "batch-max", "64", "packets per batch request to batch-capable analyzers (1 = never batch)", intSetting(func(c *Config, n int) { c.BatchMax = n }, 1, 4096)},
@@ -349,9 +349,22 @@ func LoadConfigLookup(args []string, lookup func(string) (string, bool), usage i
 		return c, err
 	}
 	if c.Loops == 0 {
-		c.Loops = runtime.GOMAXPROCS(0)
+		c.Loops = defaultLoops(runtime.GOMAXPROCS(0))
 	}
 	return c, c.resolveAdminToken()
+}
+
+// defaultLoops is LOOPS=0's number of event loops on cpus CPUs: one per CPU, but
+// one up to 2 CPUs. On 2 CPUs a second loop did not add throughput (the other CPU
+// is busy with the kernel's side of loopback and whatever shares the machine) and
+// cost CPU per packet: wake-ups and Go scheduler hand-offs between two loops that
+// each find half the work (docs/benchmarks.md, "Cost per packet"). From 3 CPUs
+// on, a loop per CPU, so cores that are free are used.
+func defaultLoops(cpus int) int {
+	if cpus <= 2 {
+		return 1
+	}
+	return cpus
 }
 
 // ParseAnalyzers parses "url=weight,url=weight". Weights must be positive; they are

@@ -175,3 +175,37 @@ func TestConfigAnalyzersDNS(t *testing.T) {
 		t.Fatal("New without ANALYZERS or ANALYZERS_DNS succeeded")
 	}
 }
+
+// LOOPS=0: one loop up to 2 CPUs, one per CPU from 3.
+func TestDefaultLoops(t *testing.T) {
+	for cpus, want := range map[int]int{1: 1, 2: 1, 3: 3, 4: 4, 16: 16} {
+		if got := defaultLoops(cpus); got != want {
+			t.Errorf("defaultLoops(%d) = %d, want %d", cpus, got, want)
+		}
+	}
+}
+
+// The distributor runs one P per event loop unless GOMAXPROCS is set, and never
+// raises the runtime's count.
+func TestGoProcs(t *testing.T) {
+	none := func(string) (string, bool) { return "", false }
+	set := func(k string) (string, bool) { return "2", k == "GOMAXPROCS" }
+	for _, tc := range []struct {
+		loops, procs int
+		lookup       func(string) (string, bool)
+		want         int
+		change       bool
+	}{
+		{1, 2, none, 1, true},  // the default on 2 CPUs
+		{2, 2, none, 2, false}, // as many loops as Ps
+		{4, 2, none, 2, false}, // never raised
+		{1, 2, set, 2, false},  // the operator's GOMAXPROCS stands
+		{8, 16, none, 8, true}, // LOOPS=8 on 16 CPUs
+		{0, 2, none, 2, false}, // not resolved: leave it
+	} {
+		got, change := goProcs(tc.loops, tc.procs, tc.lookup)
+		if got != tc.want || change != tc.change {
+			t.Errorf("goProcs(%d loops, %d procs) = %d, %v; want %d, %v", tc.loops, tc.procs, got, change, tc.want, tc.change)
+		}
+	}
+}

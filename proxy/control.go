@@ -28,6 +28,12 @@ type controller struct {
 	drainSeconds  func() int32     // Retry-After while some analyzer takes packets
 	now           func() time.Time // the clock: time.Now, a fake one in tests
 	launch        func(id int)     // starts analyzer id's probe: go c.probe, a recorder in tests
+	// retired reports whether no loop holds anything for analyzer id (queued or
+	// in flight): its id may then go to another URL (reclaimableLocked). Set
+	// before the controller is shared; nil: ids are never reclaimed.
+	retired      func(id int) bool
+	reclaimAfter time.Duration // reclaimAfter; tests shorten it before sharing
+	published    func()        // after each View published, under mu: wakes quiet shards (nil: none); set before run starts
 
 	// slots holds every member ever added, by id; its length (maxAnalyzers) is fixed
 	// at construction and it is never reassigned, so loops index it unlocked
@@ -62,8 +68,9 @@ type member struct {
 	rejoined   time.Time // when it last closed or was undrained, for slow start
 	ramping    bool      // in slow start: each step republishes until the ramp's end is published
 	drained    bool
-	removed    bool // a tombstone: never eligible, not probed, hidden; its id is never given to another URL
-	joinRamp   bool // added at run time: the first answered probe starts slow start, not full weight
+	removed    bool      // a tombstone: never eligible, not probed, hidden
+	removedAt  time.Time // when it was removed: its id may go to another URL reclaimAfter later (reclaimableLocked)
+	joinRamp   bool      // added at run time: the first answered probe starts slow start, not full weight
 	batch      bool
 	probing    bool
 	probeFails int       // probes in a row without an answer
@@ -118,6 +125,7 @@ func newController(cfg Config, board *sched.Board, log *slog.Logger, setRetryAft
 		probes:        make(chan probeResult, max(len(cfg.Analyzers), 16)),
 		quit:          make(chan struct{}),
 		slots:         make([]*member, maxAnalyzers),
+		reclaimAfter:  reclaimAfter,
 		client: &http.Client{
 			Timeout:   max(cfg.SenderTimeout, 2*time.Second),
 			Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true},
@@ -134,14 +142,15 @@ func newController(cfg Config, board *sched.Board, log *slog.Logger, setRetryAft
 
 // maxAnalyzers bounds the analyzer ids (removed ones included): the budget's and
 // the controller's per-analyzer arrays are this long, so loops index them without
-// a lock. An add beyond it is refused (errMembersFull); a restart reclaims the ids
-// of removed analyzers.
+// a lock. Once all are taken, an add takes over the id of an analyzer removed
+// long enough ago with nothing held (reclaimableLocked); with none such it is
+// refused (errMembersFull).
 const maxAnalyzers = 1024
 
 // Membership errors; the admin API answers them 409, 507 and 404.
 var (
 	errMemberExists = errors.New("an analyzer with this name or URL exists")
-	errMembersFull  = fmt.Errorf("analyzer ids exhausted: at most %d analyzers (removed ones included) per run; restart to reclaim removed ones", maxAnalyzers)
+	errMembersFull  = fmt.Errorf("analyzer ids exhausted: at most %d analyzers, removed ones included until %v after their removal with nothing held for them", maxAnalyzers, reclaimAfter)
 	errNoMember     = errors.New("no such analyzer")
 )
 
@@ -160,28 +169,65 @@ func (c *controller) addLocked(spec AnalyzerSpec, joinRamp bool) (int, error) {
 	}
 	for id, m := range c.members {
 		if m.removed && m.spec.Addr == spec.Addr && !m.probing {
-			// The tombstone comes back to life. Loops may still touch its atomics
-			// (answers of packets sent before the removal), so the record is reset
-			// in place, never replaced.
-			m.spec, m.weight, m.removed, m.joinRamp = spec, spec.configuredWeight(), false, joinRamp
-			m.br = breaker{state: StateUnknown}
-			m.drained, m.ramping, m.batch, m.probeFails, m.nextProbe = false, false, false, 0, time.Time{}
-			m.heldAvg, m.capFactor = 0, 1
-			m.limiting.Store(false)
-			m.why = "added"
-			m.streak.Store(0)
-			m.tripped.Store(false)
-			m.trialOK.Store(0)
+			m.reset(spec, joinRamp) // the tombstone comes back to life
 			return id, nil
 		}
 	}
 	if len(c.members) == len(c.slots) {
-		return -1, fmt.Errorf("add %s (%s): %w", spec.Name, spec.URL, errMembersFull)
+		id := c.reclaimableLocked(c.now())
+		if id < 0 {
+			return -1, fmt.Errorf("add %s (%s): %w", spec.Name, spec.URL, errMembersFull)
+		}
+		c.log.Info("analyzer id reclaimed", "id", id, "was", c.members[id].spec.URL, "now", spec.URL)
+		c.members[id].reset(spec, joinRamp)
+		return id, nil
 	}
 	m := &member{spec: spec, weight: spec.configuredWeight(), shown: StateUnknown, joinRamp: joinRamp, why: "added", capFactor: 1}
 	m.br.state = StateUnknown
 	c.members = append(c.members, m)
 	return len(c.members) - 1, nil
+}
+
+// reset makes m the record of spec, unknown and taking nothing: a tombstone that
+// comes back (its URL is added again) or whose id is reclaimed for another URL.
+// Loops may still touch its atomics (answers of packets sent before the
+// removal), so the record is reset in place, never replaced. Under c.mu.
+func (m *member) reset(spec AnalyzerSpec, joinRamp bool) {
+	m.spec, m.weight, m.removed, m.joinRamp = spec, spec.configuredWeight(), false, joinRamp
+	m.br = breaker{state: StateUnknown}
+	m.drained, m.ramping, m.batch, m.probeFails, m.nextProbe = false, false, false, 0, time.Time{}
+	m.heldAvg, m.capFactor = 0, 1
+	m.limiting.Store(false)
+	m.why = "added"
+	m.removedAt = time.Time{}
+	m.streak.Store(0)
+	m.tripped.Store(false)
+	m.trialOK.Store(0)
+}
+
+// reclaimAfter is how long a tombstone's id stays its own before another URL may
+// take it over: long enough for every loop to have applied the removal and closed
+// its connections, and for a scrape or two to see the removed analyzer's last
+// counters before its series go.
+const reclaimAfter = 10 * time.Second
+
+// reclaimableLocked returns the id of the tombstone removed longest ago that
+// another URL may take (-1: none): removed at least reclaimAfter ago, no probe of
+// its own running, and nothing held for it in any loop (retired). Ids are only
+// reclaimed once all maxAnalyzers are taken, so a removed analyzer keeps its id
+// (and its counters) as long as there is room. A service discovered through DNS
+// whose pods come and go with new addresses would otherwise run out of ids.
+func (c *controller) reclaimableLocked(now time.Time) int {
+	best := -1
+	for id, m := range c.members {
+		if !m.removed || m.probing || now.Sub(m.removedAt) < c.reclaimAfter || c.retired == nil || !c.retired(id) {
+			continue
+		}
+		if best < 0 || m.removedAt.Before(c.members[best].removedAt) {
+			best = id
+		}
+	}
+	return best
 }
 
 // add makes spec a member (admin API, DNS discovery; by says who, for the log) and
@@ -219,8 +265,9 @@ func (c *controller) remove(name, by string) (int, sched.Member, error) {
 	}
 	before := c.board.Load().Members[id]
 	m := c.members[id]
-	m.removed, m.ramping, m.why = true, false, "removed"
-	c.publishLocked(c.now())
+	now := c.now()
+	m.removed, m.ramping, m.why, m.removedAt = true, false, "removed", now
+	c.publishLocked(now)
 	c.log.Info("analyzer removed", "analyzer", name, "url", m.spec.URL, "was", before.State.String(), "id", id, "by", by)
 	return id, before, nil
 }
@@ -514,6 +561,9 @@ func (c *controller) publishLocked(now time.Time) {
 		}
 	}
 	c.board.Publish(v)
+	if c.published != nil {
+		c.published()
+	}
 }
 
 const (

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"math"
@@ -508,5 +509,57 @@ func TestChangeByNameNeverActsOnATombstone(t *testing.T) {
 		if after.State == StateRemoved || before.State == StateRemoved || after.Configured != w {
 			t.Fatalf("weight %v acted on %+v (before %+v)", w, after, before)
 		}
+	}
+}
+
+// Once all maxAnalyzers ids are taken, an add takes over the id of the analyzer
+// removed longest ago, once reclaimAfter has passed and nothing is held for it;
+// before that, or with something held, it is refused.
+func TestReclaimTombstoneIDs(t *testing.T) {
+	h := newHarness([]float64{1}, nil)
+	held := map[int]bool{}
+	h.c.retired = func(id int) bool { return !held[id] }
+	spec := func(i int) AnalyzerSpec {
+		addr := "10.0.0.1:" + strconv.Itoa(1000+i)
+		return AnalyzerSpec{Name: "x" + strconv.Itoa(i), URL: "http://" + addr, Addr: addr, Weight: 1}
+	}
+	for i := 1; i < maxAnalyzers; i++ {
+		if _, err := h.c.add(spec(i), "test", false); err != nil {
+			t.Fatalf("add %d: %v", i, err)
+		}
+	}
+	h.answer(false) // no probe left running: a probing tombstone is never reclaimed
+	if _, err := h.c.add(spec(maxAnalyzers), "test", false); !errors.Is(err, errMembersFull) {
+		t.Fatalf("add past maxAnalyzers with no tombstone: %v, want errMembersFull", err)
+	}
+	idOf := func(name string) int { return h.c.lookup(name) }
+	first, second := idOf("x7"), idOf("x3")
+	if _, _, err := h.c.remove("x7", "test"); err != nil {
+		t.Fatal(err)
+	}
+	h.advance(time.Second)
+	if _, _, err := h.c.remove("x3", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.c.add(spec(maxAnalyzers), "test", false); !errors.Is(err, errMembersFull) {
+		t.Fatalf("add right after the removals: %v, want errMembersFull (reclaimAfter not passed)", err)
+	}
+	h.advance(reclaimAfter)
+	h.answer(false) // probes the steps started before the removals
+	held[first] = true
+	m, err := h.c.add(spec(maxAnalyzers), "test", false)
+	if err != nil || idOf(m.Name) != second {
+		t.Fatalf("add with x7's id still held: %v id %d, want x3's id %d", err, idOf(m.Name), second)
+	}
+	held[first] = false
+	m, err = h.c.add(spec(maxAnalyzers+1), "test", false)
+	if err != nil || idOf(m.Name) != first {
+		t.Fatalf("add: %v id %d, want x7's id %d", err, idOf(m.Name), first)
+	}
+	if got := h.member(first); got.Name != spec(maxAnalyzers+1).Name || got.URL != spec(maxAnalyzers+1).URL || got.State != StateUnknown {
+		t.Fatalf("reclaimed member %+v, want the new URL, unknown", got)
+	}
+	if _, err := h.c.add(spec(maxAnalyzers+2), "test", false); !errors.Is(err, errMembersFull) {
+		t.Fatalf("add with no tombstone left: %v, want errMembersFull", err)
 	}
 }

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"io"
+	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -105,4 +107,49 @@ func TestLingerDoesNotFillTheQueue(t *testing.T) {
 		t.Fatalf("answers %v to 20 POSTs, want (nearly) all accepted while the fast analyzer has room", s.statuses)
 	}
 	settledNothingLost(t, srv, 10*time.Second)
+}
+
+// A lone packet leaves when its linger ends, with no other event to help: the
+// tick is taken out (an hour), so only the linger timer can send it; the linger
+// (100 ms) is long enough that delivering before it would show. The timer parks
+// between lingers and is started again (3 rounds).
+func TestLingerLonePacket(t *testing.T) {
+	const linger = 100 * time.Millisecond
+	fake := newFakeAnalyzer(t, true)
+	cfg := DefaultConfig()
+	specs, err := ParseAnalyzers(joinAnalyzers([]*fakeAnalyzer{fake}, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Analyzers, cfg.Port, cfg.MetricsAddr, cfg.Loops = specs, 0, "", 1
+	cfg.BatchLinger, cfg.SlowStart, cfg.HealthInterval = linger, 0, 200*time.Millisecond
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.tickEvery = time.Hour
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := contextWithTimeout(5 * time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	waitBatch(t, srv, true)
+	s := newSender(ingestURL(srv), 1)
+	for round := range 3 {
+		id := "lone-" + strconv.Itoa(round)
+		start := time.Now()
+		if code, _ := s.send(t, id, 1); code != 202 {
+			t.Fatalf("status %d", code)
+		}
+		waitDelivered(t, srv, int64(round+1), 2*time.Second)
+		took := time.Since(start)
+		if took < linger*9/10 {
+			t.Fatalf("round %d: delivered after %v, before the linger of %v ended", round, took, linger)
+		}
+		t.Logf("round %d: lone packet delivered after %v (linger %v)", round, took, linger)
+	}
+	checkDelivered(t, s.accepted, []*fakeAnalyzer{fake}, false)
 }

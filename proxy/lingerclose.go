@@ -42,6 +42,7 @@ func (s *shard) linger(in *ingress, c gnet.Conn) bool {
 	in.lingerUntil = s.now + lingerTime
 	in.discarded = 0
 	s.lingerers = append(s.lingerers, in)
+	s.busy() // lingerTick runs on the fast tick
 	s.lingerShut(in, c)
 	return true
 }
@@ -65,6 +66,7 @@ func (s *shard) refuseOpen(c gnet.Conn, reason string) ([]byte, gnet.Action) {
 	// client's first bytes (gnet writes out right after OnOpen, before any read).
 	in.lingering, in.lingerUntil = true, now+lingerTime
 	s.lingerers = append(s.lingerers, in)
+	s.busy()
 	return out, gnet.None
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -26,6 +27,9 @@ func Main(args []string) int {
 	}
 	if err != nil {
 		return failConfig(os.Stderr, err)
+	}
+	if n, set := goProcs(cfg.Loops, runtime.GOMAXPROCS(0), LookupEnv); set {
+		runtime.GOMAXPROCS(n)
 	}
 	log, level := newLogger(cfg.LogLevel, cfg.LogFormat)
 	if lim, ok := MemoryLimitFor(cfg.MaxBufferBytes, os.Getenv("GOMEMLIMIT")); ok {
@@ -59,6 +63,22 @@ func Main(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// goProcs is how many Ps the Go runtime should have for loops event loops when it
+// has procs: one per loop, never more than it has, and only when GOMAXPROCS is not
+// set in the environment (then the operator chose). A P beyond the loops does not
+// carry packets: it is where sysmon hands a loop's P while the loop blocks in
+// epoll_wait, and where gnet's Gosched and the timers' goroutines wake spinning
+// threads. On 2 shared CPUs with one loop, one P cut the distributor's CPU per
+// packet by about a sixth and its context switches and futex calls several times
+// (docs/benchmarks.md, "Cost per packet"). It only lowers, so the timers,
+// probes and admin pages share the loops' Ps.
+func goProcs(loops, procs int, lookup func(string) (string, bool)) (int, bool) {
+	if _, set := lookup("GOMAXPROCS"); set || loops <= 0 || loops >= procs {
+		return procs, false
+	}
+	return loops, true
 }
 
 // LookupEnv is os.LookupEnv, named for LoadConfigLookup's callers.

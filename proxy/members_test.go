@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -294,4 +295,63 @@ func TestAnalyzerRegistersAndDeregisters(t *testing.T) {
 	if len(gotIDs) != len(accepted) {
 		t.Fatalf("%d packet ids delivered, %d accepted", len(gotIDs), len(accepted))
 	}
+}
+
+// With every analyzer id taken, adding an analyzer takes over the id of one
+// removed before (DNS discovery of pods that come back with new addresses would
+// otherwise run out of ids). Under load: the loops had open connections to the
+// removed analyzer at that id; they close them, dial the new address, and the
+// new analyzer gets its share while the removed one gets nothing more. Every
+// accepted packet is delivered.
+func TestReclaimedIDUnderLoad(t *testing.T) {
+	a, b := newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)
+	srv := startDistributor(t, joinAnalyzers([]*fakeAnalyzer{a, b}, 0.5, 0.5), nil)
+	bID, bName := 1, srv.View().Members[1].Name
+	// Take every other id with analyzers that are added and removed at once
+	// (nothing listens at their addresses; they never take a packet).
+	for i := 2; i < maxAnalyzers; i++ {
+		spec, _ := analyzerURL("http://127.0.0.1:" + strconv.Itoa(20000+i))
+		spec.Name, spec.Weight = "filler-"+strconv.Itoa(i), 0.1
+		if _, err := srv.AddAnalyzer(spec, "test"); err != nil {
+			t.Fatalf("filler %d: %v", i, err)
+		}
+		if _, _, err := srv.ctl.remove(spec.Name, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only b's id may be reclaimed, and at once once it holds nothing, so the test
+	// needs no 10 s wait and the id taken over is the one with open connections.
+	srv.ctl.mu.Lock()
+	srv.ctl.reclaimAfter = 0
+	srv.ctl.retired = func(id int) bool { return id == bID && srv.budget.dests[id].n.Load() == 0 }
+	srv.ctl.mu.Unlock()
+
+	l := startLoad(t, srv, 4, "rc-", fixedSize(2))
+	waitFor(t, "traffic to both analyzers", 5*time.Second, func() bool { return received(a) > 50 && received(b) > 50 })
+	if srv.Snapshot().Dests[bID].Conns == 0 {
+		t.Fatal("no open connection to the analyzer about to be removed")
+	}
+	if _, err := srv.RemoveAnalyzer(bName, "test"); err != nil {
+		t.Fatal(err)
+	}
+	removedAt := time.Now().UnixNano()
+	bGot := received(b)
+	c := newFakeAnalyzer(t, false)
+	spec, _ := analyzerURL(c.url())
+	spec.Name, spec.Weight = "newcomer", 0.5
+	var err error
+	waitFor(t, "the add to take b's id over", 5*time.Second, func() bool {
+		_, err = srv.AddAnalyzer(spec, "test")
+		return err == nil
+	})
+	if m := srv.View().Members[bID]; m.Name != "newcomer" || m.URL != c.url() {
+		t.Fatalf("id %d is %s (%s), want the newcomer at %s", bID, m.Name, m.URL, c.url())
+	}
+	waitFor(t, "traffic to the newcomer", 10*time.Second, func() bool { return received(c) > 50 })
+	if n := received(b); n != bGot || b.lastAt.Load() > removedAt {
+		t.Fatalf("the removed analyzer received %d packets after its removal", n-bGot)
+	}
+	accepted := l.finish()
+	settledNothingLost(t, srv, 10*time.Second)
+	checkDelivered(t, accepted, []*fakeAnalyzer{a, b, c}, false)
 }

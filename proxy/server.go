@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,10 @@ type Server struct {
 	upLog   rateLog
 	inLog   rateLog
 	shedLog rateLog // SHED_BELOW refusals (shed.go)
+
+	// tickEvery and quietEvery are the shards' tick periods, busy and quiet:
+	// tickInterval and quietInterval, set by New; tests set them before Start.
+	tickEvery, quietEvery time.Duration
 }
 
 // New checks cfg and builds a Server; Start runs it.
@@ -97,6 +102,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		byLoop: map[gnet.EventLoop]*shard{},
 		booted: make(chan struct{}),
 		runErr: make(chan error, 1),
+
+		tickEvery:  tickInterval,
+		quietEvery: quietInterval,
 	}
 	s.limit = newEmitterLimit(cfg.EmitterRate, cfg.EmitterBurst)
 	s.budget = newBudget(maxAnalyzers) // ids of analyzers added at run time index it too
@@ -110,8 +118,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ctl = newController(cfg, &s.board, log, s.updateRetryAfter, s.drainSeconds)
+	s.ctl.retired = func(id int) bool { return s.budget.dests[id].n.Load() == 0 }
 	s.ctl.budget = s.budget
 	s.ctl.publish(time.Now())
+	s.ctl.published = s.viewPublished
 	s.prom = newPromSet(s)
 	if cfg.AnalyzersDNS != "" {
 		s.dns = newDiscovery(s)
@@ -179,7 +189,7 @@ func (s *Server) Start() error {
 		go s.replay(s.recovered)
 		s.recovered = nil
 	}
-	s.log.Info("distributor listening", "addr", s.addr, "metrics", s.MetricsAddr(), "loops", s.cfg.Loops, "analyzers", s.View().Live())
+	s.log.Info("distributor listening", "addr", s.addr, "metrics", s.MetricsAddr(), "loops", s.cfg.Loops, "gomaxprocs", runtime.GOMAXPROCS(0), "analyzers", s.View().Live())
 	return nil
 }
 
@@ -237,9 +247,14 @@ func (s *Server) lingerShard(sh *shard) {
 	}
 }
 
-// tickShard runs the shard's timers on its own loop.
+// tickShard runs the shard's timers on its own loop: every tickEvery while the
+// shard holds packets or anything else timed, every quietEvery once a tick found
+// it quiet (shard.quiet), and at once when nudged through tickWake: by the loop
+// when work appears on a quiet shard (shard.busy), or by the controller when it
+// publishes a View (viewPublished), which the quiet shard applies in that tick.
+// An idle distributor's loops so wake about once a second, not a hundred times.
 func (s *Server) tickShard(sh *shard) {
-	t := time.NewTicker(tickInterval)
+	t := time.NewTimer(s.tickEvery)
 	defer t.Stop()
 	run := gnet.RunnableFunc(func(context.Context) error { sh.tick(); return nil })
 	for {
@@ -247,8 +262,30 @@ func (s *Server) tickShard(sh *shard) {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-			if err := sh.loop.Execute(s.ctx, run); err != nil {
-				return
+		case <-sh.tickWake:
+		}
+		if err := sh.loop.Execute(s.ctx, run); err != nil {
+			return
+		}
+		// The tick just queued may turn the shard quiet: then this wait is short
+		// once more, and the next one long.
+		next := s.tickEvery
+		if sh.tickQuiet.Load() {
+			next = s.quietEvery
+		}
+		t.Reset(next)
+	}
+}
+
+// viewPublished runs on the controller (under its lock) after each View it
+// publishes: quiet shards tick at once to apply it, as busy ones do within
+// tickEvery. It never blocks.
+func (s *Server) viewPublished() {
+	for _, sh := range s.shardList() {
+		if sh.tickQuiet.Load() {
+			select {
+			case sh.tickWake <- struct{}{}:
+			default:
 			}
 		}
 	}

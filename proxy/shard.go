@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -81,6 +82,14 @@ type shard struct {
 	// the group with the writer (spool.go, unwrittenLimit).
 	spoolFill, spoolBusy int64
 	handed               uint64 // log.Group() after the last flushSpool
+	// The tick's pace (Server.tickShard): every tickEvery (10 ms) while the shard
+	// holds anything timed, every quietEvery (1 s) once a tick found it quiet
+	// (shard.quiet). slow is the loop's own copy of tickQuiet, so the per-packet
+	// check (enqueue) is a plain load; busy clears both and nudges tickWake.
+	slow      bool        // loop-owned
+	tickQuiet atomic.Bool // read by the tick goroutine to choose its next wait
+	tickWake  chan struct{}
+	ticks     int64 // loop-owned: ticks run, for tests
 }
 
 // dest is one analyzer as seen by one shard.
@@ -97,7 +106,11 @@ type dest struct {
 	removed  bool // a tombstone in the View: its connections close once they have nothing in flight
 	dirty    bool
 	win      window // the adaptive bound on packets in flight (window.go)
-	st       *DestStats
+	// gen counts the addresses this id has had: the controller may give a
+	// tombstone's id to another URL (reclaimableLocked), and a dial begun for the
+	// old address is dropped when it lands (upstream.dialGen).
+	gen uint64
+	st  *DestStats
 }
 
 // parcel is one accepted packet. It is in exactly one place at a time: a dest's
@@ -121,6 +134,7 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 		framing: batchFramingTable(cfg.BatchMax),
 
 		lingerWake: make(chan struct{}, 1),
+		tickWake:   make(chan struct{}, 1),
 	}
 	s.closing = srv.closing.Load()
 	s.now = nanotime()
@@ -182,6 +196,9 @@ func (s *shard) sync() {
 	}
 	for i, d := range s.dests {
 		m := &v.Members[i]
+		if d.addr != m.Addr {
+			s.readdress(d, m)
+		}
 		d.eligible, d.batch, d.trial = m.Eligible, m.Batch, m.State == StateHalfOpen
 		d.removed, d.name = m.State == StateRemoved, m.Name
 		if d.eligible {
@@ -194,6 +211,25 @@ func (s *shard) sync() {
 		}
 		if d.removed {
 			s.retire(d)
+		}
+	}
+}
+
+// readdress points d at the analyzer that took its id over: a tombstone's id
+// reclaimed for another URL. The controller reclaims only an id nothing is held
+// for, so d's connections carry nothing: open ones are closed (and redialled at
+// the new address when it takes packets), one being dialled is closed when it
+// lands (opened). d's counters continue: the id's series get the new name.
+func (s *shard) readdress(d *dest, m *sched.Member) {
+	spec, _ := analyzerURL(m.URL) // the controller took only URLs that parse
+	d.addr, d.host, d.name = m.Addr, spec.Host, m.Name
+	d.gen++
+	d.win = window{} // another analyzer: its window starts afresh
+	for _, u := range d.conns {
+		u.backoff, u.redialAt = 0, 0
+		if u.state == connOpen {
+			u.closing = true
+			_ = s.loop.Close(u.c)
 		}
 	}
 }
@@ -272,6 +308,9 @@ func (s *shard) enqueue(p *parcel, d *dest, front bool) {
 	b.n.Add(1)
 	b.bytes.Add(size)
 	s.markDirty(d)
+	if s.slow {
+		s.busy() // answer deadlines, redials and flushes need the fast tick again
+	}
 }
 
 // send takes the oldest packet of d's outbox onto u's in-flight list.
@@ -460,11 +499,13 @@ func (s *shard) flushDirty() {
 	s.inFlush = false
 }
 
-// tick runs on the loop every tickInterval: view changes, answer deadlines,
-// redials, and the flush of anything left waiting.
+// tick runs on the loop every tickInterval (every quietInterval while the shard is
+// quiet): view changes, answer deadlines, redials, and the flush of anything left
+// waiting.
 func (s *shard) tick() {
 	s.ticking = true
 	defer func() { s.ticking = false }()
+	s.ticks++
 	s.now = nanotime()
 	s.wallOffset = time.Now().UnixNano() - s.now
 	s.sync()
@@ -485,14 +526,47 @@ func (s *shard) tick() {
 	if len(s.lingerers) > 0 {
 		s.lingerTick()
 	}
-	// By the clock, not by counting ticks: a loaded machine skips ticks.
-	if s.now-s.expired >= int64(time.Second) {
+	// By the clock, not by counting ticks: a loaded machine skips ticks. A tick
+	// early by less than one fast tick still counts, so the quiet pace (one tick
+	// a second) does not stretch the timeouts' check to every other second.
+	if s.now-s.expired >= int64(time.Second-tickInterval) {
 		s.expired = s.now
 		s.expire()
 	}
 	s.flushDirty()
 	if s.log != nil {
 		s.flushSpool()
+	}
+	if !s.slow && s.quiet() {
+		s.slow = true
+		s.tickQuiet.Store(true)
+	}
+}
+
+// quiet reports whether nothing on the shard needs the fast tick: no packet
+// queued or in flight (so no answer deadline, redial or flush is due), nothing
+// lingering, no lingering close, not shutting down. Inbound timeouts (expire) are
+// checked by the quiet tick too, once a second as always.
+func (s *shard) quiet() bool {
+	if len(s.lingerers) > 0 || s.lingerArmed || s.closing {
+		return false
+	}
+	for _, d := range s.dests {
+		if d.st.Queued != 0 || d.st.InFlight != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// busy puts the tick back on its fast pace at once: the loop calls it when work
+// appears on a quiet shard (a packet queued, a lingering close begun).
+func (s *shard) busy() {
+	s.slow = false
+	s.tickQuiet.Store(false)
+	select {
+	case s.tickWake <- struct{}{}:
+	default: // a nudge is pending already
 	}
 }
 
@@ -533,7 +607,12 @@ func (s *shard) giveUp(p *parcel, d *dest) {
 	s.drop(p, d, dropShutdown)
 }
 
-const tickInterval = 10 * time.Millisecond
+// tickInterval is the tick's pace while a shard holds packets; quietInterval
+// while it holds nothing timed (shard.quiet).
+const (
+	tickInterval  = 10 * time.Millisecond
+	quietInterval = time.Second
+)
 
 var epoch = time.Now()
 

@@ -81,6 +81,7 @@ func TestShardLingerFill(t *testing.T) {
 				}
 				want = append(want, packetBody("b-7", 1))
 				before := time.Now().UnixMilli()
+				s.now = nanotime() // as the event that reads the request sets it
 				offer(s, "b-7", 1)
 				after := time.Now().UnixMilli()
 				written := append([]byte(nil), c.wrote.Bytes()...)

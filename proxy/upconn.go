@@ -50,9 +50,10 @@ type upstream struct {
 	closing bool     // answered "Connection: close" or failed: no new requests
 	failed  failKind // failure that closed it, failNone for a clean close
 
-	progress int64 // nanotime of the last answer: the deadline runs from here or the oldest send, whichever is later
-	redialAt int64 // nanotime before which no new dial is tried
-	backoff  int64 // current redial backoff, doubles per failed dial
+	progress int64  // nanotime of the last answer: the deadline runs from here or the oldest send, whichever is later
+	redialAt int64  // nanotime before which no new dial is tried
+	backoff  int64  // current redial backoff, doubles per failed dial
+	dialGen  uint64 // dest.gen when the current or last dial began
 }
 
 // Redial backoff after a failed connect: a dead analyzer's port is not hammered,
@@ -65,7 +66,7 @@ const (
 // dial opens u's connection off the loop (a blocking connect with the sender
 // timeout) and hands the socket to this loop with Enroll; OnOpen finishes the job.
 func (s *shard) dial(u *upstream) {
-	u.state = connDialing
+	u.state, u.dialGen = connDialing, u.d.gen
 	timeout := s.srv.cfg.SenderTimeout
 	addr := u.d.addr
 	loop := s.loop
@@ -91,6 +92,11 @@ func (s *shard) dial(u *upstream) {
 func (s *shard) dialFailed(u *upstream, err error) {
 	s.now = nanotime()
 	u.state = connIdle
+	if u.dialGen != u.d.gen {
+		s.markDirty(u.d) // a dial to the id's old address: no failure of the new one
+		s.flushDirty()
+		return
+	}
 	u.backoff = min(max(2*u.backoff, redialMin), redialMax)
 	u.redialAt = s.now + u.backoff
 	d := u.d
@@ -106,6 +112,13 @@ func (s *shard) opened(u *upstream, c gnet.Conn) {
 	u.backoff = 0
 	u.parser = codec.ResponseParser{}
 	u.d.st.Conns++
+	if u.dialGen != u.d.gen {
+		// Dialled to the address the id had before it was reclaimed: closed
+		// unused, and redialled at the new one (closed marks the dest dirty).
+		u.closing = true
+		_ = s.loop.Close(c)
+		return
+	}
 	s.markDirty(u.d)
 }
 

@@ -6,25 +6,38 @@
 //
 //	sluice-bench [-sluice bin/sluice]      run the benchmark (settings: BENCH_* variables, see -h)
 //	sluice-bench ceiling -addr host:port   the ceiling server the benchmark starts
+//	sluice-bench plain-analyzer host:port  a minimal net/http analyzer (bench/cost.sh)
+//	sluice-bench wrk-script                print the wrk script the benchmark uses
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/sluicelog/sluice/bench"
 	"github.com/sluicelog/sluice/bench/ceiling"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "ceiling" {
-		os.Exit(runCeiling(os.Args[2:]))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "ceiling":
+			os.Exit(runCeiling(os.Args[2:]))
+		case "plain-analyzer":
+			os.Exit(runPlainAnalyzer(os.Args[2:]))
+		case "wrk-script":
+			os.Exit(runWrkScript())
+		}
 	}
 	os.Exit(runBench(os.Args[1:]))
 }
@@ -98,7 +111,7 @@ func runBench(args []string) int {
 func runCeiling(args []string) int {
 	fs := flag.NewFlagSet("sluice-bench ceiling", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8090", "listen address")
-	loops := fs.Int("loops", 0, "event loops (0: one per CPU, as the distributor)")
+	loops := fs.Int("loops", 0, "event loops (0: one per CPU)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -115,5 +128,43 @@ func runCeiling(args []string) int {
 		fmt.Fprintln(os.Stderr, "sluice-bench ceiling:", err)
 		return 1
 	}
+	return 0
+}
+
+// runPlainAnalyzer serves the drop-in case of issue #20: a plain net/http analyzer
+// that decodes each packet with encoding/json and answers 200, one packet per
+// POST /ingest, and answers GET /health without Sluice-Batch (so it gets no batches).
+func runPlainAnalyzer(args []string) int {
+	if len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "usage: sluice-bench plain-analyzer host:port")
+		return 2
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("POST /ingest", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		var v map[string]any
+		if err != nil || json.Unmarshal(b, &v) != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	srv := &http.Server{Addr: args[0], Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		fmt.Fprintln(os.Stderr, "sluice-bench plain-analyzer:", err)
+		return 1
+	}
+	return 0
+}
+
+// runWrkScript prints the wrk Lua script of the benchmark's packet.
+func runWrkScript() int {
+	script, err := bench.WrkScript(bench.NewPacket("wrk", time.Now().UnixMilli()))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sluice-bench wrk-script:", err)
+		return 1
+	}
+	fmt.Print(script)
 	return 0
 }

@@ -60,7 +60,7 @@ var (
 	rounds      = flag.Int("rounds", 3, "throughput: rounds, each over every replica count, order alternating")
 	replicas    = flag.String("replicas", "1,2,3", "throughput and probes: replica counts; 0 (throughput) is one replica without HAProxy, the emitter straight at it")
 	concurrency = flag.Int("concurrency", 64, "emitter connections")
-	loops       = flag.Int("loops", 0, "LOOPS of each replica (0: one per CPU)")
+	loops       = flag.Int("loops", 0, "LOOPS of each replica (0: the distributor's default, one per CPU but one on 1 or 2 CPUs)")
 	outDir      = flag.String("out", "bench/out", "logs go here")
 )
 
