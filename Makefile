@@ -5,7 +5,7 @@ FUZZTIME ?= 8s
 # package:FuzzTarget pairs run briefly by `make test` (corpus under testdata/fuzz).
 FUZZ     := codec:FuzzParseRequest codec:FuzzValidatePacket codec:FuzzValidatePacketStrict codec:FuzzValidatePacketLevels codec:FuzzValidatePacketLevelsStrings codec:FuzzParseResponse sched:FuzzCredit sched:FuzzAffinity analyzer:FuzzBatchScanner spool:FuzzDecodeRecord
 
-.PHONY: all build deps test unit unit-race unit-bench unit-deploy unit-norace fuzz lint run bench bench-peers soak scale scale-measure profile clean
+.PHONY: all build deps test unit unit-race unit-bench unit-deploy unit-norace fuzz lint run bench bench-peers soak scale scale-measure profile chaos clean
 
 all: build
 
@@ -113,6 +113,13 @@ test: deps lint unit fuzz
 bench: build
 	$(GO) -C bench build -trimpath -o $(CURDIR)/bin/sluice-bench ./cmd/sluice-bench
 	./bin/sluice-bench -sluice $(BIN)
+
+# Faults mid-load, each analyzer in its own network namespace (docs/chaos.md): runs
+# as root, prints the table and writes docs/chaos.md. One scenario alone:
+# go run ./chaos -run freeze. The short version (partition, freeze, memory) is
+# TestChaosEndToEnd in make test.
+chaos: deps
+	$(GO) run ./chaos -out docs/chaos.md
 
 # Overload at twice the measured capacity for SOAK_DURATION (default 60s): peak RSS
 # against the configured bound, and 503 latency (docs/benchmarks.md, "Soak").

@@ -37,6 +37,10 @@ type Config struct {
 	DedupWindow int           // packet ids remembered for de-duplication; 0 = DefaultDedupWindow
 	RecordIDs   bool          // tests: remember every received packet_id with its count (unbounded)
 	Batch       bool          // advertise (Sluice-Batch: 1 on /health) and serve POST /ingest/batch
+	// IgnoreDeadline (tests and the chaos harness only) processes requests read
+	// after their X-Sluice-Deadline, as an analyzer that does not honour it would,
+	// so the duplicates the deadline prevents can be measured.
+	IgnoreDeadline bool
 }
 
 // MaxBodyBytes bounds a request body on either ingest endpoint, so it bounds a batch.

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -44,6 +45,7 @@ type conn struct {
 	batch  []batchElem
 	gunzip *codec.Gunzipper // created on the first gzip body
 
+	wallMS    int64 // wall clock (Unix ms) of this OnTraffic, read at the first deadline; 0 until then
 	need      int64 // don't re-parse before this many bytes are buffered (large bodies)
 	continued bool  // "100 Continue" sent for the request being read
 	pending   int   // delayed answer runs not yet written
@@ -133,6 +135,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	buf, _ := gc.Peek(-1)
 	c.out = c.out[:0]
+	c.wallMS = 0
 	delayFrom := -1 // offset in c.out where delayed answers begin
 	if c.pending > 0 {
 		delayFrom = 0 // earlier answers are still held back: nothing may overtake them
@@ -288,6 +291,9 @@ func (c *conn) ingest(f *faultState, keepAlive bool) {
 		c.out = codec.AppendError(c.out, 500, "simulated failure", keepAlive, "")
 		return
 	}
+	if c.expired(keepAlive) {
+		return
+	}
 	body, ok := c.requestBody(keepAlive)
 	if !ok {
 		return
@@ -304,6 +310,37 @@ func (c *conn) ingest(f *faultState, keepAlive bool) {
 	c.body = append(c.body, pkt.ID...)
 	c.body = append(c.body, `"}`...)
 	c.out = codec.AppendResponse(c.out, 200, keepAlive, "", c.body)
+}
+
+// expired answers a request read after its X-Sluice-Deadline (codec.DeadlineHeader)
+// and reports true: the distributor has stopped waiting for it and sent its packets
+// to another analyzer, so counting them here would count them twice. The answer is
+// 503 (the distributor retries the packets elsewhere and charges this analyzer's
+// breaker, as for any answer that says "not processed, try elsewhere"); usually
+// nobody reads it, since the distributor closed the connection when it gave up. The
+// wall clock is read once per OnTraffic, at the first request that has a deadline.
+// A malformed deadline is 400: the request is the distributor's mistake, not this
+// analyzer's, and is retried elsewhere.
+func (c *conn) expired(keepAlive bool) bool {
+	v := c.req.Deadline
+	if v == nil || c.a.cfg.IgnoreDeadline {
+		return false
+	}
+	deadline, ok := codec.ParseDeadline(v)
+	if !ok {
+		c.sh.invalid.Add(1)
+		c.out = codec.AppendError(c.out, 400, "invalid "+codec.DeadlineHeader, keepAlive, "")
+		return true
+	}
+	if c.wallMS == 0 {
+		c.wallMS = time.Now().UnixMilli()
+	}
+	if c.wallMS < deadline {
+		return false
+	}
+	c.sh.expired.Add(1)
+	c.out = codec.AppendError(c.out, 503, "deadline passed", keepAlive, "")
+	return true
 }
 
 // requestBody counts the body's bytes as received and returns it, inflated when it
@@ -355,6 +392,9 @@ func (c *conn) ingestBatch(f *faultState, keepAlive bool) {
 	if f != nil && f.fail {
 		c.sh.failed.Add(1)
 		c.out = codec.AppendError(c.out, 500, "simulated failure", keepAlive, "")
+		return
+	}
+	if c.expired(keepAlive) {
 		return
 	}
 	body, ok := c.requestBody(keepAlive)

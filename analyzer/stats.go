@@ -29,6 +29,7 @@ type shard struct {
 	failed       atomic.Uint64 // ingest requests answered 500 by the "fail" fault
 	healthFailed atomic.Uint64 // health checks answered 503 by the "health-fail" fault
 	refused      atomic.Uint64 // connections refused or closed by "down" / "flap"
+	expired      atomic.Uint64 // ingest requests read after their X-Sluice-Deadline, answered 503, not counted
 	levels       [codec.NumLevels]atomic.Uint64
 
 	// latency is per loop for the same reason as the counters: PrometheusHistogram
@@ -89,6 +90,7 @@ type Stats struct {
 	Failed            uint64            `json:"failed"`             // ingest requests answered 500 by the fail fault
 	HealthFailed      uint64            `json:"health_failed"`      // health checks answered 503 by the fault
 	Refused           uint64            `json:"refused"`            // connections refused or closed by down/flap
+	Expired           uint64            `json:"expired"`            // ingest requests read after their deadline: 503, not counted
 	Connections       int               `json:"connections"`        // open now
 	DedupWindow       int               `json:"dedup_window"`       // ids the window can hold
 	DedupIDs          int               `json:"dedup_ids"`          // ids it holds now
@@ -117,6 +119,7 @@ func (a *Analyzer) Stats() Stats {
 		st.Failed += s.failed.Load()
 		st.HealthFailed += s.healthFailed.Load()
 		st.Refused += s.refused.Load()
+		st.Expired += s.expired.Load()
 		for i := range levels {
 			levels[i] += s.levels[i].Load()
 		}
@@ -153,6 +156,7 @@ var metricFamilies = []struct{ name, typ, help string }{
 	{"analyzer_batches_total", "counter", "POST /ingest/batch requests accepted."},
 	{"analyzer_batch_packets_total", "counter", "Packets in accepted batch requests, new or duplicate."},
 	{"analyzer_invalid_requests_total", "counter", "Ingest requests answered 4xx."},
+	{"analyzer_expired_total", "counter", "Ingest requests read after their X-Sluice-Deadline: answered 503, their packets not counted (the distributor has sent them elsewhere)."},
 	{"analyzer_faulted_total", "counter", "Answers and connections changed by an injected fault: 500 by fail, 503 by health, closed or refused by down/flap."},
 	{"analyzer_ingest_duration_seconds", "histogram", "Time from reading an ingest request to handing its answer to the socket, injected delay included; one series per event loop."},
 	{"analyzer_connections", "gauge", "Open connections."},
@@ -217,6 +221,7 @@ func (a *Analyzer) writeMetrics(w io.Writer) {
 	sample("analyzer_batches_total", st.Batches)
 	sample("analyzer_batch_packets_total", st.BatchPackets)
 	sample("analyzer_invalid_requests_total", st.Invalid)
+	sample("analyzer_expired_total", st.Expired)
 	sample(`analyzer_faulted_total{fault="fail"}`, st.Failed)
 	sample(`analyzer_faulted_total{fault="health"}`, st.HealthFailed)
 	sample(`analyzer_faulted_total{fault="down"}`, st.Refused)

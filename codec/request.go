@@ -47,11 +47,12 @@ type Request struct {
 	Query          []byte // after '?', without it
 	Minor          int    // HTTP/1.<Minor>
 	Host           []byte
-	KeepAlive      bool  // HTTP/1.1 without "Connection: close", or 1.0 with "keep-alive"
-	ExpectContinue bool  // "Expect: 100-continue"
-	Gzip           bool  // "Content-Encoding: gzip"
-	Chunked        bool  // "Transfer-Encoding: chunked"
-	ContentLength  int64 // -1 when absent
+	KeepAlive      bool   // HTTP/1.1 without "Connection: close", or 1.0 with "keep-alive"
+	ExpectContinue bool   // "Expect: 100-continue"
+	Gzip           bool   // "Content-Encoding: gzip"
+	Chunked        bool   // "Transfer-Encoding: chunked"
+	ContentLength  int64  // -1 when absent
+	Deadline       []byte // value of the first X-Sluice-Deadline field, nil when absent (ParseDeadline reads it)
 	Body           []byte
 }
 
@@ -120,6 +121,9 @@ type Parser struct {
 	connKeepAlive      bool
 	expectContinue     bool
 	gzip               bool
+	deadlineSeen       bool
+	deadlineStart      int
+	deadlineEnd        int
 
 	// chunked body
 	chunkLeft int64  // chunk-size being read, then chunk bytes not yet copied
@@ -460,6 +464,10 @@ func (p *Parser) field(buf []byte) *Error {
 		if equalFold(name, "transfer-encoding") {
 			return p.transferEncoding(value)
 		}
+		if !p.deadlineSeen && equalFold(name, "x-sluice-deadline") {
+			p.deadlineSeen = true
+			p.deadlineStart, p.deadlineEnd = p.valueStart, end
+		}
 	}
 	return nil
 }
@@ -565,6 +573,10 @@ func (p *Parser) fill(buf []byte, req *Request, complete bool) {
 	req.Gzip = p.gzip
 	req.Chunked = p.chunked
 	req.ContentLength = p.contentLength
+	req.Deadline = nil
+	if p.deadlineSeen {
+		req.Deadline = buf[p.deadlineStart:p.deadlineEnd]
+	}
 	req.Body = nil
 	if complete {
 		switch {

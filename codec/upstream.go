@@ -477,6 +477,30 @@ func AppendPostHead(dst []byte, path, host string, bodyLen int) []byte {
 	return append(dst, "\r\n\r\n"...)
 }
 
+// DeadlineHeader carries a request's absolute deadline to the analyzer, in
+// milliseconds since the Unix epoch: the distributor stops waiting for the answer
+// at about that time and sends the packets elsewhere, so an analyzer that reads the
+// request only after it must refuse it without counting it (docs/analyzer.md).
+const DeadlineHeader = "X-Sluice-Deadline"
+
+// AppendPostHeadDeadline is AppendPostHead with a DeadlineHeader field carrying
+// deadline (Unix milliseconds). It appends digits, so it does not allocate.
+func AppendPostHeadDeadline(dst []byte, path, host string, bodyLen int, deadline int64) []byte {
+	dst = AppendPostHead(dst, path, host, bodyLen)
+	dst = dst[:len(dst)-2] // reopen the header block: it ends with the Content-Length line
+	dst = append(dst, DeadlineHeader+": "...)
+	dst = strconv.AppendInt(dst, deadline, 10)
+	return append(dst, "\r\n\r\n"...)
+}
+
+// AppendBatchHeadDeadline is AppendBatchHead with a DeadlineHeader field.
+func AppendBatchHeadDeadline(dst []byte, host string, bodyLen int, deadline int64) []byte {
+	return AppendPostHeadDeadline(dst, BatchPath, host, bodyLen, deadline)
+}
+
+// ParseDeadline reads a DeadlineHeader value: decimal Unix milliseconds.
+func ParseDeadline(v []byte) (ms int64, ok bool) { return decimal(v) }
+
 // AppendPostHeadWith is AppendPostHead with extra header fields after Host: extra
 // is empty or fields each preceded by CRLF ("\r\nAuthorization: Bearer x"). It
 // moves the fields after Host to make room, so that AppendPostHead, on the

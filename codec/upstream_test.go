@@ -416,3 +416,55 @@ func TestResponseInputIsBounded(t *testing.T) {
 		t.Fatalf("chunk framing of %d bytes for a tiny body: err %v, want ErrResponseChunk", b.Len(), err)
 	}
 }
+
+// The deadline field is what the analyzer's parser reads back: the same head
+// parsed by codec.Parser (split at every byte) and by net/http carries it, and
+// writing it does not allocate.
+func TestAppendPostHeadDeadline(t *testing.T) {
+	const deadline = int64(1796544000123)
+	body := `[{"packet_id":"p","messages":[]}]`
+	for _, head := range [][]byte{
+		AppendPostHeadDeadline([]byte("prefix"), IngestPath, "a:9001", len(body), deadline),
+		AppendBatchHeadDeadline([]byte("prefix"), "a:9001", len(body), deadline),
+	} {
+		head, ok := bytes.CutPrefix(head, []byte("prefix"))
+		if !ok || !bytes.HasSuffix(head, []byte("\r\nX-Sluice-Deadline: 1796544000123\r\n\r\n")) {
+			t.Fatalf("head %q", head)
+		}
+		req, err := http.ReadRequest(upstreamReader(append(head, body...)))
+		if err != nil || req.Header.Get(DeadlineHeader) != "1796544000123" || req.ContentLength != int64(len(body)) {
+			t.Fatalf("net/http reads %v %v", req, err)
+		}
+		whole := append(append([]byte(nil), head...), body...)
+		for cut := 1; cut < len(whole); cut++ {
+			var p Parser
+			p.Init(Limits{})
+			var r Request
+			if n, err := p.Parse(whole[:cut], &r); n != 0 || err != nil {
+				t.Fatalf("cut %d: %d %v", cut, n, err)
+			}
+			n, err := p.Parse(whole, &r)
+			ms, ok := ParseDeadline(r.Deadline)
+			if n != len(whole) || err != nil || !ok || ms != deadline {
+				t.Fatalf("cut %d: n=%d err=%v deadline %q", cut, n, err, r.Deadline)
+			}
+		}
+	}
+	var p Parser
+	p.Init(Limits{})
+	var r Request
+	if _, err := p.Parse([]byte("POST /ingest HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"), &r); err != nil || r.Deadline != nil {
+		t.Fatalf("no field: deadline %q err %v", r.Deadline, err)
+	}
+	for _, bad := range []string{"", "12a", "-5", "1.5"} {
+		if _, ok := ParseDeadline([]byte(bad)); ok {
+			t.Fatalf("ParseDeadline(%q) ok", bad)
+		}
+	}
+	buf := make([]byte, 0, 256)
+	if n := testing.AllocsPerRun(100, func() {
+		buf = AppendBatchHeadDeadline(buf[:0], "a:9001", 1000, deadline)
+	}); n != 0 {
+		t.Fatalf("%v allocs", n)
+	}
+}

@@ -3,7 +3,8 @@ package proxy
 import "sync/atomic"
 
 // budget is what the whole distributor holds against its buffer limits:
-// INGEST_BUFFER_SIZE (accepted packets not yet delivered or dropped) and, per
+// INGEST_BUFFER_SIZE (accepted packets not yet delivered or dropped),
+// MAX_BUFFER_BYTES (their bytes, when set) and, per
 // analyzer, PER_ANALYZER_QUEUE_SIZE and PER_ANALYZER_QUEUE_BYTES (packets and bytes
 // queued or in flight). Every loop adds and subtracts here, so one busy connection
 // may use the whole of each limit however many loops there are. These are plain
@@ -14,8 +15,16 @@ import "sync/atomic"
 // where those Stats change: per analyzer by shard.enqueue and shard.release, held
 // by accept (reserve) and settle and drop (unreserve).
 type budget struct {
-	held atomic.Int64 // accepted, not yet delivered or dropped
-	_    [56]byte     // held is touched on every accept and settle: its own cache line
+	held      atomic.Int64 // accepted, not yet delivered or dropped
+	heldBytes atomic.Int64 // their bytes; counted only with MAX_BUFFER_BYTES set (bytesOn)
+	_         [48]byte     // held is touched on every accept and settle: its own cache line
+
+	// bufferBytes is MAX_BUFFER_BYTES and bytesOn whether it is set. Both are fixed
+	// at New (the setting needs a restart): with it unset, accept and settle pay
+	// nothing for it, and a reload cannot switch counting on while bytes it never
+	// counted are held.
+	bufferBytes int64
+	bytesOn     bool
 
 	// The limits, read with one atomic load where they are checked and stored by
 	// setLimits (New, and a reload: live.go). Lowering one below what is held
@@ -37,18 +46,40 @@ func newBudget(analyzers int) *budget {
 	return &budget{dests: make([]destBudget, analyzers)}
 }
 
-// reserve takes one packet of INGEST_BUFFER_SIZE; false (and nothing taken) when
-// the distributor already holds that many packets.
-func (b *budget) reserve() bool {
+// reserve takes one packet of size bytes out of INGEST_BUFFER_SIZE and, when set,
+// MAX_BUFFER_BYTES; false (and nothing taken) when the distributor already holds
+// that many packets, or the packet's bytes would pass MAX_BUFFER_BYTES.
+func (b *budget) reserve(size int) bool {
 	if b.held.Add(1) > b.ingestLimit.Load() {
+		b.held.Add(-1)
+		return false
+	}
+	if b.bytesOn && b.heldBytes.Add(int64(size)) > b.bufferBytes {
+		b.heldBytes.Add(-int64(size))
 		b.held.Add(-1)
 		return false
 	}
 	return true
 }
 
-// unreserve gives back one packet's place: it was refused, delivered or dropped.
-func (b *budget) unreserve() { b.held.Add(-1) }
+// grew adds n bytes to a reserved packet's count: the pooled buffer it was copied
+// into is larger than the packet, and MAX_BUFFER_BYTES bounds memory, so it counts
+// capacity. It may pass the limit by that much; the next reserve then refuses.
+func (b *budget) grew(n int) {
+	if b.bytesOn && n != 0 {
+		b.heldBytes.Add(int64(n))
+	}
+}
+
+// unreserve gives back one packet's place and its size bytes (what reserve and
+// grew took: its length if refused before the copy, else its buffer's capacity): it
+// was refused, delivered or dropped.
+func (b *budget) unreserve(size int) {
+	b.held.Add(-1)
+	if b.bytesOn {
+		b.heldBytes.Add(-int64(size))
+	}
+}
 
 // full reports whether analyzer i holds its queue limit in packets or bytes.
 func (b *budget) full(i int) bool {

@@ -26,6 +26,7 @@ type Config struct {
 	IngestBufferSize  int            // INGEST_BUFFER_SIZE: accepted packets not yet delivered, whole distributor
 	QueueSize         int            // PER_ANALYZER_QUEUE_SIZE: packets queued or in flight per analyzer
 	QueueBytes        int64          // PER_ANALYZER_QUEUE_BYTES: packet bytes queued or in flight per analyzer
+	MaxBufferBytes    int64          // MAX_BUFFER_BYTES: packet bytes held by the whole distributor; 0 = no limit
 	Analyzers         []AnalyzerSpec // ANALYZERS: url=weight,...
 	AnalyzersDNS      string         // ANALYZERS_DNS: name:port whose addresses are analyzers (dns.go)
 	DNSWeight         float64        // ANALYZERS_DNS_WEIGHT: weight of each analyzer found through ANALYZERS_DNS
@@ -118,6 +119,7 @@ func settings() []setting {
 		{"INGEST_BUFFER_SIZE", "ingest-buffer-size", "10000", "accepted packets not yet delivered, whole distributor", intSetting(func(c *Config, n int) { c.IngestBufferSize = n }, 1, 1<<30)},
 		{"PER_ANALYZER_QUEUE_SIZE", "per-analyzer-queue-size", "10000", "packets queued or in flight per analyzer", intSetting(func(c *Config, n int) { c.QueueSize = n }, 1, 1<<30)},
 		{"PER_ANALYZER_QUEUE_BYTES", "per-analyzer-queue-bytes", "67108864", "packet bytes queued or in flight per analyzer", int64Setting(func(c *Config, n int64) { c.QueueBytes = n }, 1<<10, 1<<40)},
+		{"MAX_BUFFER_BYTES", "max-buffer-bytes", "0", "packet bytes held (queued or in flight) by the whole distributor, all analyzers; sets GOMEMLIMIT when that is unset (0 = no limit)", int64Setting(func(c *Config, n int64) { c.MaxBufferBytes = n }, 0, 1<<40)},
 		{"ANALYZERS", "analyzers", "", "analyzers with weights: url=weight,url=weight,...", func(c *Config, v string) error {
 			specs, err := ParseAnalyzers(v)
 			c.Analyzers = specs

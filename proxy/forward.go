@@ -5,6 +5,8 @@ package proxy
 // connection. Everything here runs on the shard's loop.
 
 import (
+	"time"
+
 	"github.com/sluicelog/sluice/codec"
 )
 
@@ -50,6 +52,11 @@ func (s *shard) flush(d *dest) {
 	busyOK := s.srv.cfg.BatchLinger > 0 || d.outbox.len() >= coalesceMin || s.ticking || s.closing
 	for _, u := range d.conns {
 		if d.outbox.len() == 0 {
+			d.win.limited = false // everything went: the window held nothing back
+			return
+		}
+		if s.windowRoom(d) <= 0 {
+			d.win.limited = true // packets wait for the window (window.go): it may grow
 			return
 		}
 		switch u.state {
@@ -69,6 +76,11 @@ func (s *shard) flush(d *dest) {
 			continue
 		}
 		s.writeFlights(u, room)
+	}
+	if d.outbox.len() == 0 {
+		d.win.limited = false
+	} else if s.windowRoom(d) <= 0 {
+		d.win.limited = true
 	}
 }
 
@@ -206,11 +218,20 @@ const maxFlightsPerWrite = 64
 // plan decides the next requests for d's outbox: at most room of them, batches
 // of up to batchMax packets under batchBytes, and never more iovecs than one
 // Writev may carry. It writes their heads into s.heads.
+//
+// Every head carries the request's deadline (codec.DeadlineHeader): the wall
+// clock of s.now (shard.wallOffset) plus SENDER_TIMEOUT_MS. The distributor gives up
+// on a request no earlier than that (the answer deadline runs from the later of
+// its send and the previous answer, see upstream.stalled), so an analyzer that
+// refuses what it reads after the deadline never counts a packet the distributor
+// has already sent elsewhere (clocks in step assumed; docs/analyzer.md).
 func (s *shard) plan(d *dest, room, batchMax int) ([]byte, []span) {
+	deadline := (s.now + s.wallOffset + int64(s.srv.cfg.SenderTimeout)) / int64(time.Millisecond)
 	heads := s.heads[:0]
 	spans := s.spans[:0]
 	taken, iovs := 0, 0
-	for room > 0 && taken < d.outbox.len() && len(spans) < maxFlightsPerWrite {
+	avail := s.windowRoom(d) // a request may pass the window by less than one request
+	for room > 0 && taken < d.outbox.len() && taken < avail && len(spans) < maxFlightsPerWrite {
 		// A flight costs one iovec for its head and one per packet; a batch adds
 		// its brackets and commas. Stop before one Writev would pass IOV_MAX.
 		n, size := 0, 0
@@ -239,9 +260,9 @@ func (s *shard) plan(d *dest, room, batchMax int) ([]byte, []span) {
 		}
 		start := len(heads)
 		if batchMax > 1 {
-			heads = codec.AppendBatchHead(heads, d.host, size+s.batchFraming(n))
+			heads = codec.AppendBatchHeadDeadline(heads, d.host, size+s.batchFraming(n), deadline)
 		} else {
-			heads = codec.AppendPostHead(heads, codec.IngestPath, d.host, size)
+			heads = codec.AppendPostHeadDeadline(heads, codec.IngestPath, d.host, size, deadline)
 		}
 		spans = append(spans, span{start, len(heads), n})
 		taken += n

@@ -49,6 +49,13 @@ func BenchmarkIngestPath(b *testing.B) {
 	benchIngest(b, benchShard(b, 3), seedRequest("packet-000042"))
 }
 
+// BenchmarkIngestPathMaxBufferBytes is the same with MAX_BUFFER_BYTES set: one
+// more atomic add at accept and at settle.
+func BenchmarkIngestPathMaxBufferBytes(b *testing.B) {
+	s := testShard(b, 3, func(c *Config) { c.MaxBufferBytes = 1 << 30 })
+	benchIngest(b, s, seedRequest("packet-000042"))
+}
+
 // BenchmarkIngestPathTokens is the same with INGEST_TOKENS set and the request
 // carrying a valid bearer token.
 func BenchmarkIngestPathTokens(b *testing.B) {
@@ -146,8 +153,13 @@ func TestIngestPathAllocs(t *testing.T) {
 		name string
 		s    *shard
 		req  []byte
-	}{{"open", plain, seedRequest("packet-000042")}, {"tokens", withTokens, tokenReq}, {"shed_below", shedShard(t), seedRequest("packet-000042")},
-		{"affinity", affinityShard(t), seedRequest("packet-000042")}} {
+	}{
+		{"open", plain, seedRequest("packet-000042")},
+		{"tokens", withTokens, tokenReq},
+		{"max_buffer_bytes", testShard(t, 3, func(c *Config) { c.MaxBufferBytes = 1 << 30 }), seedRequest("packet-000042")},
+		{"shed_below", shedShard(t), seedRequest("packet-000042")},
+		{"affinity", affinityShard(t), seedRequest("packet-000042")},
+	} {
 		t.Run(tc.name, func(t *testing.T) { checkNoAllocs(t, tc.s, tc.req) })
 	}
 	t.Run("shed_refused", func(t *testing.T) {

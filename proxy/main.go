@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 	"time"
 )
@@ -31,6 +32,10 @@ func Main(args []string) int {
 		runtime.GOMAXPROCS(n)
 	}
 	log, level := newLogger(cfg.LogLevel, cfg.LogFormat)
+	if lim, ok := MemoryLimitFor(cfg.MaxBufferBytes, os.Getenv("GOMEMLIMIT")); ok {
+		debug.SetMemoryLimit(lim)
+		log.Info("GOMEMLIMIT set from MAX_BUFFER_BYTES", "max_buffer_bytes", cfg.MaxBufferBytes, "gomemlimit_bytes", lim)
+	}
 	if sum, changed := WeightsNormalised(cfg.raw["ANALYZERS"]); changed {
 		log.Warn("analyzer weights do not sum to 1; normalised", "sum", sum)
 	}
@@ -78,3 +83,20 @@ func goProcs(loops, procs int, lookup func(string) (string, bool)) (int, bool) {
 
 // LookupEnv is os.LookupEnv, named for LoadConfigLookup's callers.
 var LookupEnv = os.LookupEnv
+
+// memoryMargin is what MemoryLimitFor allows beyond the packets: the runtime,
+// inbound and upstream connection buffers at ordinary concurrency, the admin pages.
+const memoryMargin = 64 << 20
+
+// MemoryLimitFor is the GOMEMLIMIT a distributor with MAX_BUFFER_BYTES maxBuffer
+// runs under when the environment sets none (env is GOMEMLIMIT as found): twice the
+// packet bytes (a packet may be held twice while a write to a slow analyzer is
+// buffered, and the collector needs room to free what was delivered) plus
+// memoryMargin. ok is false when MAX_BUFFER_BYTES is 0 or GOMEMLIMIT is set: then
+// the runtime's own setting stands.
+func MemoryLimitFor(maxBuffer int64, env string) (limit int64, ok bool) {
+	if maxBuffer <= 0 || env != "" {
+		return 0, false
+	}
+	return 2*maxBuffer + memoryMargin, true
+}

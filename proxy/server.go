@@ -109,6 +109,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.limit = newEmitterLimit(cfg.EmitterRate, cfg.EmitterBurst)
 	s.budget = newBudget(maxAnalyzers) // ids of analyzers added at run time index it too
 	s.budget.setLimits(&cfg)
+	s.budget.bufferBytes, s.budget.bytesOn = cfg.MaxBufferBytes, cfg.MaxBufferBytes > 0
 	s.knobs.store(&cfg)
 	s.perIP = newIPConns()
 	var err error

@@ -54,6 +54,11 @@ type shard struct {
 	stats    Stats
 	lastSnap Stats // last copy taken on the loop; read by Server.snapshotShard under snapMu
 	now      int64 // nanotime at the start of the current event
+	// wallOffset is the wall clock (Unix ns) minus nanotime, so s.now+wallOffset is
+	// the wall clock of s.now without reading the clock again: the deadline header
+	// (plan) costs an add per request. Refreshed every tick, so a stepped wall clock
+	// shows within 10 ms.
+	wallOffset int64
 
 	closing bool // shutdown: accept nothing new
 	ticking bool // in tick(): flush whatever waits, coalescing or not
@@ -100,6 +105,7 @@ type dest struct {
 	trial    bool // breaker half-open: every answer is reported to the controller
 	removed  bool // a tombstone in the View: its connections close once they have nothing in flight
 	dirty    bool
+	win      window // the adaptive bound on packets in flight (window.go)
 	// gen counts the addresses this id has had: the controller may give a
 	// tombstone's id to another URL (reclaimableLocked), and a dial begun for the
 	// old address is dropped when it lands (upstream.dialGen).
@@ -132,6 +138,7 @@ func newShard(srv *Server, idx int, loop gnet.EventLoop) *shard {
 	}
 	s.closing = srv.closing.Load()
 	s.now = nanotime()
+	s.wallOffset = time.Now().UnixNano() - s.now
 	s.holdFrom = -1
 	if srv.spool != nil {
 		s.log = srv.newLog(s)
@@ -217,6 +224,7 @@ func (s *shard) readdress(d *dest, m *sched.Member) {
 	spec, _ := analyzerURL(m.URL) // the controller took only URLs that parse
 	d.addr, d.host, d.name = m.Addr, spec.Host, m.Name
 	d.gen++
+	d.win = window{} // another analyzer: its window starts afresh
 	for _, u := range d.conns {
 		u.backoff, u.redialAt = 0, 0
 		if u.state == connOpen {
@@ -370,21 +378,22 @@ func (s *shard) accept(body []byte, msgs int) acceptResult {
 	}
 	// The packet takes its place in INGEST_BUFFER_SIZE first, with an add that no
 	// other loop can race past, and gives it back if it is refused below.
-	if !s.srv.budget.reserve() {
+	if !s.srv.budget.reserve(len(body)) {
 		return acceptFull
 	}
 	if s.cred.Eligible() == 0 {
-		s.srv.budget.unreserve()
+		s.srv.budget.unreserve(len(body))
 		return acceptNoAnalyzer
 	}
 	s.refreshFull()
 	a := s.route(msgs) // affinity.go
 	if a < 0 {
-		s.srv.budget.unreserve()
+		s.srv.budget.unreserve(len(body))
 		return acceptQueueFull
 	}
 	d := s.dests[a]
 	p := s.newParcel(body, msgs)
+	s.srv.budget.grew(cap(p.body.B) - len(body)) // MAX_BUFFER_BYTES counts the pooled buffer's capacity
 	d.st.RoutedPackets++
 	d.st.RoutedMessages += int64(msgs)
 	s.enqueue(p, d, false)
@@ -426,7 +435,7 @@ func (s *shard) settle(p *parcel, d *dest) {
 	s.release(p, d, heldInFlight)
 	d.st.DeliveredPackets++
 	d.st.DeliveredMessages += int64(p.msgs)
-	s.srv.budget.unreserve()
+	s.srv.budget.unreserve(cap(p.body.B))
 	s.recycle(p)
 }
 
@@ -435,8 +444,14 @@ func (s *shard) settle(p *parcel, d *dest) {
 // when there is none. After SENDER_RETRIES failed re-sends it is dropped, counted
 // and logged.
 func (s *shard) retry(p *parcel, d *dest) {
-	s.release(p, d, heldInFlight)
 	p.attempts++
+	s.resend(p, d)
+}
+
+// resend is retry without spending an attempt, for a packet whose send failed
+// through no fault of its own (see shard.closed).
+func (s *shard) resend(p *parcel, d *dest) {
+	s.release(p, d, heldInFlight)
 	d.st.Retries++
 	if p.attempts > int(s.srv.knobs.senderRetries.Load()) {
 		s.drop(p, d, dropRetries)
@@ -455,7 +470,7 @@ func (s *shard) retry(p *parcel, d *dest) {
 // logged (rate-limited), freed.
 func (s *shard) drop(p *parcel, d *dest, reason dropReason) {
 	d.st.Dropped[reason]++
-	s.srv.budget.unreserve()
+	s.srv.budget.unreserve(cap(p.body.B))
 	s.srv.logDrop(d.name, reason.String(), p)
 	s.recycle(p)
 }
@@ -492,6 +507,7 @@ func (s *shard) tick() {
 	defer func() { s.ticking = false }()
 	s.ticks++
 	s.now = nanotime()
+	s.wallOffset = time.Now().UnixNano() - s.now
 	s.sync()
 	timeout := int64(s.srv.cfg.SenderTimeout)
 	for _, d := range s.dests {

@@ -80,10 +80,22 @@ func TestShardLingerFill(t *testing.T) {
 					t.Fatalf("one short of a batch: wrote %d bytes, armed %v, wake %d; want all lingering and the timer started", c.wrote.Len(), s.lingerArmed, len(s.lingerWake))
 				}
 				want = append(want, packetBody("b-7", 1))
+				before := time.Now().UnixMilli()
+				s.now = nanotime() // as the event that reads the request sets it
 				offer(s, "b-7", 1)
+				after := time.Now().UnixMilli()
 				written := append([]byte(nil), c.wrote.Bytes()...)
-				if exp := codec.AppendBatchRequest(nil, d.host, want); !bytes.Equal(written, exp) {
-					t.Fatalf("the full batch on the wire:\n%q\nwant codec.AppendBatchRequest's\n%q", written, exp)
+				// codec.AppendBatchRequest's bytes, with the deadline field in the head:
+				// the send time plus SENDER_TIMEOUT_MS.
+				dl := deadlineOf(t, written)
+				timeout := s.srv.cfg.SenderTimeout.Milliseconds()
+				if dl < before+timeout || dl > after+timeout {
+					t.Fatalf("deadline %d, want between %d and %d (send time + SENDER_TIMEOUT_MS)", dl, before+timeout, after+timeout)
+				}
+				plain := codec.AppendBatchRequest(nil, d.host, want)
+				body := plain[len(codec.AppendBatchHead(nil, d.host, codec.BatchBodyLen(want))):]
+				if exp := append(codec.AppendBatchHeadDeadline(nil, d.host, codec.BatchBodyLen(want), dl), body...); !bytes.Equal(written, exp) {
+					t.Fatalf("the full batch on the wire:\n%q\nwant codec.AppendBatchRequest's with the deadline\n%q", written, exp)
 				}
 				paths, bodies := requests(t, c)
 				if len(paths) != 1 || paths[0] != codec.BatchPath || len(bodies[0]) != codec.BatchBodyLen(want) {
@@ -376,4 +388,99 @@ func TestTrialIsDecidedWhenSent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// deadlineOf is the X-Sluice-Deadline of the first request in wire.
+func deadlineOf(t testing.TB, wire []byte) int64 {
+	t.Helper()
+	var p codec.Parser
+	p.Init(codec.Limits{})
+	var r codec.Request
+	if _, err := p.Parse(wire, &r); err != nil {
+		t.Fatalf("parse %q: %v", wire, err)
+	}
+	ms, ok := codec.ParseDeadline(r.Deadline)
+	if !ok {
+		t.Fatalf("no %s in %q", codec.DeadlineHeader, wire)
+	}
+	return ms
+}
+
+// A connection that times out fails every request on it, but only the oldest has
+// had SENDER_TIMEOUT_MS of its own: a request written behind it recently goes back
+// without spending an attempt. With no retries left, the old one is dropped and the
+// young one is sent again and delivered. (Before: both spent an attempt, and with
+// every analyzer stalled packets bounced between stalled connections until they
+// were dropped, before the breakers opened; make chaos, "memory".)
+func TestTimeoutSparesYoungRequests(t *testing.T) {
+	s := testShard(t, 1, func(c *Config) {
+		c.SenderRetries = 0
+		c.BatchLinger = 0
+		c.UpstreamConns = 1
+		c.MaxFailures = 100
+	})
+	c := open(s)[0][0]
+	d := s.dests[0]
+	u := d.conns[0]
+	timeout := int64(s.srv.cfg.SenderTimeout)
+	t0 := nanotime()
+	s.now = t0
+	offer(s, "old", 1)
+	s.now = t0 + timeout - int64(time.Millisecond)
+	s.ticking = true // a busy connection takes one more packet only on the tick (coalescing)
+	offer(s, "young", 1)
+	s.ticking = false
+	if paths, _ := requests(t, c); len(paths) != 2 || u.flights.len() != 2 {
+		t.Fatalf("%d requests written, %d in flight; want both on the one connection", len(paths), u.flights.len())
+	}
+	s.now = t0 + timeout + int64(time.Millisecond)
+	if !u.stalled(s.now, timeout) {
+		t.Fatal("the connection is not stalled past the oldest request's deadline")
+	}
+	u.fail(failTimeout)
+	st := &s.stats.Dests[0]
+	if st.Dropped[dropRetries] != 1 || st.Queued != 1 {
+		t.Fatalf("dropped %d queued %d: want the old request dropped (no retries left) and the young one queued again", st.Dropped[dropRetries], st.Queued)
+	}
+	c2 := open(s)[0][0]
+	s.flush(d)
+	paths, bodies := requests(t, c2)
+	if len(paths) != 1 || !bytes.Contains(bodies[0], []byte(`"young"`)) {
+		t.Fatalf("re-sent %q", bodies)
+	}
+	answer(s, c2, 1, 200)
+	if st.DeliveredPackets != 1 {
+		t.Fatalf("delivered %d, want the young packet", st.DeliveredPackets)
+	}
+	shardInvariant(t, s)
+}
+
+// Once the analyzer's breaker has taken it out, a timeout spends no attempt even
+// of the oldest request: the analyzer is known to be stalled (with every analyzer
+// frozen, their connections time out one after another and used to exhaust the
+// packets' retries; make chaos, "memory").
+func TestTimeoutOfOpenAnalyzerSpendsNoAttempt(t *testing.T) {
+	s := testShard(t, 1, func(c *Config) {
+		c.SenderRetries = 0
+		c.BatchLinger = 0
+		c.UpstreamConns = 1
+		c.MaxFailures = 100
+	})
+	open(s)
+	d := s.dests[0]
+	u := d.conns[0]
+	t0 := nanotime()
+	s.now = t0
+	offer(s, "old", 1)
+	if u.flights.len() != 1 {
+		t.Fatal("nothing in flight")
+	}
+	d.eligible = false // the breaker opened (shard.sync applies the View)
+	s.now = t0 + 2*int64(s.srv.cfg.SenderTimeout)
+	u.fail(failTimeout)
+	st := &s.stats.Dests[0]
+	if st.Dropped[dropRetries] != 0 || st.Queued != 1 {
+		t.Fatalf("dropped %d queued %d: want the packet queued again, its attempt not spent", st.Dropped[dropRetries], st.Queued)
+	}
+	shardInvariant(t, s)
 }

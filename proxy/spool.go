@@ -464,7 +464,7 @@ func (s *Server) quiesceSpool() {
 // settling its record: it is delivered by the next start on the same SPOOL_DIR.
 func (s *shard) leave(p *parcel, d *dest) {
 	d.st.LeftInSpool++
-	s.srv.budget.unreserve()
+	s.srv.budget.unreserve(cap(p.body.B))
 	p.ref = spool.Ref{}
 	s.recycle(p)
 }
@@ -506,6 +506,7 @@ func (s *shard) requeue(body []byte, msgs int, ref spool.Ref) {
 	}
 	d := s.dests[a]
 	p := s.newParcel(body, msgs)
+	s.srv.budget.grew(cap(p.body.B)) // its bytes count in MAX_BUFFER_BYTES too, past it like its place
 	p.ref = ref
 	d.st.RoutedPackets++
 	d.st.RoutedMessages += int64(msgs)

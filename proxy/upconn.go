@@ -6,6 +6,7 @@ package proxy
 
 import (
 	"context"
+	"math"
 	"net"
 	"strconv"
 	"time"
@@ -145,6 +146,7 @@ func (s *shard) onResponses(u *upstream, c gnet.Conn) gnet.Action {
 		switch {
 		case status >= 200 && status < 300:
 			s.observeUpstream(d, s.now-f.sent)
+			s.windowAnswered(d, f.n, s.now-f.sent)
 			for k := 0; k < f.n; k++ {
 				s.settle(u.parcels.pop(), d)
 			}
@@ -240,10 +242,32 @@ func (s *shard) closed(u *upstream, err error) {
 		s.failure(d, u.trialInFlight())
 		s.srv.logUpstream(d.name, "connection lost", err)
 	}
+	// A connection timed out because its oldest request went unanswered for
+	// SENDER_TIMEOUT_MS; requests written behind it more recently have not had
+	// their own deadline. They go back without spending an attempt: with every
+	// analyzer stalled, packets bounced from one stalled connection to the next
+	// spent their 1 + SENDER_RETRIES attempts within a few ticks and were dropped
+	// before the breakers opened (make chaos, "memory"). Nor does a timeout spend
+	// one once the analyzer's breaker has taken it out (d no longer eligible): the
+	// analyzer is known to be stalled, the packet is not at fault, and with every
+	// analyzer frozen for seconds the connections still open time out one after
+	// another. The failure itself is charged to the breaker once per connection
+	// (markFailed), so such packets bounce no longer than the breakers take to open.
+	young := int64(math.MaxInt64) // sent after this: not charged an attempt
+	if u.failed == failTimeout {
+		young = s.now - int64(s.srv.cfg.SenderTimeout)
+		if !d.eligible {
+			young = math.MinInt64
+		}
+	}
 	for u.flights.len() > 0 {
 		f := u.flights.pop()
 		for k := 0; k < f.n; k++ {
-			s.retry(u.parcels.pop(), d)
+			if f.sent > young {
+				s.resend(u.parcels.pop(), d)
+			} else {
+				s.retry(u.parcels.pop(), d)
+			}
 		}
 	}
 	u.c, u.state, u.closing, u.failed = nil, connIdle, false, failNone
@@ -252,4 +276,7 @@ func (s *shard) closed(u *upstream, err error) {
 
 // failure counts one failure against d; MAX_FAILURES in a row, counted across
 // all loops, trip the analyzer's breaker, and one trial failure reopens it.
-func (s *shard) failure(d *dest, trial bool) { s.srv.ctl.failed(d.id, trial) }
+func (s *shard) failure(d *dest, trial bool) {
+	s.windowFailed(d)
+	s.srv.ctl.failed(d.id, trial)
+}
