@@ -106,6 +106,10 @@ type dest struct {
 	removed  bool // a tombstone in the View: its connections close once they have nothing in flight
 	dirty    bool
 	win      window // the adaptive bound on packets in flight (window.go)
+	// answered is the nanotime of the last answer (any status) on any of d's
+	// connections on this loop: a timed-out request spends its packet an attempt
+	// only when the analyzer answered something after it was sent (shard.closed).
+	answered int64
 	// gen counts the addresses this id has had: the controller may give a
 	// tombstone's id to another URL (reclaimableLocked), and a dial begun for the
 	// old address is dropped when it lands (upstream.dialGen).

@@ -437,6 +437,7 @@ func TestTimeoutSparesYoungRequests(t *testing.T) {
 	if !u.stalled(s.now, timeout) {
 		t.Fatal("the connection is not stalled past the oldest request's deadline")
 	}
+	d.answered = t0 + 1 // the analyzer answered on another connection after "old" was sent: alive
 	u.fail(failTimeout)
 	st := &s.stats.Dests[0]
 	if st.Dropped[dropRetries] != 1 || st.Queued != 1 {
@@ -451,6 +452,41 @@ func TestTimeoutSparesYoungRequests(t *testing.T) {
 	answer(s, c2, 1, 200)
 	if st.DeliveredPackets != 1 {
 		t.Fatalf("delivered %d, want the young packet", st.DeliveredPackets)
+	}
+	shardInvariant(t, s)
+}
+
+// A timeout spends no attempt when the analyzer answered nothing, on any
+// connection, since the request was sent: it is stalled, not hung by this packet.
+// With no retries left the packet is queued again, not dropped, and delivered
+// once the analyzer answers.
+func TestTimeoutOfSilentAnalyzerSpendsNoAttempt(t *testing.T) {
+	s := testShard(t, 1, func(c *Config) {
+		c.SenderRetries = 0
+		c.BatchLinger = 0
+		c.UpstreamConns = 1
+		c.MaxFailures = 100
+	})
+	open(s)
+	d := s.dests[0]
+	u := d.conns[0]
+	t0 := nanotime()
+	s.now = t0
+	offer(s, "old", 1)
+	if u.flights.len() != 1 {
+		t.Fatal("nothing in flight")
+	}
+	s.now = t0 + 2*int64(s.srv.cfg.SenderTimeout)
+	u.fail(failTimeout)
+	st := &s.stats.Dests[0]
+	if st.Dropped[dropRetries] != 0 || st.Queued != 1 || d.outbox.peek().attempts != 0 {
+		t.Fatalf("dropped %d queued %d: want the packet queued again, its attempt not spent", st.Dropped[dropRetries], st.Queued)
+	}
+	c2 := open(s)[0][0]
+	s.flush(d)
+	answer(s, c2, 1, 200)
+	if st.DeliveredPackets != 1 {
+		t.Fatalf("delivered %d, want the packet", st.DeliveredPackets)
 	}
 	shardInvariant(t, s)
 }

@@ -140,7 +140,7 @@ func (s *shard) onResponses(u *upstream, c gnet.Conn) gnet.Action {
 			break
 		}
 		off += n
-		u.progress = s.now
+		u.progress, d.answered = s.now, s.now
 		f := u.flights.pop()
 		status := u.resp.Status
 		switch {
@@ -253,8 +253,16 @@ func (s *shard) closed(u *upstream, err error) {
 	// analyzer frozen for seconds the connections still open time out one after
 	// another. The failure itself is charged to the breaker once per connection
 	// (markFailed), so such packets bounce no longer than the breakers take to open.
+	// Nor, last, does a timeout spend one when the analyzer has answered nothing
+	// on any connection since the request was sent: it is stalled (frozen,
+	// partitioned), which is its breaker's business, not the packet's; before its
+	// breaker opened, a packet could meet four such timeouts in a few hundred ms
+	// and be dropped (make chaos, "memory"). A timeout does spend one when the
+	// analyzer answered other requests meanwhile: this one alone hangs it, and
+	// SENDER_RETRIES bounds how often a packet may do that.
+	timeout := u.failed == failTimeout
 	young := int64(math.MaxInt64) // sent after this: not charged an attempt
-	if u.failed == failTimeout {
+	if timeout {
 		young = s.now - int64(s.srv.cfg.SenderTimeout)
 		if !d.eligible {
 			young = math.MinInt64
@@ -262,8 +270,9 @@ func (s *shard) closed(u *upstream, err error) {
 	}
 	for u.flights.len() > 0 {
 		f := u.flights.pop()
+		spare := f.sent > young || (timeout && d.answered <= f.sent)
 		for k := 0; k < f.n; k++ {
-			if f.sent > young {
+			if spare {
 				s.resend(u.parcels.pop(), d)
 			} else {
 				s.retry(u.parcels.pop(), d)
