@@ -148,6 +148,11 @@ func (s *shard) expire() {
 			if in.last != in.opened { // it sent part of a request
 				s.stats.Rejected[rejectProtocol]++
 				_, _ = in.c.Write(s.answerError(s.out[:0], 408, "request timeout", false, ""))
+				// A slow client may still be sending its body: closing now would
+				// reset the connection under the 408 (lingerclose.go).
+				if s.linger(in, in.c) {
+					continue
+				}
 			}
 			_ = s.loop.Close(in.c) // removes it from s.ingresses: look at slot i again
 			i--

@@ -169,3 +169,39 @@ func TestLingeringCloseAtOpen(t *testing.T) {
 		t.Fatalf("127.0.0.2 counted with %d connections, want 1", n)
 	}
 }
+
+// A client too slow to finish its request within REQUEST_TIMEOUT_SEC, still
+// sending when it is timed out, and that reads only once it has written its whole
+// request (as most clients do), reads the 408: the connection closes lingering,
+// as after a refusal, so its writes are drained, not reset under the answer.
+func TestLingeringCloseAfterRequestTimeout(t *testing.T) {
+	f := newFakeAnalyzer(t, false)
+	srv := startDistributor(t, f.url()+"=1", func(c *Config) { c.RequestTimeout = 300 * time.Millisecond })
+	c := dialFrom(t, "127.0.0.1", srv.Addr())
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	const size = 512 << 10
+	head := "POST /ingest HTTP/1.1\r\nHost: sluice\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n"
+	if _, err := c.Write([]byte(head)); err != nil {
+		t.Fatal(err)
+	}
+	// The slow part: 1 KiB every 10 ms for 1.5 s, past the timeout (checked once
+	// a second); then the rest of the body at once, then the read.
+	chunk := bytes.Repeat([]byte(" "), 1<<10)
+	sent := 0
+	for start := time.Now(); time.Since(start) < 1500*time.Millisecond; sent += len(chunk) {
+		if _, err := c.Write(chunk); err != nil {
+			t.Fatalf("slow write after %d bytes: %v", sent, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := c.Write(bytes.Repeat([]byte(" "), size-sent)); err != nil {
+		t.Fatalf("the rest of the body: %v (reset instead of a lingering close)", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != 408 {
+		t.Fatalf("a slow request past REQUEST_TIMEOUT_SEC: %v %v, want to read the 408", resp, err)
+	}
+	if srv.Snapshot().Closed[closeRequestTimeout] != 1 {
+		t.Fatalf("closed %v, want one request_timeout", srv.Snapshot().Closed)
+	}
+}
