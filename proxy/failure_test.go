@@ -235,7 +235,14 @@ func blackhole(t *testing.T, addr string) {
 // first: one that never answered its first probe gets no traffic at all.
 func TestBlackholedAnalyzer(t *testing.T) {
 	fakes := []*fakeAnalyzer{newFakeAnalyzer(t, false), newFakeAnalyzer(t, false), newFakeAnalyzer(t, false)}
-	srv := startDistributor(t, joinAnalyzers(fakes, 0.5, 0.3, 0.2), failureConfig)
+	// MAX_FAILURES 12, not 3: between stop and blackhole the connections close
+	// and redials are refused, and on a loaded machine that gap alone used to
+	// open the breaker before anything was sent into the blackhole (no timeout to
+	// see). The gap costs a few failures; the blackhole's timeouts the rest.
+	srv := startDistributor(t, joinAnalyzers(fakes, 0.5, 0.3, 0.2), func(c *Config) {
+		failureConfig(c)
+		c.MaxFailures = 12
+	})
 	l := startLoad(t, srv, 4, "b-", fixedSize(2))
 	waitFor(t, "traffic to the third analyzer", 10*time.Second, func() bool { return delivered(srv)[2] > 0 })
 	fakes[2].stop()
