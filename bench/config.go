@@ -22,6 +22,7 @@ type Config struct {
 	Nginx           string        // BENCH_NGINX: nginx binary; "" looks on PATH, "off" skips
 	Profile         bool          // BENCH_PROFILE: CPU-profile the distributor in an extra run
 	Spool           bool          // BENCH_SPOOL: also the distributor with SPOOL_DIR (interval and always) and the disk's bare fdatasync
+	Overload        bool          // BENCH_OVERLOAD: also the distributor with each overload mode on (shedding, capacity-aware routing, affinity)
 	Record          bool          // BENCH_RECORD: results and chart default to docs/ instead of bench/out/
 	Results         string        // BENCH_RESULTS: markdown file the run's section is appended to ("off": none)
 	Chart           string        // BENCH_CHART: PNG written with the run's chart ("off": none)
@@ -82,6 +83,7 @@ func envSettings() []envSetting {
 		{"BENCH_NGINX", "", "", "nginx binary; empty: from PATH; off: skip", str(func(c *Config, v string) { c.Nginx = v })},
 		{"BENCH_PROFILE", "1", "", "CPU-profile the distributor in an extra run (0: no)", boolean(func(c *Config, b bool) { c.Profile = b })},
 		{"BENCH_SPOOL", "1", "", "also the distributor with a spool (SPOOL_SYNC=interval and always, in BENCH_WORKDIR) and the disk's bare fdatasync (0: no)", boolean(func(c *Config, b bool) { c.Spool = b })},
+		{"BENCH_OVERLOAD", "1", "", "also the distributor with each overload mode on (SHED_BELOW=ERROR, ROUTING=weighted-capacity, AFFINITY=emitter_id), for their cost per packet against the default (0: no)", boolean(func(c *Config, b bool) { c.Overload = b })},
 		// A run leaves the tree clean unless it is meant for the record: the
 		// committed results and chart in docs/ change only with BENCH_RECORD=1.
 		{"BENCH_RECORD", "0", "", "1: record the run in docs/ (results and chart defaults below)", boolean(func(c *Config, b bool) { c.Record = b })},

@@ -37,6 +37,9 @@ var Labels = map[string]string{
 	TargetSluicePlain:   "sluice → plain analyzers",
 	TargetSpoolInterval: "sluice → batch analyzers, SPOOL_SYNC=interval",
 	TargetSpoolAlways:   "sluice → batch analyzers, SPOOL_SYNC=always",
+	TargetShed:          "sluice → batch analyzers, SHED_BELOW=ERROR",
+	TargetCapacity:      "sluice → batch analyzers, ROUTING=weighted-capacity",
+	TargetAffinity:      "sluice → batch analyzers, AFFINITY=emitter_id",
 }
 
 // Target names.
@@ -48,6 +51,10 @@ const (
 	// The distributor of TargetSluice with a spool (SPOOL_DIR), in each sync mode.
 	TargetSpoolInterval = "spool-interval"
 	TargetSpoolAlways   = "spool-always"
+	// The distributor of TargetSluice with one overload mode on (overload.go).
+	TargetShed     = "sluice-shed"
+	TargetCapacity = "sluice-capacity"
+	TargetAffinity = "sluice-affinity"
 )
 
 // fullLoadHeader are the columns of the full-load table.

@@ -173,7 +173,8 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 
 	for _, d := range drivers {
 		for _, pair := range [][2]string{{TargetSluice, TargetCeiling}, {TargetSluice, TargetNginx}, {TargetSluicePlain, TargetNginx},
-			{TargetSpoolInterval, TargetSluice}, {TargetSpoolAlways, TargetSluice}} {
+			{TargetSpoolInterval, TargetSluice}, {TargetSpoolAlways, TargetSluice},
+			{TargetShed, TargetSluice}, {TargetCapacity, TargetSluice}, {TargetAffinity, TargetSluice}} {
 			if r, ok := RoundRatios(samples, d.Name(), pair[0], pair[1]); ok {
 				rep.Ratios = append(rep.Ratios, r)
 			}
@@ -382,6 +383,15 @@ func (h *harness) start(ctx context.Context) ([]*target, []Driver, error) {
 		targets = append(targets, spooled...)
 	} else {
 		h.skipped = append(h.skipped, "the spool rows (BENCH_SPOOL=0)")
+	}
+	if cfg.Overload {
+		modes, err := h.startOverloadTargets(ctx, batch)
+		if err != nil {
+			return nil, nil, err
+		}
+		targets = append(targets, modes...)
+	} else {
+		h.skipped = append(h.skipped, "the overload-mode rows (BENCH_OVERLOAD=0)")
 	}
 	if nginxPath != "" {
 		ngx, err := h.startNginx(ctx, nginxPath, base+portNginx, batch)
