@@ -456,67 +456,67 @@ func TestTimeoutSparesYoungRequests(t *testing.T) {
 	shardInvariant(t, s)
 }
 
-// A timeout spends no attempt when the analyzer answered nothing, on any
-// connection, since the request was sent: it is stalled, not hung by this packet.
-// With no retries left the packet is queued again, not dropped, and delivered
-// once the analyzer answers.
-func TestTimeoutOfSilentAnalyzerSpendsNoAttempt(t *testing.T) {
-	s := testShard(t, 1, func(c *Config) {
-		c.SenderRetries = 0
-		c.BatchLinger = 0
-		c.UpstreamConns = 1
-		c.MaxFailures = 100
-	})
-	open(s)
-	d := s.dests[0]
-	u := d.conns[0]
-	t0 := nanotime()
-	s.now = t0
-	offer(s, "old", 1)
-	if u.flights.len() != 1 {
-		t.Fatal("nothing in flight")
+// Whether a timed-out request that had SENDER_TIMEOUT_MS of its own spends its
+// packet an attempt. It does only when the analyzer is in rotation and answered
+// something (on any connection) after the request was sent: it is alive and this
+// request alone hangs it. An analyzer that answered nothing since is stalled, and
+// one whose breaker took it out is known to be: neither is the packet's fault
+// (with every analyzer frozen, their connections used to time out one after
+// another and exhaust the packets' retries before the breakers opened; make
+// chaos, "memory"). With no retries left, a spent attempt drops the packet; a
+// spared one is queued again and delivered once the analyzer answers.
+func TestTimeoutSpendsAnAttemptOnlyOnALiveAnalyzer(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		answered bool // the analyzer answered something after the request was sent
+		eligible bool // its breaker still has it in rotation
+		spent    bool
+	}{
+		{"silent analyzer", false, true, false},
+		{"live analyzer", true, true, true},
+		{"live analyzer taken out by its breaker", true, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testShard(t, 1, func(c *Config) {
+				c.SenderRetries = 0
+				c.BatchLinger = 0
+				c.UpstreamConns = 1
+				c.MaxFailures = 100
+			})
+			open(s)
+			d := s.dests[0]
+			u := d.conns[0]
+			t0 := nanotime()
+			s.now = t0
+			offer(s, "old", 1)
+			if u.flights.len() != 1 {
+				t.Fatal("nothing in flight")
+			}
+			if tc.answered {
+				d.answered = t0 + 1 // an answer on another connection after "old" was sent
+			}
+			d.eligible = tc.eligible // as shard.sync applies the breaker's View
+			s.now = t0 + 2*int64(s.srv.cfg.SenderTimeout)
+			u.fail(failTimeout)
+			st := &s.stats.Dests[0]
+			if tc.spent {
+				if st.Dropped[dropRetries] != 1 || st.Queued != 0 {
+					t.Fatalf("dropped %d queued %d: want the packet dropped (its one attempt spent)", st.Dropped[dropRetries], st.Queued)
+				}
+				shardInvariant(t, s)
+				return
+			}
+			if st.Dropped[dropRetries] != 0 || st.Queued != 1 || d.outbox.peek().attempts != 0 {
+				t.Fatalf("dropped %d queued %d: want the packet queued again, its attempt not spent", st.Dropped[dropRetries], st.Queued)
+			}
+			d.eligible = true
+			c2 := open(s)[0][0]
+			s.flush(d)
+			answer(s, c2, 1, 200)
+			if st.DeliveredPackets != 1 {
+				t.Fatalf("delivered %d, want the packet", st.DeliveredPackets)
+			}
+			shardInvariant(t, s)
+		})
 	}
-	s.now = t0 + 2*int64(s.srv.cfg.SenderTimeout)
-	u.fail(failTimeout)
-	st := &s.stats.Dests[0]
-	if st.Dropped[dropRetries] != 0 || st.Queued != 1 || d.outbox.peek().attempts != 0 {
-		t.Fatalf("dropped %d queued %d: want the packet queued again, its attempt not spent", st.Dropped[dropRetries], st.Queued)
-	}
-	c2 := open(s)[0][0]
-	s.flush(d)
-	answer(s, c2, 1, 200)
-	if st.DeliveredPackets != 1 {
-		t.Fatalf("delivered %d, want the packet", st.DeliveredPackets)
-	}
-	shardInvariant(t, s)
-}
-
-// Once the analyzer's breaker has taken it out, a timeout spends no attempt even
-// of the oldest request: the analyzer is known to be stalled (with every analyzer
-// frozen, their connections time out one after another and used to exhaust the
-// packets' retries; make chaos, "memory").
-func TestTimeoutOfOpenAnalyzerSpendsNoAttempt(t *testing.T) {
-	s := testShard(t, 1, func(c *Config) {
-		c.SenderRetries = 0
-		c.BatchLinger = 0
-		c.UpstreamConns = 1
-		c.MaxFailures = 100
-	})
-	open(s)
-	d := s.dests[0]
-	u := d.conns[0]
-	t0 := nanotime()
-	s.now = t0
-	offer(s, "old", 1)
-	if u.flights.len() != 1 {
-		t.Fatal("nothing in flight")
-	}
-	d.eligible = false // the breaker opened (shard.sync applies the View)
-	s.now = t0 + 2*int64(s.srv.cfg.SenderTimeout)
-	u.fail(failTimeout)
-	st := &s.stats.Dests[0]
-	if st.Dropped[dropRetries] != 0 || st.Queued != 1 {
-		t.Fatalf("dropped %d queued %d: want the packet queued again, its attempt not spent", st.Dropped[dropRetries], st.Queued)
-	}
-	shardInvariant(t, s)
 }
