@@ -386,21 +386,7 @@ func leave() error {
 	r1After, _ := metric(1, "distributor_total_packets_total")
 	r1Dropped, _ := metric(1, "distributor_dropped_total")
 
-	delivered := map[string]int{}
-	for _, a := range ans {
-		for id, n := range a.IDs() {
-			delivered[id] += n
-		}
-	}
-	missing, dup := 0, 0
-	for id := range accepted {
-		switch n := delivered[id]; {
-		case n == 0:
-			missing++
-		case n > 1:
-			dup++
-		}
-	}
+	delivered, missing, dup := tally(accepted, ans)
 	fmt.Printf("two replicas (LOOPS=1) behind HAProxy, emitter -rate 0 -concurrency %d for %v, replica 2 sent SIGTERM at %v\n",
 		*concurrency, *duration, *duration/3)
 	fmt.Printf("emitter: sent %d packets, accepted (202) %d, 503 answers %d, connection errors/other %d, re-sends %d, gave up %d, unfinished %d\n",
@@ -519,21 +505,7 @@ func die() error {
 	if err != nil {
 		return err
 	}
-	delivered := map[string]int{}
-	for _, a := range ans {
-		for id, n := range a.IDs() {
-			delivered[id] += n
-		}
-	}
-	missing, dup := 0, 0
-	for id := range accepted {
-		switch n := delivered[id]; {
-		case n == 0:
-			missing++
-		case n > 1:
-			dup++
-		}
-	}
+	delivered, missing, dup := tally(accepted, ans)
 	fmt.Printf("two replicas (LOOPS=1, SPOOL_DIR each, SPOOL_SYNC=always) behind HAProxy, emitter -rate 0 -concurrency %d for %v, replica 2 killed (SIGKILL) at %v holding %.0f packets, restarted 1 s later\n",
 		*concurrency, *duration, *duration/3, held)
 	fmt.Printf("emitter: sent %d packets, accepted (202) %d, 503 answers %d, connection errors/other %d, re-sends %d, gave up %d, unfinished %d\n",
@@ -706,6 +678,26 @@ func analyzerConns(pid int) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// tally counts the packets the analyzers received, by packet_id, against those
+// answered 202: the accepted ids none received, and those received more than once.
+func tally(accepted map[string]bool, ans []*analyzer.Analyzer) (delivered map[string]int, missing, dup int) {
+	delivered = map[string]int{}
+	for _, a := range ans {
+		for id, n := range a.IDs() {
+			delivered[id] += n
+		}
+	}
+	for id := range accepted {
+		switch n := delivered[id]; {
+		case n == 0:
+			missing++
+		case n > 1:
+			dup++
+		}
+	}
+	return delivered, missing, dup
 }
 
 func median(v []float64) float64 {
