@@ -11,6 +11,16 @@ import (
 // and float64 overflow, which encoding/json lets through; no allocation. packet.go walks
 // the packet's own objects with it; everything else is skipped by jsonSkipValue.
 
+// jsonMemberKey reads an object member's key (a checked string) and its colon at
+// i, and returns where the member's value starts.
+func jsonMemberKey(b []byte, i int) (int, error) {
+	next, err := jsonScanKeyString(b, i)
+	if err != nil {
+		return 0, err
+	}
+	return jsonColon(b, next)
+}
+
 // jsonColon expects optional whitespace, ':' and optional whitespace at b[i] and
 // returns the index of the value after them.
 func jsonColon(b []byte, i int) (int, error) {
@@ -299,11 +309,8 @@ func jsonSkipContainer(b []byte, i, maxDepth int) (int, error) {
 			i = jsonSkipSpace(b, i+1)
 			if c := byteAt(b, i); c != '}' && c != ']' {
 				if inObject {
-					next, err := jsonScanKeyString(b, i)
-					if err != nil {
-						return 0, err
-					}
-					if i, err = jsonColon(b, next); err != nil {
+					var err error
+					if i, err = jsonMemberKey(b, i); err != nil {
 						return 0, err
 					}
 				}
@@ -323,11 +330,8 @@ func jsonSkipContainer(b []byte, i, maxDepth int) (int, error) {
 			if c == ',' {
 				i = jsonSkipSpace(b, i+1)
 				if inObject {
-					next, err := jsonScanKeyString(b, i)
-					if err != nil {
-						return 0, err
-					}
-					if i, err = jsonColon(b, next); err != nil {
+					var err error
+					if i, err = jsonMemberKey(b, i); err != nil {
 						return 0, err
 					}
 				}

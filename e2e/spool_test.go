@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -74,11 +75,7 @@ func startSpoolAnalyzer(t *testing.T) *spoolAnalyzer {
 func (a *spoolAnalyzer) received() map[string]int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make(map[string]int, len(a.ids))
-	for k, v := range a.ids {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(a.ids)
 }
 
 // spoolRig is a distributor binary on one SPOOL_DIR, restarted at will, and its
