@@ -137,9 +137,10 @@ func init() {
 	}
 }
 
-// SpoolJSON is the spool in /metrics-json.
+// SpoolJSON is the spool in /metrics-json. Not its directory: /metrics-json is
+// also served on the ingest port, and where the spool lives is configuration,
+// which only the admin API's config dump shows.
 type SpoolJSON struct {
-	Dir              string `json:"dir"`
 	Sync             string `json:"sync"`
 	Bytes            int64  `json:"bytes"`
 	MaxBytes         int64  `json:"max_bytes"`
@@ -163,7 +164,7 @@ func (s *Server) spoolJSON(st *Stats) *SpoolJSON {
 	sp := s.spool.Stats()
 	tot := st.Total()
 	return &SpoolJSON{
-		Dir: s.cfg.SpoolDir, Sync: s.cfg.SpoolSync.String(),
+		Sync:  s.cfg.SpoolSync.String(),
 		Bytes: sp.Bytes, MaxBytes: s.cfg.SpoolMaxBytes, Segments: sp.Segments, PendingRecords: sp.Pending,
 		Syncs: sp.Syncs, SyncedRecords: sp.SyncedRecords, ReplayedPackets: st.SpoolReplayed,
 		RecoveredRecords: sp.Recovered, CorruptRecords: sp.CorruptRecords + st.SpoolInvalid,

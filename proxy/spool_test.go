@@ -37,7 +37,8 @@ func TestSpoolDeliversAndSettles(t *testing.T) {
 	for _, mode := range []spool.SyncMode{spool.SyncAlways, spool.SyncInterval} {
 		t.Run(mode.String(), func(t *testing.T) {
 			fa := newFakeAnalyzer(t, true)
-			srv := startDistributor(t, fa.url()+"=1", spoolConfig(t.TempDir(), mode))
+			dir := t.TempDir()
+			srv := startDistributor(t, fa.url()+"=1", spoolConfig(dir, mode))
 			snd := newSender(ingestURL(srv), 8)
 			const n = 400
 			done := make(chan struct{})
@@ -68,6 +69,17 @@ func TestSpoolDeliversAndSettles(t *testing.T) {
 			j := srv.MetricsJSON().Spool
 			if j == nil || j.Sync != mode.String() || j.SyncedRecords != st.SyncedRecords {
 				t.Fatalf("/metrics-json spool = %+v", j)
+			}
+			// The ingest port serves /metrics-json to anyone: it tells the spool's
+			// numbers, not where it lives.
+			resp, err := http.Get(ingestURL(srv) + "/metrics-json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if !strings.Contains(string(body), `"spool"`) || strings.Contains(string(body), dir) {
+				t.Fatalf("/metrics-json on the ingest port: want the spool's numbers without its directory %s, got %s", dir, body)
 			}
 		})
 	}
